@@ -1,0 +1,201 @@
+// The reverse-mode engine: Tensor::backward() walks the recorded graph from the output back to
+// the leaves, in topological order, summing the gradients that reach a node along several paths.
+#include <deque>
+#include <unordered_map>
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/registry.h"
+
+namespace megagrad {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+
+// The accumulator of a leaf: one per leaf, shared by every op that uses it, so that the engine
+// sums all of the leaf's gradients before adding them to .grad.
+std::shared_ptr<Node> accumulator_of(const Tensor& leaf) {
+  TensorImpl& impl = leaf.impl();
+  if (!impl.grad_accumulator) {
+    auto node = std::make_shared<Node>();
+    node->op = "accumulate_grad";
+    node->leaf = leaf.impl_ptr();
+    node->output_shape = impl.shape;
+    impl.grad_accumulator = node;
+  }
+  return impl.grad_accumulator;
+}
+
+// Adds g into leaf.grad. The first gradient is copied, so that .grad never aliases a tensor the
+// graph or the user still holds.
+void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
+  no_grad guard;
+  Tensor gc = g.dtype() == leaf.dtype ? g : g.to(leaf.dtype);
+  if (!leaf.grad) {
+    leaf.grad = gc.clone().impl_ptr();
+  } else {
+    Tensor(leaf.grad).add_(gc);
+  }
+}
+}  // namespace
+
+bool GradMode::is_enabled() { return t_grad_enabled; }
+void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
+
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> stack;
+  auto take_unique = [&](std::vector<std::shared_ptr<Node>>& edges) {
+    for (auto& e : edges)
+      if (e && e.use_count() == 1) stack.push_back(std::move(e));
+  };
+  take_unique(next);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    take_unique(n->next);
+    // n dies here with its unique children already moved out: no recursion.
+  }
+}
+
+bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad() && GradMode::is_enabled(); }
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(std::string_view op, const std::vector<Tensor>& inputs, Tensor& output,
+            BackwardFn backward) {
+  if (!is_registered_op(op))
+    fail("record", "op '{}' is not in the op registry (autograd/registry.cpp)", op);
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->backward = std::move(backward);
+  node->output_shape = output.shape();
+  for (const Tensor& in : inputs) {
+    std::shared_ptr<Node> edge;
+    if (in.defined() && in.requires_grad())
+      edge = in.grad_fn() ? in.grad_fn() : accumulator_of(in);
+    node->next.push_back(std::move(edge));
+    node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
+    node->input_dtypes.push_back(in.defined() ? in.dtype() : DType::Float32);
+  }
+  TensorImpl& o = output.impl();
+  o.requires_grad = true;
+  o.grad_fn = std::move(node);
+}
+
+void Tensor::backward(const Tensor& grad, bool retain_graph) const {
+  MG_CHECK(requires_grad(), "backward",
+           "tensor {} does not require grad and has no grad_fn", desc());
+  Tensor g0 = grad;
+  if (!g0.defined()) {
+    MG_CHECK(numel() == 1, "backward",
+             "grad can be implicit only for a one-element output, got {}; pass a gradient", desc());
+    g0 = Tensor::ones(shape(), dtype(), device());
+  }
+  MG_CHECK(g0.shape() == shape(), "backward", "gradient {} does not match output {}", g0.desc(),
+           desc());
+  no_grad guard;  // gradients are computed without recording (no double backward)
+
+  std::shared_ptr<Node> root = is_leaf() ? accumulator_of(*this) : grad_fn();
+
+  // 1. Find every node reachable from the root and count its incoming edges (iterative DFS).
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack{root.get()};
+  deps[root.get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (auto& e : n->next) {
+      if (!e) continue;
+      auto [it, inserted] = deps.try_emplace(e.get(), 0);
+      ++it->second;
+      if (inserted) stack.push_back(e.get());
+    }
+  }
+
+  // 2. Kahn's algorithm: a node runs once all nodes that feed it a gradient have run.
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.get()] = g0;
+  std::deque<Node*> ready{root.get()};
+  while (!ready.empty()) {
+    Node* n = ready.front();
+    ready.pop_front();
+    Tensor g = std::move(grads[n]);
+    grads.erase(n);
+    if (n->is_accumulator()) {
+      if (auto leaf = n->leaf.lock(); leaf && g.defined()) accumulate_into_leaf(*leaf, g);
+      continue;
+    }
+    std::vector<Tensor> in_grads;
+    if (g.defined()) {
+      if (n->released)
+        fail("backward",
+             "the graph through '{}' was already freed by an earlier backward(); call "
+             "backward(grad, /*retain_graph=*/true) the first time to go through it twice",
+             n->op);
+      in_grads = n->backward(g);
+      MG_CHECK(in_grads.size() == n->next.size(), "backward",
+               "op '{}' returned {} gradients for {} inputs", n->op, in_grads.size(), n->next.size());
+    }
+    if (!retain_graph) {
+      n->backward = nullptr;  // frees the saved tensors
+      n->released = true;
+    }
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      Node* child = n->next[i].get();
+      if (!child) continue;
+      if (i < in_grads.size() && in_grads[i].defined()) {
+        const Tensor& gi = in_grads[i];
+        MG_CHECK(gi.shape() == n->input_shapes[i], "backward",
+                 "op '{}' gave a gradient of shape {} for input {} of shape {}", n->op,
+                 shape_str(gi.shape()), i, shape_str(n->input_shapes[i]));
+        Tensor& acc = grads[child];
+        acc = acc.defined() ? add(acc, gi) : gi;
+      }
+      if (--deps[child] == 0) ready.push_back(child);
+    }
+  }
+}
+
+Tensor& Tensor::requires_grad_(bool value) {
+  MG_CHECK(is_leaf(), "requires_grad_",
+           "only leaves can change requires_grad; use detach() on {}", desc());
+  MG_CHECK(!value || is_floating(dtype()), "requires_grad_",
+           "only float tensors can require grad, got {}", desc());
+  impl().requires_grad = value;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+
+void Tensor::set_grad(const Tensor& g) {
+  MG_CHECK(!g.defined() || g.shape() == shape(), "set_grad", "gradient {} does not match {}",
+           g.desc(), desc());
+  impl().grad = g.defined() ? g.impl_ptr() : nullptr;
+}
+
+void Tensor::zero_grad() { impl().grad = nullptr; }
+
+Tensor Tensor::detach() const {
+  auto d = std::make_shared<TensorImpl>();
+  const TensorImpl& s = impl();
+  d->storage = s.storage;
+  d->shape = s.shape;
+  d->strides = s.strides;
+  d->offset = s.offset;
+  d->dtype = s.dtype;
+  return Tensor(d);
+}
+
+}  // namespace megagrad

@@ -1,0 +1,34 @@
+#include "autograd/gradcheck_cases.h"
+#include "autograd/grad_mode.h"
+
+namespace megagrad {
+
+Tensor gc_input(const Shape& shape, uint64_t seed, double lo, double hi) {
+  Generator g(seed);
+  Tensor t = uniform(shape, lo, hi, DType::Float64, &g);
+  t.requires_grad_();
+  return t;
+}
+
+Tensor gc_input_transposed(const Shape& s, uint64_t seed) {
+  MG_CHECK(s.size() >= 2, "gc_input_transposed", "needs 2+ dims, got {}", shape_str(s));
+  Shape before = s;
+  std::swap(before[0], before[1]);
+  Generator g(seed);
+  Tensor t = uniform(before, -1.0, 1.0, DType::Float64, &g).transpose(0, 1);
+  t.requires_grad_();
+  return t;
+}
+
+std::vector<GradcheckCase> all_gradcheck_cases() {
+  std::vector<GradcheckCase> cases;
+  add_view_cases(cases);
+  add_elementwise_cases(cases);
+  add_reduce_cases(cases);
+  add_linalg_cases(cases);
+  add_nn_cases(cases);
+  add_index_cases(cases);
+  return cases;
+}
+
+}  // namespace megagrad

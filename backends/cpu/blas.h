@@ -1,0 +1,40 @@
+// OpenBLAS: GEMM for matmul/linear, its thread setting, and the fix for Debian's OpenBLAS
+// falling back to a slow generic kernel on CPUs it does not know.
+//
+// We link Debian's libopenblas (the pthread variant, libopenblas0-pthread). Its threads are set
+// by set_num_threads() together with the library's own pool (see core/parallel.h).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace megagrad {
+
+// C[m,n] = alpha * op(A)[m,k] @ op(B)[k,n] + beta * C, row-major, with leading dimensions.
+// trans_a / trans_b select op(X) = X^T, which BLAS reads without a copy.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+          const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+          int64_t ldc);
+
+void blas_set_num_threads(int n);
+int blas_get_num_threads();
+// The OpenBLAS kernel in use, e.g. "SkylakeX", "Haswell", or the slow generic "Prescott".
+std::string blas_core_name();
+std::string blas_config();
+
+// True when OpenBLAS runs a generic kernel although the CPU has AVX2 or AVX-512.
+bool blas_core_is_slow_fallback();
+// The OPENBLAS_CORETYPE that fits this CPU ("SkylakeX" with AVX-512, "Haswell" with AVX2), or "".
+std::string blas_best_core_type();
+
+// For the megagrad programs: call first thing in main(). When OpenBLAS chose a generic kernel on
+// a CPU that has a fast one, re-executes this program with OPENBLAS_CORETYPE set (the variable
+// is read only when libopenblas loads, so setting it later is too late). Does nothing when
+// MEGAGRAD_NO_REEXEC is set or when already re-executed once.
+void fix_openblas_core_or_reexec(int argc, char** argv);
+
+// For library users: warns once on stderr when the kernel is a slow fallback, saying how to fix it.
+void warn_if_slow_openblas_core();
+
+}  // namespace megagrad

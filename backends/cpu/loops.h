@@ -1,0 +1,89 @@
+// Strided loops for the CPU kernels. An op hands over the output shape and, for each operand,
+// its strides over that shape (0 along broadcast dims); for_each_row walks the elements row by
+// row (the innermost dim after merging dims that are laid out back to back) and calls
+//     row(offsets, n, inner_strides)
+// where offsets[k] is operand k's element offset at the row's start. The inner loop a kernel
+// writes over n elements is plain and vectorises when the inner strides are 1.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+#include "core/parallel.h"
+#include "core/shape.h"
+
+namespace megagrad::cpu {
+
+template <size_t K>
+struct RowLayout {
+  Shape shape;                   // merged dims, innermost last; may be empty (scalar)
+  std::array<Strides, K> strides;
+};
+
+// Drops size-1 dims and merges dims i, i+1 whenever every operand has them back to back.
+template <size_t K>
+RowLayout<K> merge_dims(const Shape& shape, const std::array<Strides, K>& strides) {
+  RowLayout<K> out;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1) continue;
+    bool merge = !out.shape.empty();
+    for (size_t k = 0; k < K && merge; ++k)
+      merge = out.strides[k].back() == strides[k][i] * shape[i];
+    if (merge) {
+      out.shape.back() *= shape[i];
+      for (size_t k = 0; k < K; ++k) out.strides[k].back() = strides[k][i];
+    } else {
+      out.shape.push_back(shape[i]);
+      for (size_t k = 0; k < K; ++k) out.strides[k].push_back(strides[k][i]);
+    }
+  }
+  return out;
+}
+
+// Strides of a tensor (shape `from`, strides `st`) broadcast to `to` (right-aligned; 0 on
+// broadcast dims). The shapes must already be broadcast-compatible.
+inline Strides broadcast_strides(const Shape& from, const Strides& st, const Shape& to) {
+  Strides out(to.size(), 0);
+  size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i) out[lead + i] = from[i] == 1 ? 0 : st[i];
+  return out;
+}
+
+template <size_t K, typename Row>
+void for_each_row(const Shape& shape, const std::array<Strides, K>& strides, Row&& row,
+                  int64_t grain = kElementwiseGrain) {
+  RowLayout<K> L = merge_dims<K>(shape, strides);
+  if (numel_of(shape) == 0) return;
+  if (L.shape.empty()) {  // a single element
+    std::array<int64_t, K> off{};
+    std::array<int64_t, K> inner{};
+    row(off, int64_t{1}, inner);
+    return;
+  }
+  const int64_t nd = (int64_t)L.shape.size();
+  const int64_t n = L.shape.back();
+  std::array<int64_t, K> inner;
+  for (size_t k = 0; k < K; ++k) inner[k] = L.strides[k].back();
+  const int64_t rows = numel_of(L.shape) / n;
+  parallel_for(rows, std::max<int64_t>(1, grain / n), [&](int64_t rb, int64_t re) {
+    // Multi-index of row rb over the outer dims, then step it like an odometer.
+    std::vector<int64_t> idx(nd > 1 ? nd - 1 : 0);
+    std::array<int64_t, K> off{};
+    int64_t r = rb;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      idx[d] = r % L.shape[d];
+      r /= L.shape[d];
+      for (size_t k = 0; k < K; ++k) off[k] += idx[d] * L.strides[k][d];
+    }
+    for (int64_t i = rb; i < re; ++i) {
+      row(off, n, inner);
+      for (int64_t d = nd - 2; d >= 0; --d) {
+        for (size_t k = 0; k < K; ++k) off[k] += L.strides[k][d];
+        if (++idx[d] < L.shape[d]) break;
+        for (size_t k = 0; k < K; ++k) off[k] -= L.strides[k][d] * L.shape[d];
+        idx[d] = 0;
+      }
+    }
+  });
+}
+
+}  // namespace megagrad::cpu

@@ -1,0 +1,52 @@
+// Reductions over a tensor laid out as a row-major matrix, either
+//   (O, R): out[o] = reduce_r x[o*R + r]   (reduced dims innermost: a row per output)
+//   (R, O): out[o] = reduce_r x[r*O + o]   (reduced dims outermost, e.g. a bias gradient)
+// Sums accumulate in double, so float32 sums of long rows keep their precision.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+#include "core/parallel.h"
+
+namespace megagrad::cpu {
+
+template <typename T>
+void sum_rows(const T* x, int64_t O, int64_t R, T* out, double scale) {
+  parallel_for(O, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      const T* row = x + o * R;
+      double acc = 0;
+      for (int64_t r = 0; r < R; ++r) acc += (double)row[r];
+      out[o] = (T)(acc * scale);
+    }
+  });
+}
+
+template <typename T>
+void sum_cols(const T* x, int64_t R, int64_t O, T* out, double scale) {
+  parallel_for(O, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
+    std::vector<double> acc((size_t)(e - b), 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      const T* row = x + r * O + b;
+      for (int64_t o = 0; o < e - b; ++o) acc[(size_t)o] += (double)row[o];
+    }
+    for (int64_t o = b; o < e; ++o) out[o] = (T)(acc[(size_t)(o - b)] * scale);
+  });
+}
+
+// Max (or min, with Less = std::greater) of each row and the first index where it occurs.
+template <typename T, typename Better>
+void argbest_rows(const T* x, int64_t O, int64_t R, T* out, int64_t* idx, Better better) {
+  parallel_for(O, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      const T* row = x + o * R;
+      int64_t bi = 0;
+      for (int64_t r = 1; r < R; ++r)
+        if (better(row[r], row[bi])) bi = r;
+      out[o] = row[bi];
+      idx[o] = bi;
+    }
+  });
+}
+
+}  // namespace megagrad::cpu

@@ -1,0 +1,26 @@
+// The library's thread pool. Large elementwise and reduction loops split their index range over
+// the pool's threads; small ones run inline. Workers are pinned (one per core) and sleep on a
+// condition variable between jobs: no spin barriers, which on a small VM steal the core that
+// the caller needs.
+//
+// OpenBLAS has its own threads. megagrad never calls BLAS from inside a parallel_for, so the two
+// pools take turns instead of oversubscribing the cores; set_num_threads() sets both.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace megagrad {
+
+// Threads used by parallel_for and by OpenBLAS. Default: MEGAGRAD_NUM_THREADS, else the number
+// of cores this process may run on.
+int get_num_threads();
+void set_num_threads(int n);
+
+// Runs f(begin, end) over [0, n) split into at most get_num_threads() contiguous pieces of at
+// least `grain` elements each. Runs inline when n < 2 * grain or when already inside the pool.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
+
+// Grain for elementwise loops: below this many elements, threads cost more than they save.
+inline constexpr int64_t kElementwiseGrain = 32768;
+
+}  // namespace megagrad

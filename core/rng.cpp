@@ -1,0 +1,79 @@
+#include "core/rng.h"
+#include <cmath>
+#include "core/dispatch.h"
+#include "core/parallel.h"
+
+namespace megagrad {
+
+std::array<uint32_t, 4> philox4x32(uint64_t key, uint64_t counter_hi, uint64_t counter_lo) {
+  constexpr uint32_t M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85;
+  uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);
+  uint32_t c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
+  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+  for (int round = 0; round < 10; ++round) {
+    uint64_t p0 = (uint64_t)M0 * c0, p1 = (uint64_t)M1 * c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    c1 = (uint32_t)p1;
+    c3 = (uint32_t)p0;
+    c0 = n0;
+    c2 = n2;
+    k0 += W0;
+    k1 += W1;
+  }
+  return {c0, c1, c2, c3};
+}
+
+Generator& default_generator() {
+  static Generator g(0);
+  return g;
+}
+void manual_seed(uint64_t seed) { default_generator().set_state(seed, 0); }
+
+double uniform_at(uint64_t seed, uint64_t counter, double lo, double hi) {
+  auto r = philox4x32(seed, 0, counter);
+  return lo + (hi - lo) * uint_to_unit(r[0], r[1]);
+}
+
+double normal_at(uint64_t seed, uint64_t counter, double mean, double std) {
+  auto r = philox4x32(seed, 0, counter);
+  double u1 = uint_to_unit(r[0], r[1]), u2 = uint_to_unit(r[2], r[3]);
+  u1 = std::max(u1, 1e-300);  // log(0) guard
+  return mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+namespace {
+template <typename Draw>
+void fill_random(std::string_view op, Tensor& t, Generator* gen, Draw draw) {
+  MG_CHECK(t.is_contiguous(), op, "needs a contiguous tensor, got {}", t.desc());
+  Generator& g = gen ? *gen : default_generator();
+  uint64_t seed = g.seed(), first = g.advance((uint64_t)t.numel());
+  dispatch_float(op, t.dtype(), [&]<typename T>() {
+    T* p = t.data_ptr<T>();
+    parallel_for(t.numel(), 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) p[i] = (T)draw(seed, first + (uint64_t)i);
+    });
+  });
+}
+}  // namespace
+
+void uniform_(Tensor& t, double lo, double hi, Generator* gen) {
+  fill_random("uniform_", t, gen, [&](uint64_t s, uint64_t c) { return uniform_at(s, c, lo, hi); });
+}
+void normal_(Tensor& t, double mean, double std, Generator* gen) {
+  fill_random("normal_", t, gen, [&](uint64_t s, uint64_t c) { return normal_at(s, c, mean, std); });
+}
+
+Tensor uniform(const Shape& shape, double lo, double hi, DType dtype, Generator* gen) {
+  Tensor t = Tensor::empty(shape, dtype);
+  uniform_(t, lo, hi, gen);
+  return t;
+}
+Tensor normal(const Shape& shape, double mean, double std, DType dtype, Generator* gen) {
+  Tensor t = Tensor::empty(shape, dtype);
+  normal_(t, mean, std, gen);
+  return t;
+}
+Tensor rand(const Shape& shape, DType dtype, Generator* gen) { return uniform(shape, 0, 1, dtype, gen); }
+Tensor randn(const Shape& shape, DType dtype, Generator* gen) { return normal(shape, 0, 1, dtype, gen); }
+
+}  // namespace megagrad

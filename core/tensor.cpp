@@ -1,0 +1,265 @@
+// Tensor creation, properties, element access, in-place updates and printing. The
+// differentiable views (reshape, transpose, ...) live in autograd/views.cpp.
+#include "core/tensor.h"
+#include <cmath>
+#include "autograd/grad_mode.h"
+#include "backends/cpu/loops.h"
+#include "core/dispatch.h"
+
+namespace megagrad {
+
+namespace {
+std::shared_ptr<TensorImpl> new_impl(const Shape& shape, DType dtype, Device device, bool zero) {
+  for (int64_t d : shape)
+    MG_CHECK(d >= 0, "empty", "negative dimension in shape {}", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>((size_t)numel_of(shape) * dtype_size(dtype), device, zero);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return impl;
+}
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return Tensor(new_impl(shape, dtype, device, false));
+}
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  return Tensor(new_impl(shape, dtype, device, true));
+}
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
+}
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.fill_(value);
+  return t;
+}
+Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
+
+Tensor Tensor::arange(double start, double end, double step, DType dtype) {
+  MG_CHECK(step != 0, "arange", "step must be non-zero");
+  int64_t n = std::max<int64_t>(0, (int64_t)std::ceil((end - start) / step));
+  Tensor t = empty({n}, dtype);
+  dispatch_all("arange", dtype, [&]<typename T>() {
+    T* p = t.data_ptr<T>();
+    for (int64_t i = 0; i < n; ++i) p[i] = (T)(start + (double)i * step);
+  });
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  MG_CHECK((int64_t)values.size() == numel_of(shape), "from_vector",
+           "{} values do not fill shape {}", values.size(), shape_str(shape));
+  Tensor t = empty(shape, dtype);
+  dispatch_all("from_vector", dtype, [&]<typename T>() {
+    T* p = t.data_ptr<T>();
+    for (size_t i = 0; i < values.size(); ++i) p[i] = (T)values[i];
+  });
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<int64_t>& values, const Shape& shape) {
+  MG_CHECK((int64_t)values.size() == numel_of(shape), "from_vector",
+           "{} values do not fill shape {}", values.size(), shape_str(shape));
+  Tensor t = empty(shape, DType::Int64);
+  std::copy(values.begin(), values.end(), t.data_ptr<int64_t>());
+  return t;
+}
+
+TensorImpl& Tensor::impl() const {
+  if (!impl_) throw Error("[tensor] use of an undefined tensor");
+  return *impl_;
+}
+
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim("size", d, dim())]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (size_t i = shape().size(); i-- > 0;) {
+    if (shape()[i] == 1) continue;
+    if (strides()[i] != expected) return false;
+    expected *= shape()[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  return static_cast<char*>(impl().storage->data()) + impl().offset * (int64_t)dtype_size(dtype());
+}
+
+namespace {
+int64_t element_offset(const Tensor& t, const std::vector<int64_t>& index) {
+  MG_CHECK((int64_t)index.size() == t.dim(), "at", "index of {} dims for tensor {}", index.size(),
+           t.desc());
+  int64_t off = 0;
+  for (size_t i = 0; i < index.size(); ++i) {
+    int64_t k = index[i] < 0 ? index[i] + t.shape()[i] : index[i];
+    MG_CHECK(k >= 0 && k < t.shape()[i], "at", "index {} out of range for dim {} of {}", index[i], i,
+             t.desc());
+    off += k * t.strides()[i];
+  }
+  return off;
+}
+}  // namespace
+
+double Tensor::at(const std::vector<int64_t>& index) const {
+  MG_CHECK(device().is_cpu(), "at", "element access needs a cpu tensor, got {}", desc());
+  int64_t off = element_offset(*this, index);
+  return dispatch_all("at", dtype(), [&]<typename T>() { return (double)data_ptr<T>()[off]; });
+}
+
+void Tensor::set(const std::vector<int64_t>& index, double value) {
+  MG_CHECK(device().is_cpu(), "set", "element access needs a cpu tensor, got {}", desc());
+  int64_t off = element_offset(*this, index);
+  dispatch_all("set", dtype(), [&]<typename T>() { data_ptr<T>()[off] = (T)value; });
+}
+
+double Tensor::item() const {
+  MG_CHECK(numel() == 1, "item", "needs a one-element tensor, got {}", desc());
+  return at(std::vector<int64_t>(dim(), 0));
+}
+
+std::vector<double> Tensor::to_vector() const {
+  MG_CHECK(device().is_cpu(), "to_vector", "needs a cpu tensor, got {}", desc());
+  std::vector<double> out((size_t)numel());
+  dispatch_all("to_vector", dtype(), [&]<typename T>() {
+    const T* p = data_ptr<T>();
+    double* o = out.data();
+    cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
+      for (int64_t i = 0; i < n; ++i) *o++ = (double)p[off[0] + i * inner[0]];
+    }, INT64_MAX);  // serial: the output pointer walks in order
+  });
+  return out;
+}
+
+std::vector<int64_t> Tensor::to_int_vector() const {
+  std::vector<double> v = to_vector();
+  return std::vector<int64_t>(v.begin(), v.end());
+}
+
+// ---- in-place ----
+
+namespace {
+void check_inplace_allowed(std::string_view op, const Tensor& t) {
+  MG_CHECK(!(t.requires_grad() && GradMode::is_enabled()), op,
+           "in-place update of {} which requires grad; wrap it in no_grad (the graph may have saved "
+           "its old value)", t.desc());
+  MG_CHECK(t.device().is_cpu(), op, "cpu only for now, got {}", t.desc());
+}
+}  // namespace
+
+Tensor& Tensor::fill_(double value) {
+  check_inplace_allowed("fill_", *this);
+  dispatch_all("fill_", dtype(), [&]<typename T>() {
+    T* p = data_ptr<T>();
+    T v = (T)value;
+    cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
+      for (int64_t i = 0; i < n; ++i) p[off[0] + i * inner[0]] = v;
+    });
+  });
+  return *this;
+}
+
+Tensor& Tensor::zero_() { return fill_(0.0); }
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  check_inplace_allowed("copy_", *this);
+  MG_CHECK(src.shape() == shape() || broadcast_shapes("copy_", src.shape(), shape()) == shape(),
+           "copy_", "cannot copy {} into {}", src.desc(), desc());
+  Strides ss = cpu::broadcast_strides(src.shape(), src.strides(), shape());
+  dispatch_all("copy_", dtype(), [&]<typename D>() {
+    dispatch_all("copy_", src.dtype(), [&]<typename S>() {
+      D* d = data_ptr<D>();
+      const S* s = src.data_ptr<S>();
+      cpu::for_each_row<2>(shape(), {strides(), ss}, [&](auto off, int64_t n, auto inner) {
+        D* dp = d + off[0];
+        const S* sp = s + off[1];
+        if (inner[0] == 1 && inner[1] == 1)
+          for (int64_t i = 0; i < n; ++i) dp[i] = (D)sp[i];
+        else
+          for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] = (D)sp[i * inner[1]];
+      });
+    });
+  });
+  return *this;
+}
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_inplace_allowed("add_", *this);
+  MG_CHECK(other.dtype() == dtype(), "add_", "dtype mismatch: {} += {}", desc(), other.desc());
+  MG_CHECK(broadcast_shapes("add_", other.shape(), shape()) == shape(), "add_",
+           "cannot add {} into {}", other.desc(), desc());
+  Strides os = cpu::broadcast_strides(other.shape(), other.strides(), shape());
+  dispatch_float("add_", dtype(), [&]<typename T>() {
+    T* d = data_ptr<T>();
+    const T* s = other.data_ptr<T>();
+    T a = (T)alpha;
+    cpu::for_each_row<2>(shape(), {strides(), os}, [&](auto off, int64_t n, auto inner) {
+      T* dp = d + off[0];
+      const T* sp = s + off[1];
+      if (inner[0] == 1 && inner[1] == 1)
+        for (int64_t i = 0; i < n; ++i) dp[i] += a * sp[i];
+      else
+        for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] += a * sp[i * inner[1]];
+    });
+  });
+  return *this;
+}
+
+Tensor& Tensor::mul_(double s) {
+  check_inplace_allowed("mul_", *this);
+  dispatch_float("mul_", dtype(), [&]<typename T>() {
+    T* d = data_ptr<T>();
+    T a = (T)s;
+    cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
+      for (int64_t i = 0; i < n; ++i) d[off[0] + i * inner[0]] *= a;
+    });
+  });
+  return *this;
+}
+
+Tensor& Tensor::set_name(std::string name) {
+  impl().name = std::move(name);
+  return *this;
+}
+
+// ---- printing ----
+
+std::string Tensor::desc() const {
+  if (!defined()) return "(undefined)";
+  return fmt::format("{} {} {}", shape_str(shape()), dtype_name(dtype()), device().str());
+}
+
+std::string Tensor::str() const {
+  if (!defined()) return "tensor(undefined)";
+  if (!device().is_cpu()) return fmt::format("tensor(<{}>)", desc());
+  std::vector<double> v = to_vector();
+  const Shape& s = shape();
+  bool is_int = dtype() == DType::Int64 || dtype() == DType::Bool;
+  auto num = [&](double x) { return is_int ? fmt::format("{}", (int64_t)x) : fmt::format("{:.6g}", x); };
+  // Nested brackets, eliding the middle of dims longer than 6.
+  std::string out;
+  std::vector<int64_t> st = contiguous_strides(s);
+  auto rec = [&](auto&& self, size_t d, int64_t base) -> void {
+    if (d == s.size()) {
+      out += num(v[(size_t)base]);
+      return;
+    }
+    out += "[";
+    for (int64_t i = 0; i < s[d]; ++i) {
+      if (s[d] > 6 && i == 3) {
+        out += "..., ";
+        i = s[d] - 3;
+      }
+      self(self, d + 1, base + i * st[d]);
+      if (i + 1 < s[d]) out += d + 1 == s.size() ? ", " : ",\n" + std::string(8 + d, ' ');
+    }
+    out += "]";
+  };
+  rec(rec, 0, 0);
+  std::string extra = requires_grad() ? (grad_fn() ? ", grad_fn" : ", requires_grad=True") : "";
+  return fmt::format("tensor({}, dtype={}{})", out, dtype_name(dtype()), extra);
+}
+
+}  // namespace megagrad
