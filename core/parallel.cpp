@@ -38,7 +38,8 @@ class Pool {
   void resize(int threads) {
     stop();
     stopping_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // A new worker has seen every job so far: it must wait for the next one.
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, g = generation_] { worker_loop(i, g); });
     pin_workers();
   }
 
@@ -70,15 +71,14 @@ class Pool {
     t_in_pool = false;
   }
 
-  void worker_loop(int id) {
-    uint64_t seen = 0;
+  void worker_loop(int id, uint64_t seen) {
     for (;;) {
       std::unique_lock lk(mu_);
       cv_work_.wait(lk, [&] { return stopping_ || generation_ != seen; });
       if (stopping_) return;
       seen = generation_;
       const std::function<void(int)>* job = job_;
-      bool mine = id < jobs_;
+      bool mine = job && id < jobs_;
       lk.unlock();
       if (!mine) continue;
       run_guarded(*job, id);
