@@ -20,6 +20,7 @@ struct GradcheckCase {
   std::function<std::vector<Tensor>()> make_inputs;  // float64 leaves that require grad
   std::function<Tensor(const std::vector<Tensor>&)> f;
   double tolerance = 1e-6;  // on |analytic - numeric| / max(1, |numeric|)
+  double eps = 1e-6;        // the finite-difference step
 };
 
 // Every case, gathered from the gradcheck_cases_*.cpp files.

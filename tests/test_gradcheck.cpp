@@ -34,6 +34,7 @@ TEST_CASE("gradcheck: every case passes in float64", "[gradcheck]") {
   for (const GradcheckCase& c : cases) {
     GradcheckOptions opt;
     opt.tolerance = c.tolerance;
+    opt.eps = c.eps;
     GradcheckResult r = gradcheck(c.f, c.make_inputs(), opt);
     INFO(c.op << " [" << c.label << "]: " << r.report());
     CHECK(r.passed);

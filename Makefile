@@ -1,0 +1,35 @@
+# Entry points. `make demo` and `make test` build in Release mode (CMake) first.
+#   make demo      build, then run the main job (for now: the MLP example on generated data)
+#   make test      build, then run every test through ctest
+#   make bench     build, then run the core benchmark (1 thread)
+#   make gradcheck build, then run the gradient check of every op
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all configure build demo test bench gradcheck clean
+
+all: build
+
+configure:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 \
+	  || { cat $(BUILD).configure.log; exit 1; }
+	@grep -E "^-- megagrad:" $(BUILD).configure.log || true
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	./$(BUILD)/megagrad demo
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	./$(BUILD)/bench_core
+
+gradcheck: build
+	./$(BUILD)/megagrad gradcheck
+
+clean:
+	rm -rf $(BUILD) $(BUILD).configure.log
