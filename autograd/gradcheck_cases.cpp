@@ -20,15 +20,4 @@ Tensor gc_input_transposed(const Shape& s, uint64_t seed) {
   return t;
 }
 
-std::vector<GradcheckCase> all_gradcheck_cases() {
-  std::vector<GradcheckCase> cases;
-  add_view_cases(cases);
-  add_elementwise_cases(cases);
-  add_reduce_cases(cases);
-  add_linalg_cases(cases);
-  add_nn_cases(cases);
-  add_index_cases(cases);
-  return cases;
-}
-
 }  // namespace megagrad

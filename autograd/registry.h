@@ -23,7 +23,8 @@ struct GradcheckCase {
   double eps = 1e-6;        // the finite-difference step
 };
 
-// Every case, gathered from the gradcheck_cases_*.cpp files.
+// Every case: the primitive ops' (autograd/gradcheck_cases_*.cpp) and the fused Mega ops'
+// (gathered in mega/gradcheck_cases.cpp, the top of the library).
 std::vector<GradcheckCase> all_gradcheck_cases();
 
 }  // namespace megagrad
