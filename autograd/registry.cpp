@@ -20,7 +20,7 @@ const std::vector<std::string_view>& differentiable_ops() {
       // indexing and joining (autograd/ops_index.cpp)
       "cat", "index_select", "gather", "where", "masked_fill",
       // Mega's fused ops (mega/ema/, mega/attention/)
-      "ema",
+      "ema", "attention",
   };
   return ops;
 }

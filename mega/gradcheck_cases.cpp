@@ -1,6 +1,7 @@
 // All gradcheck cases of the library, gathered here at the top layer so that the fused Mega ops'
 // cases (mega/*/) join the primitive ops' (autograd/).
 #include "autograd/gradcheck_cases.h"
+#include "mega/attention/attention_gradcheck.h"
 #include "mega/ema/ema_gradcheck.h"
 
 namespace megagrad {
@@ -14,6 +15,7 @@ std::vector<GradcheckCase> all_gradcheck_cases() {
   add_nn_cases(cases);
   add_index_cases(cases);
   add_ema_cases(cases);
+  add_attention_cases(cases);
   return cases;
 }
 
