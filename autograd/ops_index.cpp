@@ -1,10 +1,297 @@
-// placeholder (being written)
+// Indexing and joining: cat, split, index_select, gather, where, masked_fill. The kernels are in
+// backends/cpu/index_kernels.h. The forwards of cat, index_select and gather take any dtype (an
+// int64 or bool tensor can be joined or indexed); gradients flow to float inputs only.
+#include "autograd/checks.h"
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
+#include "backends/cpu/elementwise.h"
+#include "backends/cpu/index_kernels.h"
+#include "core/dispatch.h"
+
 namespace megagrad {
-Tensor cat(const std::vector<Tensor>&, int64_t) { fail("cat", "not implemented yet"); }
-std::vector<Tensor> split(const Tensor&, const std::vector<int64_t>&, int64_t) { fail("split", "not implemented yet"); }
-Tensor index_select(const Tensor&, int64_t, const Tensor&) { fail("index_select", "not implemented yet"); }
-Tensor gather(const Tensor&, int64_t, const Tensor&) { fail("gather", "not implemented yet"); }
-Tensor where(const Tensor&, const Tensor&, const Tensor&) { fail("where", "not implemented yet"); }
-Tensor masked_fill(const Tensor&, const Tensor&, double) { fail("masked_fill", "not implemented yet"); }
+
+namespace {
+
+void check_cpu(std::string_view op, const Tensor& t, std::string_view what) {
+  check_defined(op, t, what);
+  MG_CHECK(t.device().is_cpu(), op, "{} {} is not on the cpu; this op has no {} kernel yet", what,
+           t.desc(), t.device());
 }
+
+// An int64 index tensor whose values all lie in [0, n).
+void check_index(std::string_view op, const Tensor& index, int64_t n, int64_t dim, const Tensor& x) {
+  check_cpu(op, index, "index");
+  MG_CHECK(index.dtype() == DType::Int64, op, "index must be int64, got {}", index.desc());
+  const int64_t* p = index.data_ptr<int64_t>();
+  int64_t bad = 0;
+  bool found = false;
+  cpu::for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
+    for (int64_t i = 0; i < len && !found; ++i) {
+      int64_t v = p[off[0] + i * in[0]];
+      if (v < 0 || v >= n) bad = v, found = true;
+    }
+  }, INT64_MAX);  // serial: reports the first bad value
+  MG_CHECK(!found, op, "index {} out of range for dim {} of size {} (x {})", bad, dim, n, x.desc());
+}
+
+// Whether `from` broadcasts to exactly `to` (numpy rules, `to` unchanged).
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i)
+    if (from[i] != 1 && from[i] != to[lead + i]) return false;
+  return true;
+}
+
+// The (O, N, I) split of a shape around dim d (see index_kernels.h).
+struct OuterInner {
+  int64_t O = 1, N = 1, I = 1;
+};
+OuterInner split_around(const Shape& s, int64_t d) {
+  OuterInner r;
+  for (int64_t i = 0; i < (int64_t)s.size(); ++i) {
+    if (i < d) r.O *= s[(size_t)i];
+    else if (i == d) r.N = s[(size_t)i];
+    else r.I *= s[(size_t)i];
+  }
+  return r;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- cat
+
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  MG_CHECK(!tensors.empty(), "cat", "expects a non-empty list of tensors");
+  for (size_t k = 0; k < tensors.size(); ++k) check_cpu("cat", tensors[k], fmt::format("tensor {}", k));
+  const Tensor& t0 = tensors[0];
+  MG_CHECK(t0.dim() > 0, "cat", "cannot concatenate 0-dim tensors (tensor 0 is {})", t0.desc());
+  int64_t d = wrap_dim("cat", dim, t0.dim());
+  std::vector<std::string> bad;
+  for (size_t k = 1; k < tensors.size(); ++k) {
+    const Tensor& t = tensors[k];
+    MG_CHECK(t.dtype() == t0.dtype() && t.device() == t0.device(), "cat",
+             "tensor 0 is {} but tensor {} is {}: dtypes and devices must match", t0.desc(), k, t.desc());
+    bool ok = t.dim() == t0.dim();
+    for (int64_t i = 0; ok && i < t.dim(); ++i) ok = i == d || t.shape()[(size_t)i] == t0.shape()[(size_t)i];
+    if (!ok) bad.push_back(fmt::format("tensor {} is {}", k, shape_str(t.shape())));
+  }
+  MG_CHECK(bad.empty(), "cat", "shapes must match except in dim {}: tensor 0 is {}, but {}", d,
+           shape_str(t0.shape()), fmt::join(bad, ", "));
+
+  Shape out_shape = t0.shape();
+  out_shape[(size_t)d] = 0;
+  for (const Tensor& t : tensors) out_shape[(size_t)d] += t.shape()[(size_t)d];
+  Tensor out = Tensor::empty(out_shape, t0.dtype(), t0.device());
+
+  // Each input fills the columns [start, start + n) of dim d. A contiguous input is O rows of
+  // n * I elements, copied with one memcpy per row; any other goes through the strided copy_.
+  const int64_t es = (int64_t)dtype_size(t0.dtype());
+  const OuterInner oi = split_around(out_shape, d);
+  std::vector<int64_t> starts, lengths;
+  int64_t start = 0;
+  for (const Tensor& t : tensors) {
+    int64_t n = t.shape()[(size_t)d];
+    starts.push_back(start);
+    lengths.push_back(n);
+    if (t.numel() > 0) {
+      if (t.is_contiguous()) {
+        cpu::copy_rows(static_cast<const char*>(t.raw_data()),
+                       static_cast<char*>(out.raw_data()) + start * oi.I * es, oi.O, n * oi.I * es,
+                       oi.N * oi.I * es);
+      } else {
+        no_grad g;
+        out.narrow(d, start, n).copy_(t);
+      }
+    }
+    start += n;
+  }
+
+  if (needs_grad(tensors)) {
+    // Each input's gradient is its slice of g.
+    std::vector<bool> wants;
+    for (const Tensor& t : tensors) wants.push_back(wants_grad(t));
+    record("cat", tensors, out, [d, starts, lengths, wants](const Tensor& g) {
+      std::vector<Tensor> grads(wants.size());
+      for (size_t k = 0; k < wants.size(); ++k)
+        if (wants[k]) grads[k] = g.narrow(d, starts[k], lengths[k]);
+      return grads;
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- split
+
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  check_defined("split", x);
+  MG_CHECK(x.dim() > 0, "split", "cannot split a 0-dim tensor {}", x.desc());
+  int64_t d = wrap_dim("split", dim, x.dim());
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    MG_CHECK(s >= 0, "split", "negative size in ({}) for {}", fmt::join(sizes, ","), x.desc());
+    total += s;
+  }
+  MG_CHECK(total == x.shape()[(size_t)d], "split",
+           "sizes ({}) sum to {} but dim {} of {} has size {}", fmt::join(sizes, ","), total, d,
+           x.desc(), x.shape()[(size_t)d]);
+  // Views: narrow is differentiable, so the pieces need no node of their own.
+  std::vector<Tensor> out;
+  int64_t start = 0;
+  for (int64_t s : sizes) {
+    out.push_back(x.narrow(d, start, s));
+    start += s;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- index_select
+
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  check_cpu("index_select", x, "x");
+  MG_CHECK(x.dim() > 0, "index_select", "x must have at least 1 dim, got {}", x.desc());
+  int64_t d = wrap_dim("index_select", dim, x.dim());
+  check_defined("index_select", index, "index");
+  MG_CHECK(index.dim() == 1, "index_select", "index must be 1-dim (K), got {}", index.desc());
+  check_index("index_select", index, x.shape()[(size_t)d], d, x);
+
+  // A gather whose index is the same along every dim but d: index strides 0 elsewhere.
+  Shape out_shape = x.shape();
+  out_shape[(size_t)d] = index.numel();
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  Strides xs = x.strides(), is(out_shape.size(), 0);
+  int64_t sd = xs[(size_t)d];
+  xs[(size_t)d] = 0;
+  is[(size_t)d] = index.strides()[0];
+  dispatch_all("index_select", x.dtype(), [&]<typename T>() {
+    cpu::gather<T>(x.data_ptr<T>(), xs, sd, index.data_ptr<int64_t>(), is, out.data_ptr<T>(),
+                   out_shape, out.strides());
+  });
+
+  if (needs_grad(x)) {
+    // index_add of g into zeros: a row chosen k times gets k contributions.
+    record("index_select", {x, index}, out, [d, xshape = x.shape(), idx = index.contiguous().detach()](const Tensor& g) {
+      Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
+      Tensor gc = g.contiguous();
+      OuterInner oi = split_around(xshape, d);
+      dispatch_float("index_select", g.dtype(), [&]<typename T>() {
+        cpu::index_add_rows<T>(gc.data_ptr<T>(), idx.data_ptr<int64_t>(), gx.data_ptr<T>(), oi.O, oi.N,
+                               idx.numel(), oi.I);
+      });
+      return std::vector<Tensor>{gx, Tensor()};
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- gather
+
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  check_cpu("gather", x, "x");
+  check_cpu("gather", index, "index");
+  MG_CHECK(x.dim() > 0, "gather", "x must have at least 1 dim, got {}", x.desc());
+  int64_t d = wrap_dim("gather", dim, x.dim());
+  MG_CHECK(index.dim() == x.dim(), "gather", "index {} and x {} must have the same number of dims",
+           index.desc(), x.desc());
+  for (int64_t i = 0; i < x.dim(); ++i)
+    MG_CHECK(i == d || index.shape()[(size_t)i] <= x.shape()[(size_t)i], "gather",
+             "index {} is larger than x {} in dim {} (only dim {} may be larger)", index.desc(), x.desc(),
+             i, d);
+  check_index("gather", index, x.shape()[(size_t)d], d, x);
+
+  Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
+  Strides xs = x.strides();  // valid over index's shape: every coordinate but d is within x
+  int64_t sd = xs[(size_t)d];
+  xs[(size_t)d] = 0;
+  dispatch_all("gather", x.dtype(), [&]<typename T>() {
+    cpu::gather<T>(x.data_ptr<T>(), xs, sd, index.data_ptr<int64_t>(), index.strides(), out.data_ptr<T>(),
+                   out.shape(), out.strides());
+  });
+
+  if (needs_grad(x)) {
+    // Scatter-add g back into zeros of x's shape. Dim d goes innermost so that the rows the
+    // kernel runs in parallel never write the same element (see cpu::scatter_add).
+    record("gather", {x, index}, out, [d, xshape = x.shape(), idx = index.detach()](const Tensor& g) {
+      Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
+      std::vector<int64_t> perm;
+      for (int64_t i = 0; i < (int64_t)xshape.size(); ++i) if (i != d) perm.push_back(i);
+      perm.push_back(d);
+      auto permuted = [&](const Strides& s) {
+        Strides r;
+        for (int64_t i : perm) r.push_back(s[(size_t)i]);
+        return r;
+      };
+      Shape shape;
+      for (int64_t i : perm) shape.push_back(idx.shape()[(size_t)i]);
+      Strides gxs = gx.strides();
+      int64_t sd = gxs[(size_t)d];
+      gxs[(size_t)d] = 0;
+      dispatch_float("gather", g.dtype(), [&]<typename T>() {
+        cpu::scatter_add<T>(g.data_ptr<T>(), permuted(g.strides()), idx.data_ptr<int64_t>(),
+                            permuted(idx.strides()), gx.data_ptr<T>(), permuted(gxs), sd, shape);
+      });
+      return std::vector<Tensor>{gx, Tensor()};
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- where
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_cpu("where", cond, "cond");
+  MG_CHECK(cond.dtype() == DType::Bool, "where", "cond must be bool, got {}", cond.desc());
+  check_same_float("where", a, b);
+  MG_CHECK(cond.device() == a.device(), "where", "devices differ: cond {} and a {}", cond.desc(), a.desc());
+  Shape out_shape;
+  try {
+    out_shape = broadcast_shapes("where", broadcast_shapes("where", a.shape(), b.shape()), cond.shape());
+  } catch (const Error&) {
+    fail("where", "shapes of cond {}, a {} and b {} cannot be broadcast together", cond.desc(), a.desc(),
+         b.desc());
+  }
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  dispatch_float("where", a.dtype(), [&]<typename T>() {
+    cpu::ternary_map<bool, T, T, T>(cond, a, b, out, [](bool c, T u, T v) { return c ? u : v; });
+  });
+
+  if (needs_grad(a, b)) {
+    // g goes to a where cond holds and to b elsewhere, summed down over broadcast dims.
+    bool na = wants_grad(a), nb = wants_grad(b);
+    record("where", {cond, a, b}, out, [na, nb, c = cond.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) {
+      Tensor zero = Tensor::zeros({}, g.dtype(), g.device());
+      Tensor ga, gb;
+      if (na) ga = sum_to(where(c, g, zero), sa);
+      if (nb) gb = sum_to(where(c, zero, g), sb);
+      return std::vector<Tensor>{Tensor(), ga, gb};
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- masked_fill
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  check_float("masked_fill", x);
+  check_cpu("masked_fill", mask, "mask");
+  MG_CHECK(mask.dtype() == DType::Bool, "masked_fill", "mask must be bool, got {}", mask.desc());
+  MG_CHECK(broadcasts_to(mask.shape(), x.shape()), "masked_fill",
+           "mask {} does not broadcast to the shape of x {}", mask.desc(), x.desc());
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Strides ms = cpu::broadcast_strides(mask.shape(), mask.strides(), x.shape());
+  dispatch_float("masked_fill", x.dtype(), [&]<typename T>() {
+    cpu::masked_fill<T>(x.data_ptr<T>(), x.strides(), mask.data_ptr<bool>(), ms, (T)value,
+                        out.data_ptr<T>(), out.shape(), out.strides());
+  });
+
+  if (needs_grad(x)) {
+    // The filled elements no longer depend on x: their gradient is 0.
+    record("masked_fill", {x, mask}, out, [m = mask.detach()](const Tensor& g) {
+      return std::vector<Tensor>{masked_fill(g, m, 0.0), Tensor()};
+    });
+  }
+  return out;
+}
+
+}  // namespace megagrad
