@@ -6,6 +6,7 @@
 #include "autograd/ops.h"
 #include "backends/cpu/elementwise.h"
 #include "core/dispatch.h"
+#include "core/vec_math.h"
 
 namespace megagrad {
 
@@ -133,7 +134,7 @@ Tensor neg(const Tensor& x) {
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor y = map1("exp", x, [](auto v) { return std::exp(v); });
+  Tensor y = map1("exp", x, [](auto v) { return exp_fast(v); });
   if (needs_grad(x))  // exp' = exp = y
     record("exp", {x}, y, [yd = y.detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, yd)}; });
   return y;
@@ -195,7 +196,7 @@ Tensor tanh(const Tensor& x) {
 }
 
 namespace {
-template <typename T> inline T sigmoid_of(T v) { return T(1) / (T(1) + std::exp(-v)); }
+template <typename T> inline T sigmoid_of(T v) { return sigmoid_fast(v); }
 }  // namespace
 
 Tensor sigmoid(const Tensor& x) {

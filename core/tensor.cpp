@@ -134,8 +134,18 @@ std::vector<double> Tensor::to_vector() const {
 }
 
 std::vector<int64_t> Tensor::to_int_vector() const {
-  std::vector<double> v = to_vector();
-  return std::vector<int64_t>(v.begin(), v.end());
+  if (dtype() != DType::Int64) {
+    std::vector<double> v = to_vector();
+    return std::vector<int64_t>(v.begin(), v.end());
+  }
+  MG_CHECK(device().is_cpu(), "to_int_vector", "needs a cpu tensor, got {}", desc());
+  std::vector<int64_t> out((size_t)numel());
+  const int64_t* p = data_ptr<int64_t>();
+  int64_t* o = out.data();
+  cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
+    for (int64_t i = 0; i < n; ++i) *o++ = p[off[0] + i * inner[0]];  // exact beyond 2^53
+  }, INT64_MAX);
+  return out;
 }
 
 // ---- in-place ----

@@ -6,6 +6,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#include "core/vec_math.h"
 #include "mega/ema/ema_cpu.h"
 
 namespace megagrad {
@@ -105,7 +106,7 @@ Tensor ema(const Tensor& x_in, const Tensor& mask, const EmaParams& p, const Ema
         const T* xr = xp + b * x.strides()[0] + t * x.strides()[1];
         for (int64_t d = 0; d < k.D; ++d) {
           T v = yp[r * k.D + d] + om[d] * xr[d];
-          op[r * k.D + d] = v / (T(1) + std::exp(-v));
+          op[r * k.D + d] = v * sigmoid_fast(v);
         }
       }
     });
@@ -132,7 +133,7 @@ Tensor ema(const Tensor& x_in, const Tensor& mask, const EmaParams& p, const Ema
           const T* xr = xp + (r / k.L) * x.strides()[0] + (r % k.L) * x.strides()[1];
           for (int64_t d = 0; d < k.D; ++d) {
             T v = yp[r * k.D + d] + om[d] * xr[d];
-            T s = T(1) / (T(1) + std::exp(-v));
+            T s = sigmoid_fast(v);
             T gv = gp[r * k.D + d] * s * (T(1) + v * (T(1) - s));
             gyp[r * k.D + d] = gv;
             domega[(size_t)d] += (double)(gv * xr[d]);

@@ -36,3 +36,20 @@ Tensor ema_reference(const Tensor& x, const Tensor& padding_mask, const EmaParam
 Tensor ema_kernel_reference(const EmaParams& params, int64_t K);
 
 }  // namespace megagrad
+
+namespace megagrad {
+
+// Incremental decoding (unidirectional EMA only): the state after the tokens seen so far.
+struct EmaState {
+  int64_t pos = 0;  // tokens consumed
+  Tensor h;         // (B, N, D) the states h_n of spec section 1 (with the truncation input)
+  Tensor ring;      // (B, K, D) the last K masked inputs x~, for truncation K < max length
+};
+
+// Feeds x (B, m, D) (m >= 1, any block length) after the tokens already in `state`, returns the
+// same values as the parallel ema() gives at those positions, and advances the state. Not
+// differentiable (generation runs under no_grad).
+Tensor ema_step(const Tensor& x, const Tensor& padding_mask, const EmaParams& params,
+                const EmaOptions& options, EmaState& state);
+
+}  // namespace megagrad

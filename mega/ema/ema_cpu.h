@@ -51,6 +51,36 @@ struct Input {
 inline int64_t time_of(int dir, int64_t s, int64_t L) { return dir == 0 ? s : L - 1 - s; }
 
 // ---------------------------------------------------------------- forward
+// One work item's coefficients, copied next to each other so the inner loops read them with unit
+// stride and the compiler knows nothing aliases them: each is (N, W).
+template <typename T>
+struct BlockCoeffs {
+  std::vector<T> q, a, c, Q;
+  void load(const Coeffs<T>& cf, int64_t N, int64_t Dp, int64_t d0) {
+    constexpr int64_t W = kWidth<T>;
+    for (auto* v : {&q, &a, &c, &Q}) v->resize((size_t)(N * W));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t w = 0; w < W; ++w) {
+        size_t i = (size_t)(n * W + w), j = (size_t)(n * Dp + d0 + w);
+        q[i] = cf.q[j], a[i] = cf.a[j], c[i] = cf.c[j], Q[i] = cf.Q[j];
+      }
+  }
+};
+
+// One time step of one work item: h = q h + a (x - Q x_lag); acc = sum_n c h.
+template <typename T>
+inline void forward_step(int64_t N, const T* __restrict q, const T* __restrict a, const T* __restrict c,
+                         const T* __restrict Q, T* __restrict h, const T* __restrict xt, const T* __restrict xl,
+                         T* __restrict acc) {
+  constexpr int64_t W = kWidth<T>;
+  for (int64_t w = 0; w < W; ++w) acc[w] = T(0);
+  for (int64_t n = 0; n < N; ++n, q += W, a += W, c += W, Q += W, h += W)
+    for (int64_t w = 0; w < W; ++w) {
+      h[w] = q[w] * h[w] + a[w] * (xt[w] - Q[w] * xl[w]);
+      acc[w] += c[w] * h[w];
+    }
+}
+
 // y: (B, L, D) contiguous output. y[b,t,d] = sum over directions and n of c h[t]
 // where h[t] = q h[t-1] + a (x~[t] - Q x~[t-K]).
 template <typename T>
@@ -59,27 +89,19 @@ void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
     std::vector<T> h((size_t)(N * W));
+    BlockCoeffs<T> bc;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
-        const Coeffs<T>& cf = dirs[dir];
+        bc.load(dirs[dir], N, Dp, d0);
         std::fill(h.begin(), h.end(), T(0));
+        alignas(64) T xt[W], xl[W], acc[W];
+        std::fill(xl, xl + W, T(0));
         for (int64_t st = 0; st < s.L; ++st) {
           const int64_t t = time_of(dir, st, s.L);
-          alignas(64) T xt[W], xl[W], acc[W];
           in.load(b, t, d0, s.D, xt);
           if (s.truncated() && st >= s.K) in.load(b, time_of(dir, st - s.K, s.L), d0, s.D, xl);
-          else std::fill(xl, xl + W, T(0));
-          std::fill(acc, acc + W, T(0));
-          for (int64_t n = 0; n < N; ++n) {
-            const T *q = &cf.q[n * Dp + d0], *a = &cf.a[n * Dp + d0], *c = &cf.c[n * Dp + d0],
-                    *Q = &cf.Q[n * Dp + d0];
-            T* hn = &h[n * W];
-            for (int64_t w = 0; w < W; ++w) {
-              hn[w] = q[w] * hn[w] + a[w] * (xt[w] - Q[w] * xl[w]);
-              acc[w] += c[w] * hn[w];
-            }
-          }
+          forward_step<T>(N, bc.q.data(), bc.a.data(), bc.c.data(), bc.Q.data(), h.data(), xt, xl, acc);
           T* yr = y + (b * s.L + t) * s.D + d0;
           if (dir == 0) for (int64_t w = 0; w < wn; ++w) yr[w] = acc[w];
           else          for (int64_t w = 0; w < wn; ++w) yr[w] += acc[w];
@@ -96,9 +118,47 @@ struct ParamSums {
   std::vector<double> dc, da, dq, dQ;  // each (B, ndirs, N, Dp)
 };
 
+// Forward-mode step: carry u = dh/da, s = dh/dq, w = dh/dQ next to the state (h = a u) and
+// add gy times each into the partial sums pc (dc), pa (da / c), pq (dq / c), pQ (dQ / c).
+template <typename T>
+inline void tangent_step(int64_t N, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
+                         T* __restrict u, T* __restrict s, T* __restrict wq, const T* __restrict xt,
+                         const T* __restrict xl, const T* __restrict gt, T* __restrict pc, T* __restrict pa,
+                         T* __restrict pq, T* __restrict pQ) {
+  constexpr int64_t W = kWidth<T>;
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t o = n * W;
+    for (int64_t w = 0; w < W; ++w) {
+      s[o + w] = q[o + w] * s[o + w] + a[o + w] * u[o + w];     // s[t] = q s[t-1] + h[t-1]
+      wq[o + w] = q[o + w] * wq[o + w] - a[o + w] * xl[w];      // w[t] = q w[t-1] - a x~[t-K]
+      u[o + w] = q[o + w] * u[o + w] + (xt[w] - Q[o + w] * xl[w]);  // u[t] = q u[t-1] + z[t]
+      pc[o + w] += gt[w] * a[o + w] * u[o + w];
+      pa[o + w] += gt[w] * u[o + w];
+      pq[o + w] += gt[w] * s[o + w];
+      pQ[o + w] += gt[w] * wq[o + w];
+    }
+  }
+}
+
+// Reverse-mode step: mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); acc = sum_n a mu[t] = dx~[t].
+template <typename T>
+inline void adjoint_step(int64_t N, const T* __restrict q, const T* __restrict a, const T* __restrict c,
+                         const T* __restrict Q, T* __restrict mu, const T* __restrict gt, const T* __restrict gl,
+                         T* __restrict acc) {
+  constexpr int64_t W = kWidth<T>;
+  for (int64_t w = 0; w < W; ++w) acc[w] = T(0);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t o = n * W;
+    for (int64_t w = 0; w < W; ++w) {
+      mu[o + w] = q[o + w] * mu[o + w] + c[o + w] * (gt[w] - Q[o + w] * gl[w]);
+      acc[w] += a[o + w] * mu[o + w];
+    }
+  }
+}
+
 // gy: (B, L, D) contiguous gradient of y.
-// dxt (optional): (B, L, D) contiguous output, the gradient of x~ (reverse sweep, mu states).
-// sums (optional): the parameter sums (forward sweep, u/s/w states). Only what is asked for runs.
+// dxt (optional): (B, L, D) contiguous output, the gradient of x~ (reverse sweep).
+// sums (optional): the parameter sums (forward sweep). Only what is asked for runs.
 template <typename T>
 void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s, const T* gy,
               T* dxt, ParamSums* sums) {
@@ -115,17 +175,18 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
     for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] : T(0);
   };
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<T> u((size_t)(N * W)), sq((size_t)(N * W)), wq((size_t)(N * W)), mu((size_t)(N * W));
-    std::vector<T> pc((size_t)(N * W)), pa((size_t)(N * W)), pq((size_t)(N * W)), pQ((size_t)(N * W));
+    const size_t NW = (size_t)(N * W);
+    std::vector<T> u(NW), sq(NW), wq(NW), mu(NW), pc(NW), pa(NW), pq(NW), pQ(NW);
+    BlockCoeffs<T> bc;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
-        const Coeffs<T>& cf = dirs[dir];
+        bc.load(dirs[dir], N, Dp, d0);
         alignas(64) T xt[W], xl[W], gt[W], gl[W], acc[W];
+        std::fill(xl, xl + W, T(0));
+        std::fill(gl, gl + W, T(0));
 
-        // Forward sweep (forward-mode): carry u = dh/da, s = dh/dq, w = dh/dQ next to the
-        // state and sum gy times each; h itself is a * u.
-        if (sums) {
+        if (sums) {  // forward sweep: parameter gradients
           for (auto* v : {&u, &sq, &wq, &pc, &pa, &pq, &pQ}) std::fill(v->begin(), v->end(), T(0));
           const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
           auto flush = [&] {
@@ -140,46 +201,24 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
             const int64_t t = time_of(dir, st, s.L);
             in.load(b, t, d0, s.D, xt);
             if (s.truncated() && st >= s.K) in.load(b, time_of(dir, st - s.K, s.L), d0, s.D, xl);
-            else std::fill(xl, xl + W, T(0));
             gy_row(b, t, d0, gt);
-            for (int64_t n = 0; n < N; ++n) {
-              const T *q = &cf.q[n * Dp + d0], *a = &cf.a[n * Dp + d0], *Q = &cf.Q[n * Dp + d0];
-              T *un = &u[n * W], *sn = &sq[n * W], *wn_ = &wq[n * W];
-              T *c1 = &pc[n * W], *c2 = &pa[n * W], *c3 = &pq[n * W], *c4 = &pQ[n * W];
-              for (int64_t w = 0; w < W; ++w) {
-                sn[w] = q[w] * sn[w] + a[w] * un[w];           // s[t] = q s[t-1] + h[t-1]
-                wn_[w] = q[w] * wn_[w] - a[w] * xl[w];         // w[t] = q w[t-1] - a x~[t-K]
-                un[w] = q[w] * un[w] + (xt[w] - Q[w] * xl[w]); // u[t] = q u[t-1] + z[t]
-                c1[w] += gt[w] * a[w] * un[w];
-                c2[w] += gt[w] * un[w];
-                c3[w] += gt[w] * sn[w];
-                c4[w] += gt[w] * wn_[w];
-              }
-            }
+            tangent_step<T>(N, bc.q.data(), bc.a.data(), bc.Q.data(), u.data(), sq.data(), wq.data(), xt, xl, gt,
+                            pc.data(), pa.data(), pq.data(), pQ.data());
             if ((st + 1) % kFlush == 0) flush();
           }
           flush();
         }
 
-        // Reverse sweep (reverse-mode): mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]);
-        // dx~[t] = sum_n a mu[t].
-        if (dxt) {
+        if (dxt) {  // reverse sweep: input gradient
           std::fill(mu.begin(), mu.end(), T(0));
           for (int64_t st = s.L - 1; st >= 0; --st) {
             const int64_t t = time_of(dir, st, s.L);
             gy_row(b, t, d0, gt);
-            if (s.truncated() && st + s.K < s.L) gy_row(b, time_of(dir, st + s.K, s.L), d0, gl);
-            else std::fill(gl, gl + W, T(0));
-            std::fill(acc, acc + W, T(0));
-            for (int64_t n = 0; n < N; ++n) {
-              const T *q = &cf.q[n * Dp + d0], *a = &cf.a[n * Dp + d0], *c = &cf.c[n * Dp + d0],
-                      *Q = &cf.Q[n * Dp + d0];
-              T* m = &mu[n * W];
-              for (int64_t w = 0; w < W; ++w) {
-                m[w] = q[w] * m[w] + c[w] * (gt[w] - Q[w] * gl[w]);
-                acc[w] += a[w] * m[w];
-              }
+            if (s.truncated()) {
+              if (st + s.K < s.L) gy_row(b, time_of(dir, st + s.K, s.L), d0, gl);
+              else std::fill(gl, gl + W, T(0));
             }
+            adjoint_step<T>(N, bc.q.data(), bc.a.data(), bc.c.data(), bc.Q.data(), mu.data(), gt, gl, acc);
             T* dr = dxt + (b * s.L + t) * s.D + d0;
             if (dir == 0) for (int64_t w = 0; w < wn; ++w) dr[w] = acc[w];
             else          for (int64_t w = 0; w < wn; ++w) dr[w] += acc[w];
