@@ -146,6 +146,18 @@ RelPosBias MovingAverageGatedAttention::rel_pos_bias() const {
 }
 
 Tensor MovingAverageGatedAttention::forward(const Tensor& x, const Tensor& padding_mask) {
+  return run(x, padding_mask, nullptr);
+}
+
+Tensor MovingAverageGatedAttention::forward_incremental(const Tensor& x, const Tensor& padding_mask,
+                                                        LayerState& state) {
+  MG_CHECK(!cfg.bidirectional, "mega", "incremental decoding needs a decoder layer (bidirectional = false)");
+  no_grad guard;
+  return run(x, padding_mask, &state);
+}
+
+// The layer's forward; with a state, the EMA and the attention continue from earlier blocks.
+Tensor MovingAverageGatedAttention::run(const Tensor& x, const Tensor& padding_mask, LayerState* state) {
   const int64_t D = cfg.embed_dim, Z = cfg.z_dim, H = cfg.hidden_dim;
   MG_CHECK(x.dim() == 3 && x.size(2) == D, "mega", "input must be (B, L, {}), got {}", D, x.desc());
   const bool train = is_training();
@@ -153,7 +165,9 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const Tensor& paddi
   Tensor residual = x;
   Tensor xn = cfg.prenorm ? norm->forward(x) : x;
   Tensor v = silu(v_proj->forward(xn));                                         // (B,L,H)
-  Tensor mx = dropout(move->forward(xn, padding_mask), cfg.dropout, train, gen);  // (B,L,D)
+  Tensor ema_out = state ? ema_step(xn, padding_mask, move->params(), move->options, state->ema)
+                         : move->forward(xn, padding_mask);
+  Tensor mx = dropout(ema_out, cfg.dropout, train, gen);                        // (B,L,D)
   Tensor base = mx_proj->forward(mx);                                           // (B,L,D+Z+H+D)
   std::vector<Tensor> parts = split(base, {D, Z + H, D}, -1);
   Tensor u = sigmoid(parts[0]);
@@ -170,7 +184,8 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const Tensor& paddi
   ao.dropout = cfg.attention_dropout;
   ao.training = train;
   ao.generator = gen;
-  Tensor h = attention(q, k, v, padding_mask, rel_pos_bias(), ao);              // (B,L,H)
+  Tensor h = state ? attention_incremental(q, k, v, padding_mask, *state)
+                   : attention(q, k, v, padding_mask, rel_pos_bias(), ao);      // (B,L,H)
   h = silu(add(parts[2], h_proj->forward(mul(h, r))));
   h = dropout(h, cfg.dropout, train, gen);
   Tensor out = add(residual, mul(u, sub(h, residual)));
@@ -203,6 +218,12 @@ MegaLayer::MegaLayer(const MegaLayerConfig& c, uint64_t seed) : cfg((c.validate(
 
 Tensor MegaLayer::forward(const Tensor& x, const Tensor& padding_mask) {
   Tensor y = mega_layer->forward(x, padding_mask);
+  return nffn ? nffn->forward(y) : y;
+}
+
+Tensor MegaLayer::forward_incremental(const Tensor& x, const Tensor& padding_mask, LayerState& state) {
+  no_grad guard;
+  Tensor y = mega_layer->forward_incremental(x, padding_mask, state);
   return nffn ? nffn->forward(y) : y;
 }
 

@@ -76,11 +76,23 @@ class MultiHeadEMA : public Module {
   EmaOptions options;
 };
 
+// Incremental decoding state of one decoder layer: the EMA state and the keys, values and key
+// padding of the current chunk (spec section 6).
+struct LayerState {
+  EmaState ema;
+  int64_t pos = 0;        // tokens consumed
+  Tensor keys, values;    // (B, c, Z), (B, c, H): the current chunk's tokens so far (float64)
+  Tensor key_pad;         // (B, c) 1 = pad
+};
+
 class MovingAverageGatedAttention : public Module {
  public:
   MovingAverageGatedAttention(const MegaLayerConfig& cfg, Generator& gen);
   // x (B, L, D); padding_mask (B, L) with 1 at pads, x's dtype, or undefined.
   Tensor forward(const Tensor& x, const Tensor& padding_mask);
+  // Decoder layers only: feeds a block x (B, m, D) after the tokens in `state` and returns what
+  // forward() gives at those positions. No graph is recorded.
+  Tensor forward_incremental(const Tensor& x, const Tensor& padding_mask, LayerState& state);
   const MegaLayerConfig cfg;
   std::shared_ptr<SequenceNorm> norm;
   std::shared_ptr<MultiHeadEMA> move;
@@ -95,6 +107,10 @@ class MovingAverageGatedAttention : public Module {
     Tensor *weight = nullptr, *alpha = nullptr, *beta = nullptr;
   };
   std::shared_ptr<BiasParams> bias_;
+  Tensor run(const Tensor& x, const Tensor& padding_mask, LayerState* state);
+  // The attention of a block of new queries against the current chunk's cached keys.
+  Tensor attention_incremental(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& padding_mask,
+                               LayerState& state) const;
 };
 
 class NormalizedFeedForwardNetwork : public Module {
@@ -112,6 +128,8 @@ class MegaLayer : public Module {
  public:
   MegaLayer(const MegaLayerConfig& cfg, uint64_t seed);
   Tensor forward(const Tensor& x, const Tensor& padding_mask = Tensor());
+  // Incremental decoding (decoder layers): equals forward() on the whole sequence, block by block.
+  Tensor forward_incremental(const Tensor& x, const Tensor& padding_mask, LayerState& state);
   const MegaLayerConfig cfg;
   std::shared_ptr<MovingAverageGatedAttention> mega_layer;
   std::shared_ptr<NormalizedFeedForwardNetwork> nffn;  // null when ffn_hidden_dim = 0

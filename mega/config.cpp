@@ -1,0 +1,102 @@
+#include "mega/config.h"
+#include <set>
+#include "core/atomic_file.h"
+
+namespace megagrad {
+
+namespace {
+template <typename T>
+T pick(std::string_view what, std::string_view key, const std::string& value,
+       std::initializer_list<std::pair<const char*, T>> choices) {
+  std::string names;
+  for (auto& [name, v] : choices) {
+    if (value == name) return v;
+    names += names.empty() ? name : std::string(", ") + name;
+  }
+  fail("config", "{}: {} must be one of {}, got \"{}\"", what, key, names, value);
+}
+}  // namespace
+
+LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) {
+  MG_CHECK(j.is_object(), "config", "{}: expected a JSON object", what);
+  LayerCaseConfig c;
+  MegaLayerConfig& L = c.layer;
+  std::set<std::string> seen;
+  for (const auto& [key, v] : j.items()) {
+    if (!key.empty() && key[0] == '_') continue;  // provenance
+    auto integer = [&] {
+      MG_CHECK(v.is_integer(), "config", "{}: {} must be an integer, got {}", what, key, v.dump());
+      return v.get_int();
+    };
+    auto boolean = [&] {
+      MG_CHECK(v.is_bool(), "config", "{}: {} must be true or false, got {}", what, key, v.dump());
+      return v.get_bool();
+    };
+    auto number = [&] {
+      MG_CHECK(v.is_number(), "config", "{}: {} must be a number, got {}", what, key, v.dump());
+      return v.get_double();
+    };
+    auto string = [&]() -> std::string {
+      MG_CHECK(v.is_string(), "config", "{}: {} must be a string, got {}", what, key, v.dump());
+      return v.get_string();
+    };
+    if (key == "embed_dim") L.embed_dim = integer();
+    else if (key == "hidden_dim") L.hidden_dim = integer();
+    else if (key == "ffn_hidden_dim") L.ffn_hidden_dim = integer();
+    else if (key == "z_dim") L.z_dim = integer();
+    else if (key == "n_dim") L.n_dim = integer();
+    else if (key == "chunk_size") L.chunk_size = integer();
+    else if (key == "truncation") L.truncation = v.is_null() ? std::nullopt : std::optional<int64_t>(integer());
+    else if (key == "rel_pos_bias")
+      L.rel_pos_bias = pick(what, key, string(), {std::pair{"simple", RelPosBias::Kind::Simple},
+                                                  std::pair{"rotary", RelPosBias::Kind::Rotary}});
+    else if (key == "max_positions") L.max_positions = integer();
+    else if (key == "attention_activation")
+      L.attention_activation = pick(what, key, string(), {std::pair{"softmax", AttentionActivation::Softmax},
+                                                          std::pair{"laplace", AttentionActivation::Laplace},
+                                                          std::pair{"relu2", AttentionActivation::Relu2}});
+    else if (key == "norm_type")
+      L.norm_type = pick(what, key, string(), {std::pair{"layernorm", NormType::LayerNorm},
+                                               std::pair{"scalenorm", NormType::ScaleNorm},
+                                               std::pair{"rmsnorm", NormType::RMSNorm},
+                                               std::pair{"batchnorm", NormType::BatchNorm}});
+    else if (key == "norm_affine") L.norm_affine = boolean();
+    else if (key == "prenorm") L.prenorm = boolean();
+    else if (key == "bidirectional") L.bidirectional = boolean();
+    else if (key == "causal") L.causal = boolean();
+    else if (key == "dropout") L.dropout = number();
+    else if (key == "attention_dropout") L.attention_dropout = number();
+    else if (key == "hidden_dropout") L.hidden_dropout = number();
+    else if (key == "activation") pick(what, key, string(), {std::pair{"silu", 0}});
+    else if (key == "seq_len") c.seq_len = integer();
+    else if (key == "batch") c.batch = integer();
+    else if (key == "with_padding") c.with_padding = boolean();
+    else if (key == "pad_lengths") {
+      if (!v.is_null()) {
+        MG_CHECK(v.is_array(), "config", "{}: pad_lengths must be null or an array, got {}", what, v.dump());
+        for (const Json& e : v.elements()) {
+          MG_CHECK(e.is_integer() && e.get_int() >= 0, "config", "{}: pad_lengths holds {}", what, e.dump());
+          c.pad_lengths.push_back(e.get_int());
+        }
+      }
+    } else if (key == "param_noise") c.param_noise = number();
+    else fail("config", "{}: unknown key \"{}\"", what, key);
+    seen.insert(key);
+  }
+  for (const char* required : {"embed_dim", "hidden_dim", "z_dim", "n_dim"})
+    MG_CHECK(seen.count(required), "config", "{}: missing key \"{}\"", what, required);
+  try {
+    L.validate();
+  } catch (const Error& e) {
+    fail("config", "{}: {}", what, e.what());
+  }
+  MG_CHECK(c.seq_len >= 0 && c.batch >= 0, "config", "{}: seq_len and batch must be >= 0", what);
+  return c;
+}
+
+LayerCaseConfig load_layer_config(const std::string& path) {
+  std::string text = read_file(path, "config", 16 << 20);
+  return parse_layer_config(Json::parse(text, path), path);
+}
+
+}  // namespace megagrad

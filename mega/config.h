@@ -1,0 +1,24 @@
+// A Mega layer's configuration from JSON, in the format of the reference cases' config.json
+// (see tests/data/ref/README.md). Every key is checked: an unknown key or value is an error.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+#include "core/json.h"
+#include "mega/layers.h"
+
+namespace megagrad {
+
+struct LayerCaseConfig {
+  MegaLayerConfig layer;
+  int64_t seq_len = 0, batch = 0;          // L, B of the case's input
+  bool with_padding = false;
+  std::vector<int64_t> pad_lengths;        // right-pad count per batch element (may be empty)
+  double param_noise = 0.0;                // provenance: noise added to the official init
+};
+
+// Keys starting with '_' are provenance and are skipped. `what` names the source in errors.
+LayerCaseConfig parse_layer_config(const Json& json, std::string_view what);
+LayerCaseConfig load_layer_config(const std::string& path);
+
+}  // namespace megagrad
