@@ -49,16 +49,18 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim 
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
 // ---- linear algebra (autograd/ops_linalg.cpp), through OpenBLAS ----
-// (M,K)@(K,N); (B,M,K)@(B,K,N); (B,M,K)@(K,N). Transposed operands are read without a copy.
+// Both operands have 2+ dims; leading (batch) dims broadcast numpy-style: (M,K)@(K,N),
+// (B,M,K)@(B,K,N), (B,M,K)@(K,N), (2,1,M,K)@(3,K,N). Transposed operands are read without a copy.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// x (..., in) @ weight (out, in)^T + bias (out); bias may be undefined.
+// x (..., in) @ weight (out, in)^T + bias (out); x may be 1-D; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- neural-network ops (autograd/ops_nn.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 // logits (N,C), target int64 (N). Mean over targets != ignore_index. With label smoothing e, the
-// target distribution is (1-e) one-hot + e/C, as torch.nn.functional.cross_entropy.
+// target distribution is (1-e) one-hot + e/C, as torch.nn.functional.cross_entropy. When every
+// target is ignored the loss is NaN and the gradient zero, as in torch.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
                      double label_smoothing = 0.0);
 // Normalises over the last dim; weight and bias (that dim's size) may be undefined.
@@ -83,6 +85,12 @@ Tensor gt(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor argmax(const Tensor& x, int64_t dim);  // int64, ties to the first index
+
+namespace detail {
+// How many times matmul/linear copied an operand because BLAS could not read its layout
+// (tests use it to prove contiguous and transposed operands are read in place).
+int64_t linalg_operand_copies();
+}  // namespace detail
 
 // ---- operators ----
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
