@@ -8,13 +8,15 @@
 #include <cmath>
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "mega/attention/attention_cpu.h"
 #include "mega/layers.h"
 
 namespace megagrad {
 
 namespace {
-constexpr double kLaplaceMu = 0.70710678118654752440;       // sqrt(1/2)
-constexpr double kLaplaceSigma = 0.28209479177387814347;    // sqrt(1/(4 pi))
+// The official code's rounded laplace constants (see attention_cpu.h).
+using attention_cpu::kLaplaceMu;
+using attention_cpu::kLaplaceSigma;
 
 // bias[i][j] for in-chunk positions i, j < n (rows >= i0 only are used).
 std::vector<double> bias_matrix(const RelPosBias& b, int64_t M, int64_t n, int64_t Z) {

@@ -1,13 +1,332 @@
-// being written
+// The fused attention op: input checks, the bias table, the forward kernel, then the backward
+// closure (block loops in attention_cpu.h; derivation in attention.md). At the end, the same
+// function composed of primitive ops, for the tests.
 #include "mega/attention/attention.h"
-#include "core/error.h"
+#include <cmath>
+#include "autograd/checks.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/dispatch.h"
+#include "mega/attention/attention_cpu.h"
 
 namespace megagrad {
-Tensor attention(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const RelPosBias&, const AttentionOptions&) {
-  fail("attention", "not implemented yet");
+
+namespace {
+
+constexpr std::string_view kOp = "attention";
+
+struct Checked {
+  int64_t B, L, Z, H, C, NC;
+  int64_t M;  // simple bias: the weight has 2M-1 entries
+  bool rotary;
+};
+
+Checked check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                        const RelPosBias& bias, const AttentionOptions& o) {
+  const std::string_view op = kOp;
+  check_float(op, q);
+  check_float(op, k);
+  check_float(op, v);
+  MG_CHECK(q.dim() == 3, op, "q must be (B, L, Z), got {}", q.desc());
+  MG_CHECK(k.shape() == q.shape(), op, "k {} must have q's shape {}", k.desc(), shape_str(q.shape()));
+  MG_CHECK(v.dim() == 3 && v.size(0) == q.size(0) && v.size(1) == q.size(1), op,
+           "v must be (B, L, H) = ({},{},H) as q {}, got {}", q.size(0), q.size(1), q.desc(), v.desc());
+  for (const Tensor* t : {&k, &v})
+    MG_CHECK(t->dtype() == q.dtype() && t->device() == q.device(), op,
+             "q {}, k {} and v {} must have the same dtype and device", q.desc(), k.desc(), v.desc());
+  Checked c;
+  c.B = q.size(0), c.L = q.size(1), c.Z = q.size(2), c.H = v.size(2);
+  MG_CHECK(c.L >= 1 && c.Z >= 1 && c.H >= 1, op, "empty q {} or v {}", q.desc(), v.desc());
+  if (mask.defined()) {
+    MG_CHECK(mask.dtype() == q.dtype() && mask.device() == q.device(), op,
+             "padding_mask {} must have q's dtype and device ({})", mask.desc(), q.desc());
+    MG_CHECK(mask.shape() == (Shape{c.B, c.L}), op, "padding_mask must be ({},{}), got {}", c.B, c.L, mask.desc());
+    std::vector<double> m = mask.to_vector();
+    for (size_t i = 0; i < m.size(); ++i)
+      MG_CHECK(m[i] == 0.0 || m[i] == 1.0, op, "padding_mask must hold 0 or 1 (1 = pad), found {} at ({},{})",
+               m[i], (int64_t)i / c.L, (int64_t)i % c.L);
+  }
+  MG_CHECK(o.dropout >= 0.0 && o.dropout < 1.0, op, "dropout must be in [0, 1), got {}", o.dropout);
+  // Chunks: C = chunk_size when 0 < chunk_size < L, else the whole sequence.
+  const bool chunking = o.chunk_size > 0;
+  c.C = chunking && o.chunk_size < c.L ? o.chunk_size : c.L;
+  MG_CHECK(c.L % c.C == 0, op, "sequence length L={} is not a multiple of the chunk size {}", c.L, c.C);
+  c.NC = c.L / c.C;
+  c.rotary = bias.kind == RelPosBias::Kind::Rotary;
+  if (c.rotary) {
+    for (const Tensor* t : {&bias.alpha, &bias.beta}) {
+      check_defined(op, *t, "the rotary bias's alpha/beta");
+      MG_CHECK(t->dtype() == q.dtype() && t->device() == q.device(), op,
+               "rotary alpha/beta {} must have q's dtype and device ({})", t->desc(), q.desc());
+      MG_CHECK(t->shape() == (Shape{1, c.Z}), op, "rotary alpha/beta must be (1,{}) for Z = {}, got {}", c.Z, c.Z,
+               t->desc());
+    }
+    MG_CHECK(c.Z % 2 == 0, op, "odd Z = {} with the rotary bias: it rotates pairs (x1, x2), so Z must be even", c.Z);
+    c.M = 0;
+  } else {
+    // As the official module: M = the chunk size when chunking (even when it exceeds L), else
+    // max_positions; a chunk longer than M has no bias entries.
+    c.M = chunking ? o.chunk_size : o.max_positions;
+    MG_CHECK(c.M >= 1, op, "the simple bias needs max_positions >= 1 when not chunking, got {}", o.max_positions);
+    MG_CHECK(c.C <= c.M, op, "sequence length {} exceeds max_positions {}", c.C, c.M);
+    check_defined(op, bias.weight, "the simple bias's weight");
+    MG_CHECK(bias.weight.dtype() == q.dtype() && bias.weight.device() == q.device(), op,
+             "bias weight {} must have q's dtype and device ({})", bias.weight.desc(), q.desc());
+    MG_CHECK(bias.weight.shape() == Shape{2 * c.M - 1}, op,
+             "the simple bias weight must be ({}) = 2M-1 for M = {}, got {}", 2 * c.M - 1, c.M, bias.weight.desc());
+  }
+  return c;
 }
-Tensor attention_reference(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const RelPosBias&,
-                           const AttentionOptions&) {
-  fail("attention_reference", "not implemented yet");
+
+// theta_k = 10000^(-k/half), as the official sinusoid tables (computed here in double).
+std::vector<double> rotary_theta(int64_t Z) {
+  const int64_t half = Z / 2;
+  std::vector<double> th((size_t)half);
+  for (int64_t kk = 0; kk < half; ++kk) th[(size_t)kk] = std::exp((double)kk * -(std::log(10000.0) / (double)half));
+  return th;
 }
+
+// The bias of one chunk depends on j - i only (both kinds), so it is a table of 2C-1 values:
+// bias[i, j] = rel[C-1 + j - i]. Simple: a slice of the weight. Rotary: with x = x1 + i x2 as
+// complex numbers, rot(a)_i . rot(b)_j = Re(a conj(b) e^{i theta (i-j)}), so with e = j - i
+//   rel(e) = sum_k (a1 b1 + a2 b2) cos(theta_k e) - (a1 b2 - a2 b1) sin(theta_k e).
+std::vector<double> bias_table(const RelPosBias& bias, const Checked& c) {
+  const int64_t C = c.C;
+  std::vector<double> rel((size_t)(2 * C - 1));
+  if (!c.rotary) {
+    std::vector<double> w = bias.weight.to_vector();
+    for (int64_t t = 0; t < 2 * C - 1; ++t) rel[(size_t)t] = w[(size_t)(c.M - C + t)];
+    return rel;
+  }
+  std::vector<double> a = bias.alpha.to_vector(), b = bias.beta.to_vector(), th = rotary_theta(c.Z);
+  const int64_t half = c.Z / 2;
+  for (int64_t t = 0; t < 2 * C - 1; ++t) {
+    const double e = (double)(t - (C - 1));
+    double acc = 0;
+    for (int64_t kk = 0; kk < half; ++kk) {
+      const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
+      acc += (a1 * b1 + a2 * b2) * std::cos(th[(size_t)kk] * e) - (a1 * b2 - a2 * b1) * std::sin(th[(size_t)kk] * e);
+    }
+    rel[(size_t)t] = acc;
+  }
+  return rel;
+}
+
+attention_cpu::Act act_of(AttentionActivation a) {
+  switch (a) {
+    case AttentionActivation::Softmax: return attention_cpu::Act::Softmax;
+    case AttentionActivation::Laplace: return attention_cpu::Act::Laplace;
+    case AttentionActivation::Relu2: return attention_cpu::Act::Relu2;
+  }
+  fail(kOp, "unknown attention activation");
+}
+
+// The kernels read rows with unit stride along the last dim and a row stride >= its width
+// (contiguous tensors and transposed time-major views qualify); anything else is copied.
+Tensor rows_ready(const Tensor& t) {
+  Tensor d = t.detach();
+  if (d.strides()[2] == 1 && (d.size(1) == 1 || d.strides()[1] >= d.size(2))) return d;
+  return d.contiguous();
+}
+template <typename T> attention_cpu::Rows<T> rows_of(const Tensor& t) {
+  return {t.data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
+}
+
+struct Dropout {
+  double p = 0;
+  uint64_t seed = 0, first = 0;
+};
+
+// Reserves the counters of one call's dropout mask: one per score of every chunk.
+Dropout draw_dropout(const Checked& c, const AttentionOptions& o) {
+  if (!o.training || o.dropout == 0.0) return {};
+  Generator& g = o.generator ? *o.generator : default_generator();
+  Dropout d{o.dropout, g.seed(), 0};
+  d.first = g.advance((uint64_t)(c.B * c.NC * c.C * c.C));
+  return d;
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
+                 const RelPosBias& bias, const AttentionOptions& o) {
+  Checked c = check_attention(q_in, k_in, v_in, mask_in, bias, o);
+  Tensor q = rows_ready(q_in), k = rows_ready(k_in), v = rows_ready(v_in);
+  Tensor mask = mask_in.defined() ? mask_in.detach() : Tensor();
+  const bool softmax = o.activation == AttentionActivation::Softmax;
+  const Dropout drop = draw_dropout(c, o);
+  std::vector<double> rel = bias_table(bias, c);
+  DType dt = q.dtype();
+  Tensor out = Tensor::empty({c.B, c.L, c.H}, dt);
+  Tensor lse = softmax ? Tensor::empty({c.B, c.L}, dt) : Tensor();
+
+  // The kernel's view of one call; `rel_t` must outlive it.
+  auto problem = [c, o, drop](const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                              auto* rel_t) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(rel_t)>>;
+    attention_cpu::Problem<T> pr;
+    pr.d = {c.B, c.L, c.Z, c.H, c.C, c.NC};
+    pr.act = act_of(o.activation);
+    pr.causal = o.causal;
+    pr.q = rows_of<T>(q), pr.k = rows_of<T>(k), pr.v = rows_of<T>(v);
+    if (mask.defined()) pr.mask = mask.data_ptr<T>(), pr.msb = mask.strides()[0], pr.msl = mask.strides()[1];
+    pr.rel = rel_t;
+    pr.softmax_scale = std::pow((double)c.Z, -0.5);
+    pr.p = drop.p, pr.seed = drop.seed, pr.first = drop.first;
+    return pr;
+  };
+
+  dispatch_float(kOp, dt, [&]<typename T>() {
+    std::vector<T> rel_t(rel.begin(), rel.end());
+    attention_cpu::forward<T>(problem(q, k, v, mask, rel_t.data()), out.data_ptr<T>(),
+                              softmax ? lse.data_ptr<T>() : nullptr);
+  });
+
+  const Tensor& w = bias.weight;
+  const Tensor& alpha = bias.alpha;
+  const Tensor& beta = bias.beta;
+  if (needs_grad({&q_in, &k_in, &v_in, &w, &alpha, &beta})) {
+    const bool need_q = wants_grad(q_in), need_k = wants_grad(k_in), need_v = wants_grad(v_in);
+    const bool need_bias = c.rotary ? wants_grad(alpha) || wants_grad(beta) : wants_grad(w);
+    RelPosBias saved{bias.kind, c.rotary ? Tensor() : w.detach(), c.rotary ? alpha.detach() : Tensor(),
+                     c.rotary ? beta.detach() : Tensor()};
+    record("attention", {q_in, k_in, v_in, c.rotary ? Tensor() : w, c.rotary ? alpha : Tensor(),
+                         c.rotary ? beta : Tensor()},
+           out,
+           [c, problem, need_q, need_k, need_v, need_bias, saved, rel, q, k, v, mask, lse,
+            out = out.detach()](const Tensor& g_out) {
+      std::vector<Tensor> grads(6);
+      DType dt = q.dtype();
+      Tensor dout = g_out.contiguous();
+      Tensor dq = need_q ? Tensor::zeros({c.B, c.L, c.Z}, dt) : Tensor();
+      Tensor dk = need_k ? Tensor::zeros({c.B, c.L, c.Z}, dt) : Tensor();
+      Tensor dv = need_v ? Tensor::zeros({c.B, c.L, c.H}, dt) : Tensor();
+      std::vector<double> drel(need_bias ? (size_t)(2 * c.C - 1) : 0, 0.0);
+      dispatch_float(kOp, dt, [&]<typename T>() {
+        std::vector<T> rel_t(rel.begin(), rel.end());
+        attention_cpu::Grads<T> g;
+        if (need_q) g.dq = dq.data_ptr<T>();
+        if (need_k) g.dk = dk.data_ptr<T>();
+        if (need_v) g.dv = dv.data_ptr<T>();
+        if (need_bias) g.drel = drel.data();
+        attention_cpu::backward<T>(problem(q, k, v, mask, rel_t.data()), out.data_ptr<T>(),
+                                   lse.defined() ? lse.data_ptr<T>() : nullptr, dout.data_ptr<T>(), g);
+      });
+      grads[0] = dq, grads[1] = dk, grads[2] = dv;
+      if (need_bias && !c.rotary) {
+        // rel[t] = w[M-C+t]: the table's gradient lands on that slice of the weight.
+        std::vector<double> dw((size_t)(2 * c.M - 1), 0.0);
+        for (int64_t t = 0; t < 2 * c.C - 1; ++t) dw[(size_t)(c.M - c.C + t)] = drel[(size_t)t];
+        grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt);
+      } else if (need_bias) {
+        // rel(e) = sum_k P_k cos(theta_k e) - Q_k sin(theta_k e), P = a1 b1 + a2 b2,
+        // Q = a1 b2 - a2 b1. With Gc_k = sum_e drel(e) cos(theta_k e), Gs_k = sum_e drel(e) sin(..):
+        // dP = Gc, dQ = -Gs, then through P and Q to the halves of alpha and beta.
+        std::vector<double> a = saved.alpha.to_vector(), b = saved.beta.to_vector(), th = rotary_theta(c.Z);
+        const int64_t half = c.Z / 2;
+        std::vector<double> da((size_t)c.Z), db((size_t)c.Z);
+        for (int64_t kk = 0; kk < half; ++kk) {
+          double gc = 0, gs = 0;
+          for (int64_t t = 0; t < 2 * c.C - 1; ++t) {
+            const double e = (double)(t - (c.C - 1));
+            gc += drel[(size_t)t] * std::cos(th[(size_t)kk] * e);
+            gs += drel[(size_t)t] * std::sin(th[(size_t)kk] * e);
+          }
+          const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
+          da[(size_t)kk] = b1 * gc - b2 * gs;
+          da[(size_t)(kk + half)] = b2 * gc + b1 * gs;
+          db[(size_t)kk] = a1 * gc + a2 * gs;
+          db[(size_t)(kk + half)] = a2 * gc - a1 * gs;
+        }
+        grads[4] = Tensor::from_vector(da, {1, c.Z}, dt);
+        grads[5] = Tensor::from_vector(db, {1, c.Z}, dt);
+      }
+      return grads;
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- composed reference
+
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                           const RelPosBias& bias, const AttentionOptions& o) {
+  Checked c = check_attention(q, k, v, mask, bias, o);
+  const int64_t B = c.B, C = c.C, NC = c.NC, Z = c.Z, H = c.H, BN = c.B * c.NC;
+  const DType dt = q.dtype();
+  const bool softmax = o.activation == AttentionActivation::Softmax;
+
+  // The (C, C) bias, as the official modules build it.
+  Tensor bias_cc;
+  if (!c.rotary) {
+    std::vector<int64_t> idx((size_t)(C * C));
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j) idx[(size_t)(i * C + j)] = c.M - 1 + j - i;
+    bias_cc = index_select(bias.weight, 0, Tensor::from_vector(idx, {C * C})).reshape({C, C});
+  } else {
+    const int64_t half = Z / 2;
+    std::vector<double> th = rotary_theta(Z), cosv((size_t)(C * half)), sinv((size_t)(C * half));
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t kk = 0; kk < half; ++kk) {
+        cosv[(size_t)(i * half + kk)] = std::cos((double)i * th[(size_t)kk]);
+        sinv[(size_t)(i * half + kk)] = std::sin((double)i * th[(size_t)kk]);
+      }
+    Tensor cs = Tensor::from_vector(cosv, {C, half}, dt), sn = Tensor::from_vector(sinv, {C, half}, dt);
+    auto rot = [&](const Tensor& x) {  // (1, Z) -> (C, Z)
+      Tensor x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
+      return cat({sub(mul(x1, cs), mul(x2, sn)), add(mul(x2, cs), mul(x1, sn))}, 1);
+    };
+    bias_cc = matmul(rot(bias.alpha), rot(bias.beta).t());
+  }
+
+  // Per-(b, chunk) masks as constants: which scores are dropped, and laplace/relu2's 1/n.
+  std::vector<double> m = mask.defined() ? mask.to_vector() : std::vector<double>((size_t)(B * c.L), 0.0);
+  std::vector<uint8_t> hide((size_t)(BN * C * C));
+  std::vector<double> keep((size_t)(BN * C * C)), inv_n((size_t)(BN * C));
+  for (int64_t bc = 0; bc < BN; ++bc) {
+    int64_t npad = 0;
+    for (int64_t j = 0; j < C; ++j) npad += m[(size_t)(bc * C + j)] != 0;
+    for (int64_t i = 0; i < C; ++i) {
+      inv_n[(size_t)(bc * C + i)] =
+          1.0 / (o.causal ? (double)(i + 1) : mask.defined() ? (double)std::max<int64_t>(1, C - npad) : (double)C);
+      for (int64_t j = 0; j < C; ++j) {
+        bool pad = m[(size_t)(bc * C + j)] != 0;
+        bool causal_hidden = o.causal && j > i;
+        size_t e = (size_t)((bc * C + i) * C + j);
+        hide[e] = causal_hidden || (pad && npad < C);  // softmax: an all-padding chunk is not masked
+        keep[e] = causal_hidden || pad ? 0.0 : 1.0;    // laplace/relu2: masks multiply
+      }
+    }
+  }
+
+  Tensor q3 = q.reshape({BN, C, Z}), k3 = k.reshape({BN, C, Z}), v3 = v.reshape({BN, C, H});
+  Tensor P;
+  if (softmax) {
+    Tensor s = add(matmul(mul_scalar(q3, std::pow((double)Z, -0.5)), k3.transpose(1, 2)), bias_cc);
+    Tensor hidden = Tensor::from_vector(std::vector<double>(hide.begin(), hide.end()), {BN, C, C}, DType::Bool);
+    P = megagrad::softmax(masked_fill(s, hidden, -INFINITY), 2);
+  } else {
+    Tensor s = add(mul(matmul(q3, k3.transpose(1, 2)), Tensor::from_vector(inv_n, {BN, C, 1}, dt)), bias_cc);
+    Tensor f;
+    if (o.activation == AttentionActivation::Laplace) {
+      const double inv = 1.0 / (attention_cpu::kLaplaceSigma * std::sqrt(2.0));
+      f = mul_scalar(add_scalar(erf(mul_scalar(add_scalar(s, -attention_cpu::kLaplaceMu), inv)), 1.0), 0.5);
+    } else {
+      f = square(relu(s));
+    }
+    P = mul(f, Tensor::from_vector(keep, {BN, C, C}, dt));
+  }
+  const Dropout drop = draw_dropout(c, o);
+  if (drop.p > 0) {
+    std::vector<double> dm((size_t)(BN * C * C));
+    for (int64_t bc = 0; bc < BN; ++bc)
+      for (int64_t i = 0; i < C; ++i)
+        for (int64_t j = 0; j < C; ++j)
+          dm[(size_t)((bc * C + i) * C + j)] =
+              attention_cpu::dropout_keep(drop.p, drop.seed, drop.first, bc / NC, bc % NC, i, j, NC, C);
+    P = mul(P, Tensor::from_vector(dm, {BN, C, C}, dt));
+  }
+  return matmul(P, v3).reshape({B, c.L, H});
+}
+
 }  // namespace megagrad
