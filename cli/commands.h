@@ -1,0 +1,23 @@
+// The megagrad program's subcommands. Each takes the arguments after its name, returns the
+// process exit code (0 ok, 1 failed), and throws UsageError (exit 2) on bad arguments.
+#pragma once
+#include <string>
+#include <vector>
+#include "cli/args.h"
+
+namespace megagrad::cli {
+
+int cmd_info(const std::vector<std::string>& args);
+int cmd_gradcheck(const std::vector<std::string>& args);
+int cmd_demo(const std::vector<std::string>& args);
+
+// --threads N is accepted before the subcommand and by every subcommand.
+inline OptionSpec threads_option() {
+  return {"--threads", "N", "threads for megagrad and OpenBLAS (default: MEGAGRAD_NUM_THREADS, else all cores)"};
+}
+// Applies --threads when given (set_num_threads).
+void apply_threads(const Options& opts);
+// Whether a --threads option (global or a subcommand's) set the thread count.
+bool threads_set_by_option();
+
+}  // namespace megagrad::cli
