@@ -22,40 +22,15 @@
 #include <vector>
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "bench/bench_util.h"
 #include "backends/cpu/blas.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 
 using namespace megagrad;
+using namespace megagrad::bench;
 
 namespace {
-
-struct Stats {
-  double median = 0, min = 0;  // seconds
-};
-
-Stats stats_of(std::vector<double> t) {
-  std::sort(t.begin(), t.end());
-  return {t[t.size() / 2], t.front()};
-}
-
-double seconds_of(const std::function<void()>& f) {
-  auto t0 = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// One warm-up run of each, then `reps` alternating runs of baseline and candidate.
-std::pair<Stats, Stats> race(int reps, const std::function<void()>& base, const std::function<void()>& cand) {
-  base();
-  cand();
-  std::vector<double> tb, tc;
-  for (int i = 0; i < reps; ++i) {
-    tb.push_back(seconds_of(base));
-    tc.push_back(seconds_of(cand));
-  }
-  return {stats_of(tb), stats_of(tc)};
-}
 
 // Largest |a - b| relative to max(1, |b|): a sanity check that both sides computed the same.
 double max_rel_diff(const float* a, const float* b, int64_t n) {

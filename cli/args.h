@@ -56,7 +56,14 @@ class Options {
   Options(std::string command, std::vector<OptionSpec> specs)
       : command_(std::move(command)), specs_(std::move(specs)) {}
 
-  // Fills the values; "--help" / "-h" sets help(). No positional arguments are accepted.
+  // Accepts up to n positional arguments (e.g. a checkpoint path); by default none.
+  Options& positionals(size_t n, std::string what) {
+    max_positionals_ = n, positional_name_ = std::move(what);
+    return *this;
+  }
+  const std::vector<std::string>& positional() const { return positional_; }
+
+  // Fills the values; "--help" / "-h" sets help().
   void parse(const std::vector<std::string>& args) {
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
@@ -64,8 +71,13 @@ class Options {
         help_ = true;
         continue;
       }
-      if (a.rfind("-", 0) != 0)
+      if (a.rfind("-", 0) != 0) {
+        if (positional_.size() < max_positionals_) {
+          positional_.push_back(a);
+          continue;
+        }
         throw UsageError(fmt::format("{}unexpected argument '{}' {}", prefix(command_), a, see_help(command_)));
+      }
       std::string name = a, value;
       bool inline_value = false;
       if (auto eq = a.find('='); eq != std::string::npos) {
@@ -124,6 +136,9 @@ class Options {
   std::vector<OptionSpec> specs_;
   std::map<std::string, std::string> values_;
   bool help_ = false;
+  size_t max_positionals_ = 0;
+  std::string positional_name_;
+  std::vector<std::string> positional_;
 };
 
 }  // namespace megagrad::cli

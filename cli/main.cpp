@@ -25,6 +25,8 @@ const std::vector<Command>& commands() {
       {"info", cmd_info, "version, build, CUDA devices, OpenBLAS kernel and threads"},
       {"gradcheck", cmd_gradcheck, "finite-difference check of every differentiable op"},
       {"demo", cmd_demo, "train a two-layer MLP on a 2-D spiral (the current main job)"},
+      {"ref-check", cmd_ref_check, "compare a Mega layer with a case computed by the official code"},
+      {"bench-layer", cmd_bench_layer, "time one Mega layer's forward and backward, and its peak memory"},
   };
   return list;
 }

@@ -1,27 +1,92 @@
 #include "core/storage.h"
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 #include "core/error.h"
 
 namespace megagrad {
 
 std::atomic<int64_t> Storage::live_{0};
 
+namespace {
+class BlockCache {
+ public:
+  static constexpr size_t kMin = size_t(1) << 20;
+  static size_t rounded(size_t n) { return n < kMin ? ((n + 63) / 64) * 64 : ((n + kMin - 1) / kMin) * kMin; }
+
+  void* take(size_t bytes) {
+    if (bytes < kMin) return nullptr;
+    std::lock_guard g(mu_);
+    auto it = free_.find(bytes);
+    if (it == free_.end()) return nullptr;
+    void* p = it->second;
+    free_.erase(it);
+    cached_ -= bytes;
+    return p;
+  }
+  // Keeps the block if it is large and fits under the limit; else frees it.
+  void give(void* p, size_t bytes) {
+    if (bytes >= kMin) {
+      std::lock_guard g(mu_);
+      if (cached_ + bytes <= limit()) {
+        free_.emplace(bytes, p);
+        cached_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+  void clear() {
+    std::lock_guard g(mu_);
+    for (auto& [n, p] : free_) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+  size_t cached() {
+    std::lock_guard g(mu_);
+    return cached_;
+  }
+  ~BlockCache() { clear(); }
+
+ private:
+  static size_t limit() {
+    static const size_t mb = [] {
+      const char* e = std::getenv("MEGAGRAD_CPU_CACHE_MB");
+      return e ? (size_t)std::strtoull(e, nullptr, 10) : size_t(2048);
+    }();
+    return mb << 20;
+  }
+  std::mutex mu_;
+  std::unordered_multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* c = new BlockCache();  // never destroyed: Storages may outlive static teardown
+  return *c;
+}
+}  // namespace
+
+size_t cpu_cache_bytes() { return block_cache().cached(); }
+void empty_cpu_cache() { block_cache().clear(); }
+
 Storage::Storage(size_t nbytes, Device device, bool zero_fill) : nbytes_(nbytes), device_(device) {
   if (!device.is_cpu())
     fail("alloc", "device {} is not supported by this build (CUDA storage arrives with the CUDA backend)",
          device);
   // 64-byte alignment: one cache line, and what AVX-512 loads like.
-  size_t padded = ((nbytes + 63) / 64) * 64;
-  if (padded == 0) padded = 64;
-  data_ = std::aligned_alloc(64, padded);
+  capacity_ = std::max<size_t>(BlockCache::rounded(nbytes), 64);
+  data_ = block_cache().take(capacity_);
+  if (!data_) data_ = std::aligned_alloc(64, capacity_);
   if (!data_) fail("alloc", "out of memory allocating {} bytes on {}", nbytes, device);
-  if (zero_fill) std::memset(data_, 0, padded);
+  if (zero_fill) std::memset(data_, 0, nbytes);
   ++live_;
 }
 
 Storage::~Storage() {
-  std::free(data_);
+  block_cache().give(data_, capacity_);
   --live_;
 }
 

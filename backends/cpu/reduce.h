@@ -10,15 +10,43 @@
 
 namespace megagrad::cpu {
 
+// Sum of a row in double with 8 independent accumulators: one accumulator is a serial chain
+// that strict IEEE math may not reorder, so it would not vectorise.
+template <typename T>
+double row_sum_double(const T* row, int64_t n) {
+  constexpr int L = 8;
+  double acc[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int k = 0; k < L; ++k) acc[k] += (double)row[i + k];
+  double s = 0;
+  for (int k = 0; k < L; ++k) s += acc[k];
+  for (; i < n; ++i) s += (double)row[i];
+  return s;
+}
+
 template <typename T>
 void sum_rows(const T* x, int64_t O, int64_t R, T* out, double scale) {
-  parallel_for(O, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t o = b; o < e; ++o) {
+  constexpr int64_t kPiece = 1 << 16;
+  if (O < 4 && R >= 4 * kPiece) {
+    // Few long rows (e.g. a full sum): split each row into fixed pieces, sum the pieces in
+    // parallel, then add the partial sums in order, so the result does not depend on threads.
+    const int64_t pieces = (R + kPiece - 1) / kPiece;
+    std::vector<double> part((size_t)pieces);
+    for (int64_t o = 0; o < O; ++o) {
       const T* row = x + o * R;
-      double acc = 0;
-      for (int64_t r = 0; r < R; ++r) acc += (double)row[r];
-      out[o] = (T)(acc * scale);
+      parallel_for(pieces, 1, [&](int64_t b, int64_t e) {
+        for (int64_t p = b; p < e; ++p)
+          part[(size_t)p] = row_sum_double(row + p * kPiece, std::min(kPiece, R - p * kPiece));
+      });
+      double s = 0;
+      for (double v : part) s += v;
+      out[o] = (T)(s * scale);
     }
+    return;
+  }
+  parallel_for(O, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) out[o] = (T)(row_sum_double(x + o * R, R) * scale);
   });
 }
 
