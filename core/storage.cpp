@@ -13,8 +13,10 @@ std::atomic<int64_t> Storage::live_{0};
 namespace {
 class BlockCache {
  public:
-  static constexpr size_t kMin = size_t(1) << 20;
-  static size_t rounded(size_t n) { return n < kMin ? ((n + 63) / 64) * 64 : ((n + kMin - 1) / kMin) * kMin; }
+  // Blocks from 64 KiB up are cached (glibc serves large blocks with fresh mmaps, which fault in
+  // page by page); sizes round up to whole 4 KiB pages so that repeated shapes hit.
+  static constexpr size_t kMin = size_t(64) << 10;
+  static size_t rounded(size_t n) { return n < kMin ? ((n + 63) / 64) * 64 : ((n + 4095) / 4096) * 4096; }
 
   void* take(size_t bytes) {
     if (bytes < kMin) return nullptr;

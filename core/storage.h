@@ -33,7 +33,7 @@ class Storage {
   static std::atomic<int64_t> live_;
 };
 
-// The CPU block cache: blocks of 1 MiB and more are kept when their Storage dies and handed out
+// The CPU block cache: blocks of 64 KiB and more are kept when their Storage dies and handed out
 // again for the same rounded size. A fresh large block pays a page fault per 4 KiB page on first
 // touch, which costs more than a memory-bound op itself; a training step allocates the same sizes
 // every time. At most MEGAGRAD_CPU_CACHE_MB (default 2048) MiB are kept.
