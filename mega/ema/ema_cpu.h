@@ -67,17 +67,24 @@ struct BlockCoeffs {
   }
 };
 
-// One time step of one work item: h = q h + a (x - Q x_lag); acc = sum_n c h.
+// One dimension n of one work item over the whole sequence: h = q h + a (x~[t] - Q x~[t-K]),
+// ys[t] += c h. The time loop is innermost so h stays in a register; xs and ys are (L, W) in
+// this direction's time order.
 template <typename T>
-inline void forward_step(int64_t N, const T* __restrict q, const T* __restrict a, const T* __restrict c,
-                         const T* __restrict Q, T* __restrict h, const T* __restrict xt, const T* __restrict xl,
-                         T* __restrict acc) {
+inline void forward_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a,
+                          const T* __restrict c, const T* __restrict Q, const T* __restrict xs, T* __restrict ys) {
   constexpr int64_t W = kWidth<T>;
-  for (int64_t w = 0; w < W; ++w) acc[w] = T(0);
-  for (int64_t n = 0; n < N; ++n, q += W, a += W, c += W, Q += W, h += W)
+  alignas(64) T h[W] = {};
+  const int64_t lagged = K < L ? K : L;  // steps before the truncation term starts
+  for (int64_t st = 0; st < lagged; ++st)
     for (int64_t w = 0; w < W; ++w) {
-      h[w] = q[w] * h[w] + a[w] * (xt[w] - Q[w] * xl[w]);
-      acc[w] += c[w] * h[w];
+      h[w] = q[w] * h[w] + a[w] * xs[st * W + w];
+      ys[st * W + w] += c[w] * h[w];
+    }
+  for (int64_t st = lagged; st < L; ++st)
+    for (int64_t w = 0; w < W; ++w) {
+      h[w] = q[w] * h[w] + a[w] * (xs[st * W + w] - Q[w] * xs[(st - K) * W + w]);
+      ys[st * W + w] += c[w] * h[w];
     }
 }
 
@@ -88,23 +95,22 @@ void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s
   constexpr int64_t W = kWidth<T>;
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<T> h((size_t)(N * W));
+    std::vector<T> xs((size_t)(s.L * W)), ys((size_t)(s.L * W));  // (L, W) in direction order
     BlockCoeffs<T> bc;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
         bc.load(dirs[dir], N, Dp, d0);
-        std::fill(h.begin(), h.end(), T(0));
-        alignas(64) T xt[W], xl[W], acc[W];
-        std::fill(xl, xl + W, T(0));
+        for (int64_t st = 0; st < s.L; ++st) in.load(b, time_of(dir, st, s.L), d0, s.D, &xs[(size_t)(st * W)]);
+        std::fill(ys.begin(), ys.end(), T(0));
+        for (int64_t n = 0; n < N; ++n)
+          forward_sweep<T>(s.L, s.K, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
+                           &bc.Q[(size_t)(n * W)], xs.data(), ys.data());
         for (int64_t st = 0; st < s.L; ++st) {
-          const int64_t t = time_of(dir, st, s.L);
-          in.load(b, t, d0, s.D, xt);
-          if (s.truncated() && st >= s.K) in.load(b, time_of(dir, st - s.K, s.L), d0, s.D, xl);
-          forward_step<T>(N, bc.q.data(), bc.a.data(), bc.c.data(), bc.Q.data(), h.data(), xt, xl, acc);
-          T* yr = y + (b * s.L + t) * s.D + d0;
-          if (dir == 0) for (int64_t w = 0; w < wn; ++w) yr[w] = acc[w];
-          else          for (int64_t w = 0; w < wn; ++w) yr[w] += acc[w];
+          T* yr = y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
+          const T* src = &ys[(size_t)(st * W)];
+          if (dir == 0) for (int64_t w = 0; w < wn; ++w) yr[w] = src[w];
+          else          for (int64_t w = 0; w < wn; ++w) yr[w] += src[w];
         }
       }
     }
@@ -118,42 +124,65 @@ struct ParamSums {
   std::vector<double> dc, da, dq, dQ;  // each (B, ndirs, N, Dp)
 };
 
-// Forward-mode step: carry u = dh/da, s = dh/dq, w = dh/dQ next to the state (h = a u) and
-// add gy times each into the partial sums pc (dc), pa (da / c), pq (dq / c), pQ (dQ / c).
+// Forward-mode sweep of one dimension n over the whole sequence: carry u = dh/da,
+// s = dh/dq, w = dh/dQ next to the state (h = a u) and sum gy times each. The time loop is
+// innermost so the three states and four sums stay in registers; xs, gs are the block's x~ and
+// gy laid out (L, W) in this direction's time order. Sums are flushed into double every kFlush
+// steps to keep long float32 sums accurate; out = {dc, da/c, dq/c, dQ/c} for the W channels.
 template <typename T>
-inline void tangent_step(int64_t N, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
-                         T* __restrict u, T* __restrict s, T* __restrict wq, const T* __restrict xt,
-                         const T* __restrict xl, const T* __restrict gt, T* __restrict pc, T* __restrict pa,
-                         T* __restrict pq, T* __restrict pQ) {
+inline void tangent_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
+                          const T* __restrict xs, const T* __restrict gs, double* __restrict out) {
   constexpr int64_t W = kWidth<T>;
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t o = n * W;
+  constexpr int64_t kFlush = 64;
+  alignas(64) T u[W] = {}, s[W] = {}, wq[W] = {}, pc[W] = {}, pa[W] = {}, pq[W] = {}, pQ[W] = {};
+  auto flush = [&] {
     for (int64_t w = 0; w < W; ++w) {
-      s[o + w] = q[o + w] * s[o + w] + a[o + w] * u[o + w];     // s[t] = q s[t-1] + h[t-1]
-      wq[o + w] = q[o + w] * wq[o + w] - a[o + w] * xl[w];      // w[t] = q w[t-1] - a x~[t-K]
-      u[o + w] = q[o + w] * u[o + w] + (xt[w] - Q[o + w] * xl[w]);  // u[t] = q u[t-1] + z[t]
-      pc[o + w] += gt[w] * a[o + w] * u[o + w];
-      pa[o + w] += gt[w] * u[o + w];
-      pq[o + w] += gt[w] * s[o + w];
-      pQ[o + w] += gt[w] * wq[o + w];
+      out[w] += pc[w], out[W + w] += pa[w], out[2 * W + w] += pq[w], out[3 * W + w] += pQ[w];
+      pc[w] = pa[w] = pq[w] = pQ[w] = T(0);
     }
+  };
+  for (int64_t st = 0; st < L; ++st) {
+    const T* xt = xs + st * W;
+    const T* gt = gs + st * W;
+    if (K < L && st >= K) {
+      const T* xl = xs + (st - K) * W;
+      for (int64_t w = 0; w < W; ++w) {
+        s[w] = q[w] * s[w] + a[w] * u[w];            // s[t] = q s[t-1] + h[t-1]
+        wq[w] = q[w] * wq[w] - a[w] * xl[w];         // w[t] = q w[t-1] - a x~[t-K]
+        u[w] = q[w] * u[w] + (xt[w] - Q[w] * xl[w]); // u[t] = q u[t-1] + z[t]
+        pc[w] += gt[w] * a[w] * u[w], pa[w] += gt[w] * u[w], pq[w] += gt[w] * s[w], pQ[w] += gt[w] * wq[w];
+      }
+    } else {
+      for (int64_t w = 0; w < W; ++w) {
+        s[w] = q[w] * s[w] + a[w] * u[w];
+        wq[w] = q[w] * wq[w];
+        u[w] = q[w] * u[w] + xt[w];
+        pc[w] += gt[w] * a[w] * u[w], pa[w] += gt[w] * u[w], pq[w] += gt[w] * s[w], pQ[w] += gt[w] * wq[w];
+      }
+    }
+    if ((st + 1) % kFlush == 0) flush();
   }
+  flush();
 }
 
-// Reverse-mode step: mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); acc = sum_n a mu[t] = dx~[t].
+// Reverse-mode sweep of one dimension n, backwards in this direction's time:
+// mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); dxs[t] += a mu[t] (the gradient of x~[t]).
 template <typename T>
-inline void adjoint_step(int64_t N, const T* __restrict q, const T* __restrict a, const T* __restrict c,
-                         const T* __restrict Q, T* __restrict mu, const T* __restrict gt, const T* __restrict gl,
-                         T* __restrict acc) {
+inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a,
+                          const T* __restrict c, const T* __restrict Q, const T* __restrict gs, T* __restrict dxs) {
   constexpr int64_t W = kWidth<T>;
-  for (int64_t w = 0; w < W; ++w) acc[w] = T(0);
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t o = n * W;
+  alignas(64) T mu[W] = {};
+  const int64_t lead_end = K < L ? L - K : 0;  // steps st < lead_end see gy[st + K]
+  for (int64_t st = L - 1; st >= lead_end; --st)
     for (int64_t w = 0; w < W; ++w) {
-      mu[o + w] = q[o + w] * mu[o + w] + c[o + w] * (gt[w] - Q[o + w] * gl[w]);
-      acc[w] += a[o + w] * mu[o + w];
+      mu[w] = q[w] * mu[w] + c[w] * gs[st * W + w];
+      dxs[st * W + w] += a[w] * mu[w];
     }
-  }
+  for (int64_t st = lead_end - 1; st >= 0; --st)
+    for (int64_t w = 0; w < W; ++w) {
+      mu[w] = q[w] * mu[w] + c[w] * (gs[st * W + w] - Q[w] * gs[(st + K) * W + w]);
+      dxs[st * W + w] += a[w] * mu[w];
+    }
 }
 
 // gy: (B, L, D) contiguous gradient of y.
@@ -163,7 +192,6 @@ template <typename T>
 void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s, const T* gy,
               T* dxt, ParamSums* sums) {
   constexpr int64_t W = kWidth<T>;
-  constexpr int64_t kFlush = 64;  // steps summed in T before adding into double
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
   if (sums) {
     size_t n = (size_t)(s.B * ndirs * N * Dp);
@@ -175,53 +203,45 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
     for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] : T(0);
   };
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
-    const size_t NW = (size_t)(N * W);
-    std::vector<T> u(NW), sq(NW), wq(NW), mu(NW), pc(NW), pa(NW), pq(NW), pQ(NW);
+    // The block's x~, gy and dx~, each (L, W) in the direction's time order.
+    std::vector<T> xs(sums ? (size_t)(s.L * W) : 0), gs((size_t)(s.L * W)), dxs(dxt ? (size_t)(s.L * W) : 0);
     BlockCoeffs<T> bc;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
         bc.load(dirs[dir], N, Dp, d0);
-        alignas(64) T xt[W], xl[W], gt[W], gl[W], acc[W];
-        std::fill(xl, xl + W, T(0));
-        std::fill(gl, gl + W, T(0));
 
-        if (sums) {  // forward sweep: parameter gradients
-          for (auto* v : {&u, &sq, &wq, &pc, &pa, &pq, &pQ}) std::fill(v->begin(), v->end(), T(0));
-          const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
-          auto flush = [&] {
-            for (int64_t n = 0; n < N; ++n)
-              for (int64_t w = 0; w < wn; ++w) {
-                size_t k = base + (size_t)(n * Dp + d0 + w), j = (size_t)(n * W + w);
-                sums->dc[k] += pc[j], sums->da[k] += pa[j], sums->dq[k] += pq[j], sums->dQ[k] += pQ[j];
-                pc[j] = pa[j] = pq[j] = pQ[j] = T(0);
-              }
-          };
+        if (sums) {  // forward sweep: parameter gradients, one dimension n at a time
           for (int64_t st = 0; st < s.L; ++st) {
             const int64_t t = time_of(dir, st, s.L);
-            in.load(b, t, d0, s.D, xt);
-            if (s.truncated() && st >= s.K) in.load(b, time_of(dir, st - s.K, s.L), d0, s.D, xl);
-            gy_row(b, t, d0, gt);
-            tangent_step<T>(N, bc.q.data(), bc.a.data(), bc.Q.data(), u.data(), sq.data(), wq.data(), xt, xl, gt,
-                            pc.data(), pa.data(), pq.data(), pQ.data());
-            if ((st + 1) % kFlush == 0) flush();
+            in.load(b, t, d0, s.D, &xs[(size_t)(st * W)]);
+            gy_row(b, t, d0, &gs[(size_t)(st * W)]);
           }
-          flush();
+          const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
+          for (int64_t n = 0; n < N; ++n) {
+            alignas(64) double out[4 * W] = {};
+            tangent_sweep<T>(s.L, s.K, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.Q[(size_t)(n * W)],
+                             xs.data(), gs.data(), out);
+            for (int64_t w = 0; w < wn; ++w) {
+              size_t k = base + (size_t)(n * Dp + d0 + w);
+              sums->dc[k] += out[w], sums->da[k] += out[W + w], sums->dq[k] += out[2 * W + w],
+                  sums->dQ[k] += out[3 * W + w];
+            }
+          }
         }
 
-        if (dxt) {  // reverse sweep: input gradient
-          std::fill(mu.begin(), mu.end(), T(0));
-          for (int64_t st = s.L - 1; st >= 0; --st) {
-            const int64_t t = time_of(dir, st, s.L);
-            gy_row(b, t, d0, gt);
-            if (s.truncated()) {
-              if (st + s.K < s.L) gy_row(b, time_of(dir, st + s.K, s.L), d0, gl);
-              else std::fill(gl, gl + W, T(0));
-            }
-            adjoint_step<T>(N, bc.q.data(), bc.a.data(), bc.c.data(), bc.Q.data(), mu.data(), gt, gl, acc);
-            T* dr = dxt + (b * s.L + t) * s.D + d0;
-            if (dir == 0) for (int64_t w = 0; w < wn; ++w) dr[w] = acc[w];
-            else          for (int64_t w = 0; w < wn; ++w) dr[w] += acc[w];
+        if (dxt) {  // reverse sweep: input gradient, one dimension n at a time
+          if (!sums)
+            for (int64_t st = 0; st < s.L; ++st) gy_row(b, time_of(dir, st, s.L), d0, &gs[(size_t)(st * W)]);
+          std::fill(dxs.begin(), dxs.end(), T(0));
+          for (int64_t n = 0; n < N; ++n)
+            adjoint_sweep<T>(s.L, s.K, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
+                             &bc.Q[(size_t)(n * W)], gs.data(), dxs.data());
+          for (int64_t st = 0; st < s.L; ++st) {
+            T* dr = dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
+            const T* src = &dxs[(size_t)(st * W)];
+            if (dir == 0) for (int64_t w = 0; w < wn; ++w) dr[w] = src[w];
+            else          for (int64_t w = 0; w < wn; ++w) dr[w] += src[w];
           }
         }
       }
