@@ -53,4 +53,16 @@ class Module {
   bool training_ = true;
 };
 
+// A Module assembled by its owner: parameters and children added from outside. Used for the
+// wrappers that only exist to give parameters their official dotted names
+// (e.g. "encoder.encoder.embed_tokens.embed.weight") and for numbered lists ("layers.0").
+class Container : public Module {
+ public:
+  Tensor& add_parameter(const std::string& name, Tensor value) { return register_parameter(name, std::move(value)); }
+  template <typename M>
+  std::shared_ptr<M> add_module(const std::string& name, std::shared_ptr<M> m) {
+    return register_module(name, std::move(m));
+  }
+};
+
 }  // namespace megagrad

@@ -1,0 +1,298 @@
+// MegaClassifier, MegaLM and the Transformer baseline. Each forward follows the official model
+// (fairseq/models/lra/mega_lra_encoder.py + model.py; fairseq/models/mega_lm.py), batch-major.
+#include "mega/models.h"
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+
+namespace megagrad {
+
+namespace {
+// Xavier-uniform (the official classifier Linear): U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
+Tensor xavier_uniform(int64_t out, int64_t in, Generator& gen) {
+  double a = std::sqrt(6.0 / (double)(in + out));
+  return uniform({out, in}, -a, a, DType::Float32, &gen);
+}
+
+// 1.0 at tokens equal to pad, as x's float dtype; undefined when there is no pad (the official
+// code passes no mask then).
+Tensor padding_mask_of(const Tensor& tokens, int64_t pad, DType dt) {
+  std::vector<int64_t> t = tokens.to_int_vector();
+  std::vector<double> m(t.size());
+  bool any = false;
+  for (size_t i = 0; i < t.size(); ++i) any |= (m[i] = t[i] == pad ? 1.0 : 0.0) != 0;
+  return any ? Tensor::from_vector(m, tokens.shape(), dt) : Tensor();
+}
+
+// Pads (B, L) int64 tokens on the right with `pad` up to a multiple of `chunk` (when chunk > 0
+// and L > chunk), as the official encoder and LM do.
+Tensor pad_to_chunk(const Tensor& tokens, int64_t chunk, int64_t pad) {
+  const int64_t B = tokens.size(0), L = tokens.size(1);
+  if (chunk <= 0 || L <= chunk || L % chunk == 0) return tokens;
+  const int64_t Lp = (L + chunk - 1) / chunk * chunk;
+  std::vector<int64_t> t = tokens.to_int_vector(), out((size_t)(B * Lp), pad);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < L; ++i) out[(size_t)(b * Lp + i)] = t[(size_t)(b * L + i)];
+  return Tensor::from_vector(out, {B, Lp});
+}
+
+void check_tokens(std::string_view op, const Tensor& tokens, int64_t vocab) {
+  MG_CHECK(tokens.defined() && tokens.dtype() == DType::Int64 && tokens.dim() == 2, op,
+           "tokens must be int64 (B, L), got {}", tokens.desc());
+  MG_CHECK(tokens.size(1) >= 1, op, "empty sequences: {}", tokens.desc());
+  for (int64_t t : tokens.to_int_vector())
+    MG_CHECK(t >= 0 && t < vocab, op, "token id {} out of range for a vocabulary of {}", t, vocab);
+}
+}  // namespace
+
+// ---------------------------------------------------------------- MegaClassifier
+
+struct MegaClassifier::Encoder : Container {
+  Tensor* embed = nullptr;       // embed_tokens.embed.weight (V, D), or embed_tokens.weight (D)
+  Tensor* embed_bias = nullptr;  // real-valued input: embed_tokens.bias (D)
+  std::vector<std::shared_ptr<MegaLayer>> layers;
+  std::shared_ptr<SequenceNorm> final_norm;  // prenorm only
+};
+
+MegaClassifier::MegaClassifier(const ClassifierConfig& c, uint64_t seed) : cfg(c) {
+  MG_CHECK(c.layer.bidirectional && !c.layer.causal, "MegaClassifier", "encoder layers must be bidirectional, not causal");
+  MG_CHECK(c.real_valued_input || c.vocab_size > 0, "MegaClassifier", "vocab_size must be positive for token input");
+  MG_CHECK(c.num_layers >= 1 && c.num_classes >= 2 && c.classifier_dim >= 1, "MegaClassifier",
+           "needs >= 1 layer, >= 2 classes and a positive classifier width");
+  Generator gen(seed);
+  const int64_t D = c.layer.embed_dim;
+  auto outer = std::make_shared<Container>();
+  auto enc = outer->add_module("encoder", std::make_shared<Encoder>());
+  encoder_outer_ = register_module("encoder", outer);
+  enc_ = enc.get();
+  auto emb = enc->add_module("embed_tokens", std::make_shared<Container>());
+  if (c.real_valued_input) {
+    enc->embed = &emb->add_parameter("weight", normal({D}, 0.0, 0.1, DType::Float32, &gen));
+    enc->embed_bias = &emb->add_parameter("bias", Tensor::zeros({D}));
+  } else {  // normal(0, D^-0.5), as the official Embedding.reset_parameters
+    auto inner = emb->add_module("embed", std::make_shared<Container>());
+    enc->embed = &inner->add_parameter("weight", normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen));
+  }
+  auto list = enc->add_module("layers", std::make_shared<Container>());
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    enc->layers.push_back(list->add_module(std::to_string(i), std::make_shared<MegaLayer>(c.layer, seed + 1 + (uint64_t)i)));
+  if (c.layer.prenorm)
+    enc->final_norm = enc->add_module("final_norm", std::make_shared<SequenceNorm>(c.layer.norm_type, D, c.layer.norm_affine));
+  auto cls = register_module("classifier", std::make_shared<Container>());
+  auto cls0 = cls->add_module("0", std::make_shared<Container>());
+  classifier_ = cls0->add_module("0", std::make_shared<Linear>(D, c.classifier_dim, gen));
+  {
+    no_grad g;
+    classifier_->weight.copy_(xavier_uniform(c.classifier_dim, D, gen));
+  }
+  auto proj = register_module("sentence_projection_layer", std::make_shared<Container>());
+  projection_ = &proj->add_parameter("weight", xavier_uniform(c.num_classes, c.classifier_dim, gen));
+}
+
+Tensor MegaClassifier::forward(const Tensor& input) {
+  const bool train = is_training();
+  const MegaLayerConfig& L = cfg.layer;
+  const DType dt = enc_->embed->dtype();
+  Tensor x, mask;
+  if (cfg.real_valued_input) {
+    MG_CHECK(input.dim() == 2 && input.dtype() == dt, "MegaClassifier", "real-valued input must be {} (B, L), got {}",
+             dtype_name(dt), input.desc());
+    MG_CHECK(L.chunk_size <= 0 || input.size(1) <= L.chunk_size || input.size(1) % L.chunk_size == 0,
+             "MegaClassifier", "sequence length {} must be a multiple of the chunk size {}", input.size(1), L.chunk_size);
+    x = add(mul(input.unsqueeze(2), *enc_->embed), *enc_->embed_bias);  // (B, L, D)
+  } else {
+    check_tokens("MegaClassifier", input, cfg.vocab_size);
+    Tensor tokens = pad_to_chunk(input, L.chunk_size, cfg.padding_idx);
+    mask = padding_mask_of(tokens, cfg.padding_idx, dt);
+    x = embedding(*enc_->embed, tokens);
+  }
+  x = dropout(x, L.dropout, train, dropout_generator_);
+  Tensor keep = mask.defined() ? add_scalar(neg(mask), 1.0).unsqueeze(2) : Tensor();  // (B, L, 1)
+  if (keep.defined()) x = mul(x, keep);
+  for (auto& layer : enc_->layers) x = layer->forward(x, mask);
+  if (enc_->final_norm) x = enc_->final_norm->forward(x);
+  // Mean pooling over the non-pad positions ('mp').
+  Tensor rep;
+  if (keep.defined()) rep = div(sum(mul(x, keep), {1}), sum(keep, {1}));
+  else rep = mean(x, {1});
+  Tensor h = dropout(gelu(classifier_->forward(rep)), L.dropout, train, dropout_generator_);
+  return linear(h, *projection_);
+}
+
+// ---------------------------------------------------------------- MegaLM
+
+struct MegaLM::Decoder : Container {
+  Tensor* embed = nullptr;
+  std::vector<std::shared_ptr<MegaLayer>> layers;
+  std::shared_ptr<SequenceNorm> final_norm;
+  Tensor* output_projection = nullptr;
+};
+
+MegaLM::MegaLM(const LMConfig& c, uint64_t seed) : cfg(c) {
+  MG_CHECK(!c.layer.bidirectional && c.layer.causal, "MegaLM", "decoder layers must be unidirectional and causal");
+  MG_CHECK(c.vocab_size > 1 && c.num_layers >= 1, "MegaLM", "needs a vocabulary and at least one layer");
+  Generator gen(seed);
+  const int64_t D = c.layer.embed_dim;
+  auto dec = register_module("decoder", std::make_shared<Decoder>());
+  dec_ = dec.get();
+  auto emb = dec->add_module("embed_tokens", std::make_shared<Container>());
+  Tensor w = normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen);
+  for (int64_t d = 0; d < D; ++d) w.set({c.padding_idx, d}, 0.0);  // nn.Embedding's padding row
+  dec->embed = &emb->add_parameter("weight", w);
+  auto list = dec->add_module("layers", std::make_shared<Container>());
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    dec->layers.push_back(list->add_module(std::to_string(i), std::make_shared<MegaLayer>(c.layer, seed + 1 + (uint64_t)i)));
+  if (c.layer.prenorm)
+    dec->final_norm = dec->add_module("final_norm", std::make_shared<SequenceNorm>(c.layer.norm_type, D, c.layer.norm_affine));
+  auto proj = dec->add_module("output_projection", std::make_shared<Container>());
+  dec->output_projection = &proj->add_parameter("weight", normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen));
+}
+
+Tensor MegaLM::embed(const Tensor& tokens) {
+  Tensor x = mul_scalar(embedding(*dec_->embed, tokens), std::sqrt((double)cfg.layer.embed_dim));
+  return dropout(x, cfg.layer.dropout, is_training(), nullptr);
+}
+
+Tensor MegaLM::forward(const Tensor& input) {
+  check_tokens("MegaLM", input, cfg.vocab_size);
+  const int64_t L = input.size(1);
+  Tensor tokens = pad_to_chunk(input, cfg.layer.chunk_size, cfg.padding_idx);
+  Tensor mask = padding_mask_of(tokens, cfg.padding_idx, dec_->embed->dtype());
+  Tensor x = embed(tokens);
+  for (auto& layer : dec_->layers) x = layer->forward(x, mask);
+  if (dec_->final_norm) x = dec_->final_norm->forward(x);
+  if (x.size(1) != L) x = x.narrow(1, 0, L);  // causal: the padding after L changes nothing before it
+  return linear(x, *dec_->output_projection);
+}
+
+Tensor MegaLM::forward_incremental(const Tensor& tokens, State& state) {
+  check_tokens("MegaLM", tokens, cfg.vocab_size);
+  no_grad g;
+  if (state.layers.empty()) state.layers.resize(dec_->layers.size());
+  Tensor mask = padding_mask_of(tokens, cfg.padding_idx, dec_->embed->dtype());
+  Tensor x = embed(tokens);
+  for (size_t i = 0; i < dec_->layers.size(); ++i) x = dec_->layers[i]->forward_incremental(x, mask, state.layers[i]);
+  if (dec_->final_norm) x = dec_->final_norm->forward(x);
+  return linear(x, *dec_->output_projection);
+}
+
+std::vector<int64_t> MegaLM::generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
+                                      int64_t top_k, uint64_t seed) {
+  MG_CHECK(!prompt.empty(), "generate", "the prompt must hold at least one token");
+  MG_CHECK(temperature > 0, "generate", "temperature must be positive, got {}", temperature);
+  MG_CHECK(top_k >= 0, "generate", "top_k must be >= 0, got {}", top_k);
+  State st;
+  Tensor logits = forward_incremental(Tensor::from_vector(prompt, {1, (int64_t)prompt.size()}), st);
+  std::vector<int64_t> out;
+  uint64_t counter = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    std::vector<double> l = logits.select(1, logits.size(1) - 1).to_vector();  // (V)
+    // Top-k: keep the k largest logits; then softmax(l / temperature) and one uniform draw.
+    std::vector<double> sorted = l;
+    double cut = -INFINITY;
+    if (top_k > 0 && top_k < (int64_t)l.size()) {
+      std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<double>());
+      cut = sorted[(size_t)(top_k - 1)];
+    }
+    double mx = -INFINITY;
+    for (double v : l) mx = std::max(mx, v);
+    std::vector<double> p(l.size());
+    double total = 0;
+    for (size_t v = 0; v < l.size(); ++v) total += p[v] = l[v] >= cut ? std::exp((l[v] - mx) / temperature) : 0.0;
+    double r = uniform_at(seed, counter++, 0.0, total), acc = 0;
+    int64_t next = (int64_t)l.size() - 1;
+    for (size_t v = 0; v < l.size(); ++v)
+      if ((acc += p[v]) > r && p[v] > 0) {
+        next = (int64_t)v;
+        break;
+      }
+    out.push_back(next);
+    logits = forward_incremental(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}), st);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- Transformer baseline
+
+struct TransformerClassifier::Block : Container {
+  std::shared_ptr<SequenceNorm> attn_norm, ffn_norm;
+  std::shared_ptr<Linear> qkv, out_proj, fc1, fc2;
+};
+
+TransformerClassifier::TransformerClassifier(const TransformerConfig& c, uint64_t seed) : cfg(c) {
+  MG_CHECK(c.embed_dim % c.num_heads == 0, "TransformerClassifier", "embed_dim {} is not a multiple of num_heads {}",
+           c.embed_dim, c.num_heads);
+  Generator gen(seed);
+  const int64_t D = c.embed_dim;
+  auto emb = register_module("embed_tokens", std::make_shared<Container>());
+  embed_ = &emb->add_parameter("weight", normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen));
+  auto list = register_module("layers", std::make_shared<Container>());
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    auto b = list->add_module(std::to_string(i), std::make_shared<Block>());
+    b->attn_norm = b->add_module("attn_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
+    b->qkv = b->add_module("qkv", std::make_shared<Linear>(D, 3 * D, gen));
+    b->out_proj = b->add_module("out_proj", std::make_shared<Linear>(D, D, gen));
+    b->ffn_norm = b->add_module("ffn_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
+    b->fc1 = b->add_module("fc1", std::make_shared<Linear>(D, c.ffn_dim, gen));
+    b->fc2 = b->add_module("fc2", std::make_shared<Linear>(c.ffn_dim, D, gen));
+    blocks_.push_back(b);
+  }
+  final_norm_ = register_module("final_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
+  auto cls = register_module("classifier", std::make_shared<Container>());
+  classifier_ = cls->add_module("0", std::make_shared<Container>())->add_module("0", std::make_shared<Linear>(D, c.classifier_dim, gen));
+  auto proj = register_module("sentence_projection_layer", std::make_shared<Container>());
+  projection_ = &proj->add_parameter("weight", xavier_uniform(c.num_classes, c.classifier_dim, gen));
+  // Sinusoidal positions (not trained): sin on even, cos on odd features.
+  std::vector<double> pe((size_t)(c.max_positions * D));
+  for (int64_t p = 0; p < c.max_positions; ++p)
+    for (int64_t i = 0; i < D; ++i) {
+      double f = std::pow(10000.0, -(double)(i / 2 * 2) / (double)D) * (double)p;
+      pe[(size_t)(p * D + i)] = i % 2 == 0 ? std::sin(f) : std::cos(f);
+    }
+  positions_ = Tensor::from_vector(pe, {c.max_positions, D});
+}
+
+Tensor TransformerClassifier::forward(const Tensor& tokens) {
+  check_tokens("TransformerClassifier", tokens, cfg.vocab_size);
+  const int64_t B = tokens.size(0), L = tokens.size(1), D = cfg.embed_dim, Hn = cfg.num_heads, dh = D / Hn;
+  MG_CHECK(L <= cfg.max_positions, "TransformerClassifier", "sequence length {} exceeds max_positions {}", L,
+           cfg.max_positions);
+  const bool train = is_training();
+  const DType dt = embed_->dtype();
+  Tensor mask = padding_mask_of(tokens, cfg.padding_idx, dt);
+  Tensor x = add(mul_scalar(embedding(*embed_, tokens), std::sqrt((double)D)), positions_.narrow(0, 0, L).to(dt));
+  x = dropout(x, cfg.dropout, train);
+  Tensor key_pad;  // (B, 1, 1, L) bool: pads never receive attention
+  if (mask.defined()) {
+    std::vector<double> m = mask.to_vector();
+    Tensor mb = Tensor::empty({B, 1, 1, L}, DType::Bool);
+    bool* p = mb.data_ptr<bool>();
+    for (size_t i = 0; i < m.size(); ++i) p[i] = m[i] != 0;
+    key_pad = mb;
+  }
+  for (auto& b : blocks_) {
+    Tensor h = b->attn_norm->forward(x);
+    std::vector<Tensor> qkv = split(b->qkv->forward(h), {D, D, D}, -1);
+    auto heads = [&](const Tensor& t) { return t.reshape({B, L, Hn, dh}).permute({0, 2, 1, 3}); };  // (B,H,L,dh)
+    Tensor s = mul_scalar(matmul(heads(qkv[0]), heads(qkv[1]).transpose(2, 3)), 1.0 / std::sqrt((double)dh));
+    if (key_pad.defined()) s = masked_fill(s, key_pad, -INFINITY);
+    Tensor a = matmul(dropout(softmax(s, -1), cfg.dropout, train), heads(qkv[2]));  // (B,H,L,dh)
+    x = add(x, dropout(b->out_proj->forward(a.permute({0, 2, 1, 3}).reshape({B, L, D})), cfg.dropout, train));
+    h = b->ffn_norm->forward(x);
+    x = add(x, dropout(b->fc2->forward(gelu(b->fc1->forward(h))), cfg.dropout, train));
+  }
+  x = final_norm_->forward(x);
+  Tensor rep;
+  if (mask.defined()) {
+    Tensor keep = add_scalar(neg(mask), 1.0).unsqueeze(2);
+    rep = div(sum(mul(x, keep), {1}), sum(keep, {1}));
+  } else {
+    rep = mean(x, {1});
+  }
+  Tensor h = dropout(gelu(classifier_->forward(rep)), cfg.dropout, train);
+  return linear(h, *projection_);
+}
+
+}  // namespace megagrad

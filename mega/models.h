@@ -1,0 +1,101 @@
+// Whole models (spec section 6), with the official parameter names so that checkpoints can be
+// compared with PyTorch's:
+//   MegaClassifier  the LRA encoder:   encoder.encoder.embed_tokens.embed.weight,
+//                   encoder.encoder.layers.<i>.*, encoder.encoder.final_norm.norm.* (prenorm),
+//                   classifier.0.0.{weight,bias}, sentence_projection_layer.weight
+//   MegaLM          the language model: decoder.embed_tokens.weight, decoder.layers.<i>.*,
+//                   decoder.final_norm.norm.*, decoder.output_projection.weight
+//   TransformerClassifier  a plain multi-head softmax Transformer with the same embedding,
+//                   pooling and classifier head: the baseline for ablations.
+#pragma once
+#include <memory>
+#include <vector>
+#include "mega/layers.h"
+
+namespace megagrad {
+
+struct ClassifierConfig {
+  MegaLayerConfig layer;      // every encoder layer (bidirectional EMA)
+  int64_t num_layers = 6;
+  int64_t vocab_size = 0;     // token input; 0 with real-valued input
+  int64_t padding_idx = 0;
+  bool real_valued_input = false;  // pixels as one real number per step (official embedding_type linear)
+  int64_t classifier_dim = 160;    // classifier_out_dim
+  int64_t num_classes = 10;
+};
+
+class MegaClassifier : public Module {
+ public:
+  MegaClassifier(const ClassifierConfig& cfg, uint64_t seed);
+  // tokens: int64 (B, L) (token input) or float (B, L) (real-valued input). Returns logits
+  // (B, classes). Token input is padded up to a multiple of the chunk size, as the official
+  // encoder does; pads are excluded from the mean pooling.
+  Tensor forward(const Tensor& tokens);
+  const ClassifierConfig cfg;
+
+ private:
+  struct Encoder;
+  std::shared_ptr<Module> encoder_outer_;  // "encoder" (the official LRAEncoder wrapper)
+  Encoder* enc_ = nullptr;
+  std::shared_ptr<Linear> classifier_;     // classifier.0.0
+  Tensor* projection_ = nullptr;           // sentence_projection_layer.weight
+  Generator* dropout_generator_ = nullptr;
+};
+
+struct LMConfig {
+  MegaLayerConfig layer;  // every decoder layer (unidirectional EMA, causal)
+  int64_t num_layers = 4;
+  int64_t vocab_size = 0;
+  int64_t padding_idx = 0;
+};
+
+class MegaLM : public Module {
+ public:
+  MegaLM(const LMConfig& cfg, uint64_t seed);
+  // tokens int64 (B, L) -> logits (B, L, V). L is padded up to a multiple of the chunk size
+  // internally; the logits of the padding are dropped.
+  Tensor forward(const Tensor& tokens);
+  // Incremental decoding: per-layer states; feed tokens (B, m), get logits (B, m, V) equal to
+  // forward()'s at those positions. The cost per token does not grow with the text so far
+  // (beyond the current chunk).
+  struct State {
+    std::vector<LayerState> layers;
+  };
+  Tensor forward_incremental(const Tensor& tokens, State& state);
+  // Samples `count` tokens after `prompt` (1-D int64) with temperature and top-k (0: all).
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
+                                int64_t top_k, uint64_t seed);
+  const LMConfig cfg;
+
+ private:
+  struct Decoder;
+  Decoder* dec_ = nullptr;
+  Tensor embed(const Tensor& tokens);  // scaled by sqrt(D)
+};
+
+struct TransformerConfig {
+  int64_t embed_dim = 64, ffn_dim = 128, num_heads = 4, num_layers = 2;
+  int64_t vocab_size = 0, padding_idx = 0, max_positions = 2048;
+  int64_t classifier_dim = 128, num_classes = 10;
+  double dropout = 0.0;
+};
+
+// Pre-norm Transformer encoder (sinusoidal positions, multi-head softmax attention, GELU FFN),
+// mean pooling over non-pad tokens, the same classifier head as MegaClassifier.
+class TransformerClassifier : public Module {
+ public:
+  TransformerClassifier(const TransformerConfig& cfg, uint64_t seed);
+  Tensor forward(const Tensor& tokens);
+  const TransformerConfig cfg;
+
+ private:
+  struct Block;
+  Tensor* embed_ = nullptr;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  std::shared_ptr<SequenceNorm> final_norm_;
+  std::shared_ptr<Linear> classifier_;
+  Tensor* projection_ = nullptr;
+  Tensor positions_;  // (max_positions, D) sinusoidal table
+};
+
+}  // namespace megagrad
