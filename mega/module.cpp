@@ -89,11 +89,20 @@ void Module::zero_grad() {
 
 void Module::to(DType dtype) {
   no_grad guard;
-  for (auto& [n, t] : params_) {
-    *t = t->to(dtype);
-    t->requires_grad_(true);
-  }
-  for (auto& [n, t] : buffers_) *t = t->to(dtype);
+  // Converted in place: the TensorImpl keeps its identity and takes the new storage, so handles
+  // taken earlier (an optimizer's parameter list, a test's copy) stay valid.
+  auto convert = [&](Tensor& t) {
+    if (t.dtype() == dtype) return;
+    Tensor c = t.to(dtype);
+    TensorImpl& impl = t.impl();
+    impl.storage = c.storage();
+    impl.strides = c.strides();
+    impl.offset = c.offset();
+    impl.dtype = dtype;
+    impl.grad = nullptr;
+  };
+  for (auto& [n, t] : params_) convert(*t);
+  for (auto& [n, t] : buffers_) convert(*t);
   for (auto& [n, m] : children_) m->to(dtype);
 }
 

@@ -32,7 +32,8 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void zero_grad();
-  // Converts every parameter and buffer to dtype (float32 <-> float64), keeping values.
+  // Converts every parameter and buffer to dtype (float32 <-> float64) in place, keeping values
+  // and the tensors' identity (earlier handles see the new dtype).
   void to(DType dtype);
 
  protected:

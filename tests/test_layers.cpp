@@ -86,6 +86,18 @@ TEST_CASE("layers: parameter names are the official state_dict names", "[layers]
   CHECK(MegaLayer(c, 1).named_parameters().size() == expected.size() - 6);  // no nffn.*
 }
 
+TEST_CASE("layers: Module::to converts in place, so earlier handles stay valid", "[layers]") {
+  MegaLayer layer(small_config(), 1);
+  NamedTensors before = layer.named_parameters();
+  layer.to(DType::Float64);
+  for (auto& [n, t] : before) {
+    INFO(n);
+    CHECK(t.dtype() == DType::Float64);
+    CHECK(t.requires_grad());
+  }
+  CHECK(before[0].second.same(layer.named_parameters()[0].second));
+}
+
 TEST_CASE("layers: save and load a layer's state_dict through safetensors", "[layers]") {
   MegaLayerConfig c = small_config();
   c.norm_type = NormType::BatchNorm;  // buffers too

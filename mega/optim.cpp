@@ -1,0 +1,413 @@
+// Optimizers, gradient clipping and LR schedules (see optim.h for the formulas).
+//
+// Legend: N = elements of one parameter. Every kernel takes contiguous (N) arrays: the parameter
+// p, its gradient g and its state slots, and makes one pass over them. Large parameters are cut
+// into fixed pieces of kPiece elements run by the pool; the pieces do not depend on the thread
+// count, so neither do the results (a resumed run may use another --threads).
+//
+// The updates are memory-bound (AdamW streams 7 arrays; one core: ~13 GB/s, as a plain copy).
+// AdamW's loop vectorises only under -fno-math-errno (std::sqrt otherwise keeps an errno branch
+// per element), which saves little for that reason; SGD's and the norm's loops always vectorise.
+#include "mega/optim.h"
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include "autograd/grad_mode.h"
+#include "core/dispatch.h"
+#include "core/parallel.h"
+
+namespace megagrad {
+
+namespace {
+
+constexpr int64_t kPiece = 1 << 14;
+
+// f(begin, end) over [0, n) in fixed pieces; one call for a small n.
+template <typename F>
+void for_pieces(int64_t n, F&& f) {
+  if (n < 2 * kElementwiseGrain) {
+    f(int64_t(0), n);
+    return;
+  }
+  const int64_t pieces = (n + kPiece - 1) / kPiece;
+  parallel_for(pieces, std::max<int64_t>(1, kElementwiseGrain / kPiece), [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) f(q * kPiece, std::min(n, (q + 1) * kPiece));
+  });
+}
+
+// ---- AdamW: p (N), g (N), m = exp_avg (N), v = exp_avg_sq (N) ----
+// p <- p * decay - step_size * m / (sqrt(v) * denom_scale + eps), after the moment updates.
+//   torch:   step_size = lr / bc1,             denom_scale = 1 / sqrt(bc2)
+//   fairseq: step_size = lr sqrt(bc2) / bc1,   denom_scale = 1
+struct AdamWScalars {
+  double decay, beta1, beta2, step_size, denom_scale, eps;
+};
+
+template <typename T>
+void adamw_piece(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t n,
+                 const AdamWScalars& s) {
+  const T decay = (T)s.decay, b1 = (T)s.beta1, c1 = (T)(1 - s.beta1), b2 = (T)s.beta2, c2 = (T)(1 - s.beta2);
+  const T step_size = (T)s.step_size, denom_scale = (T)s.denom_scale, eps = (T)s.eps;
+  for (int64_t i = 0; i < n; ++i) {
+    const T gi = g[i];
+    const T mi = b1 * m[i] + c1 * gi;
+    const T vi = b2 * v[i] + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - step_size * (mi / (std::sqrt(vi) * denom_scale + eps));
+  }
+}
+
+template <typename T>
+void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, const AdamWScalars& s) {
+  for_pieces(n, [&](int64_t b, int64_t e) { adamw_piece(p + b, g + b, m + b, v + b, e - b, s); });
+}
+
+// ---- SGD: p (N), g (N), buf = momentum_buffer (N, or null without momentum) ----
+// d = g + wd p; with momentum, buf <- d (first) or momentum buf + (1 - dampening) d, and d <- buf
+// (or d + momentum buf with nesterov); p <- p - lr d. The branches are loop-invariant (unswitched).
+struct SGDScalars {
+  double lr, weight_decay, momentum, dampening;
+  bool nesterov, first;
+};
+
+template <typename T>
+void sgd_piece(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n, const SGDScalars& s) {
+  const T lr = (T)s.lr, wd = (T)s.weight_decay, mom = (T)s.momentum, damp1 = (T)(1 - s.dampening);
+  const bool has_wd = s.weight_decay != 0, has_mom = buf != nullptr, nesterov = s.nesterov, first = s.first;
+  for (int64_t i = 0; i < n; ++i) {
+    T d = g[i];
+    if (has_wd) d += wd * p[i];
+    if (has_mom) {
+      const T bi = first ? d : mom * buf[i] + damp1 * d;
+      buf[i] = bi;
+      d = nesterov ? d + mom * bi : bi;
+    }
+    p[i] = p[i] - lr * d;
+  }
+}
+
+template <typename T>
+void sgd_kernel(T* p, const T* g, T* buf, int64_t n, const SGDScalars& s) {
+  for_pieces(n, [&](int64_t b, int64_t e) { sgd_piece(p + b, g + b, buf ? buf + b : nullptr, e - b, s); });
+}
+
+// ---- gradient norm: g (N) ----
+// Sum of squares in double with 8 accumulators (a single serial chain would not vectorise).
+template <typename T>
+double sum_squares_piece(const T* g, int64_t n) {
+  constexpr int L = 8;
+  double acc[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int k = 0; k < L; ++k) acc[k] += (double)g[i + k] * (double)g[i + k];
+  double s = 0;
+  for (int k = 0; k < L; ++k) s += acc[k];
+  for (; i < n; ++i) s += (double)g[i] * (double)g[i];
+  return s;
+}
+
+// Pieces summed in parallel, then added in order: the same bits for any thread count.
+template <typename T>
+double sum_squares(const T* g, int64_t n) {
+  const int64_t pieces = (n + kPiece - 1) / kPiece;
+  std::vector<double> part((size_t)pieces, 0.0);
+  parallel_for(pieces, std::max<int64_t>(1, kElementwiseGrain / kPiece), [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) part[(size_t)q] = sum_squares_piece(g + q * kPiece, std::min(kPiece, n - q * kPiece));
+  });
+  double s = 0;
+  for (double x : part) s += x;
+  return s;
+}
+
+template <typename T>
+void scale_piece(T* __restrict g, int64_t n, T f) {
+  for (int64_t i = 0; i < n; ++i) g[i] *= f;
+}
+
+template <typename T>
+void scale_kernel(T* g, int64_t n, double factor) {
+  for_pieces(n, [&](int64_t b, int64_t e) { scale_piece(g + b, e - b, (T)factor); });
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  if (a.storage() != b.storage()) return false;
+  const int64_t a0 = a.offset(), a1 = a0 + a.numel(), b0 = b.offset(), b1 = b0 + b.numel();
+  return a0 < b1 && b0 < a1;
+}
+
+// The gradient of `name` as a contiguous tensor of the parameter's dtype and shape (a copy only
+// for a strided gradient), or undefined.
+Tensor checked_grad(std::string_view op, const std::string& name, const Tensor& p) {
+  Tensor g = p.grad();
+  if (!g.defined()) return g;
+  MG_CHECK(g.dtype() == p.dtype() && g.shape() == p.shape(), op, "gradient of '{}' is {}, the parameter is {}",
+           name, g.desc(), p.desc());
+  MG_CHECK(g.device().is_cpu(), op, "gradient of '{}' is {}: the optimizers run on the cpu for now", name,
+           g.desc());
+  return g.is_contiguous() ? g : g.contiguous();
+}
+
+Tensor int64_scalar(int64_t v) { return Tensor::from_vector(std::vector<int64_t>{v}, Shape{}); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer
+
+Optimizer::Optimizer(std::string kind, NamedTensors params, double lr, double weight_decay,
+                     std::vector<std::string> slots)
+    : kind_(std::move(kind)), params_(std::move(params)), slot_names_(std::move(slots)) {
+  const std::string& op = kind_;
+  MG_CHECK(!params_.empty(), op, "got an empty parameter list");
+  set_lr(lr);
+  MG_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, op, "weight_decay must be >= 0, got {}", weight_decay);
+  std::set<std::string> names;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& [name, p] = params_[i];
+    MG_CHECK(!name.empty(), op, "parameter {} has an empty name", i);
+    MG_CHECK(names.insert(name).second, op, "parameter name '{}' given twice", name);
+    MG_CHECK(p.defined(), op, "parameter '{}' is undefined", name);
+    MG_CHECK(is_floating(p.dtype()), op, "parameter '{}' is {}; expected float32 or float64", name, p.desc());
+    MG_CHECK(p.device().is_cpu(), op, "parameter '{}' is {}: the optimizers run on the cpu for now", name, p.desc());
+    MG_CHECK(p.is_leaf(), op, "parameter '{}' ({}) is not a leaf; optimize the leaf it was computed from", name,
+             p.desc());
+    MG_CHECK(p.is_contiguous(), op, "parameter '{}' ({}) is not contiguous", name, p.desc());
+    for (size_t j = 0; j < i; ++j)
+      MG_CHECK(!overlaps(p, params_[j].second), op, "parameters '{}' and '{}' share memory (a tied weight must be given once)",
+               params_[j].first, name);
+  }
+  param_steps_.assign(params_.size(), 0);
+  weight_decay_.assign(params_.size(), weight_decay);
+  slots_.resize(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (size_t s = 0; s < slot_names_.size(); ++s)
+      slots_[i].push_back(Tensor::zeros(params_[i].second.shape(), params_[i].second.dtype()));
+}
+
+void Optimizer::set_lr(double lr) {
+  MG_CHECK(std::isfinite(lr) && lr >= 0, kind_, "learning rate must be finite and >= 0, got {}", lr);
+  lr_ = lr;
+}
+
+size_t Optimizer::index_of(const std::string& param_name, const char* op) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].first == param_name) return i;
+  fail(kind_ + "." + op, "no parameter named '{}' (among {} parameters)", param_name, params_.size());
+}
+
+void Optimizer::set_weight_decay(const std::string& param_name, double weight_decay) {
+  MG_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, kind_ + ".set_weight_decay",
+           "weight decay of '{}' must be >= 0, got {}", param_name, weight_decay);
+  weight_decay_[index_of(param_name, "set_weight_decay")] = weight_decay;
+}
+
+double Optimizer::weight_decay(const std::string& param_name) const {
+  return weight_decay_[index_of(param_name, "weight_decay")];
+}
+
+void Optimizer::step() {
+  no_grad guard;
+  // All gradients are checked before any parameter changes.
+  std::vector<Tensor> grads;
+  grads.reserve(params_.size());
+  for (const auto& [name, p] : params_) grads.push_back(checked_grad(kind_, name, p));
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (grads[i].defined()) update(i, params_[i].second, grads[i], ++param_steps_[i]);
+  ++num_steps_;
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : params_) p.zero_grad();
+}
+
+NamedTensors Optimizer::state_dict() const {
+  no_grad guard;
+  NamedTensors out;
+  out.emplace_back("step", int64_scalar(num_steps_));
+  out.emplace_back("lr", Tensor::scalar(lr_, DType::Float64));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back("step." + params_[i].first, int64_scalar(param_steps_[i]));
+    for (size_t s = 0; s < slot_names_.size(); ++s)
+      out.emplace_back(slot_names_[s] + "." + params_[i].first, slots_[i][s].clone());
+  }
+  return out;
+}
+
+void Optimizer::load_state_dict(const NamedTensors& state) {
+  const std::string op = kind_ + ".load_state_dict";
+  std::map<std::string, const Tensor*> given;
+  for (auto& [n, t] : state) {
+    MG_CHECK(given.emplace(n, &t).second, op, "entry '{}' given twice", n);
+    MG_CHECK(t.defined(), op, "entry '{}' is undefined", n);
+  }
+  std::set<std::string> used;
+  auto take = [&](const std::string& name, const std::string& expected) -> const Tensor& {
+    auto it = given.find(name);
+    MG_CHECK(it != given.end(), op, "missing '{}' (expected {}); is this a state_dict of a {} optimizer over the "
+             "same parameters?", name, expected, kind_);
+    used.insert(name);
+    MG_CHECK(it->second->device().is_cpu(), op, "'{}' is {}; expected a cpu tensor", name, it->second->desc());
+    return *it->second;
+  };
+  auto take_count = [&](const std::string& name) {
+    const Tensor& t = take(name, "an int64 scalar");
+    MG_CHECK(t.dtype() == DType::Int64 && t.dim() == 0, op, "'{}' is {}; expected an int64 scalar", name, t.desc());
+    const int64_t v = t.to_int_vector()[0];
+    MG_CHECK(v >= 0, op, "'{}' is {}; expected a count >= 0", name, v);
+    return v;
+  };
+
+  // 1. Validate everything before changing anything.
+  const int64_t num_steps = take_count("step");
+  const Tensor& lr_t = take("lr", "a float64 scalar");
+  MG_CHECK(lr_t.dtype() == DType::Float64 && lr_t.dim() == 0, op, "'lr' is {}; expected a float64 scalar",
+           lr_t.desc());
+  const double lr = lr_t.item();
+  MG_CHECK(std::isfinite(lr) && lr >= 0, op, "'lr' is {}; expected a finite value >= 0", lr);
+  std::vector<int64_t> steps(params_.size());
+  std::vector<std::vector<const Tensor*>> slots(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& [pname, p] = params_[i];
+    steps[i] = take_count("step." + pname);
+    MG_CHECK(steps[i] <= num_steps, op, "'step.{}' is {}, more than 'step' ({})", pname, steps[i], num_steps);
+    for (const std::string& slot : slot_names_) {
+      const std::string name = slot + "." + pname;
+      const Tensor& t = take(name, p.desc());
+      MG_CHECK(t.shape() == p.shape(), op, "'{}' has shape {}, the parameter '{}' has {}", name, shape_str(t.shape()),
+               pname, shape_str(p.shape()));
+      MG_CHECK(is_floating(t.dtype()), op, "'{}' is {}; expected a float tensor", name, t.desc());
+      slots[i].push_back(&t);
+    }
+  }
+  for (auto& [n, t] : state)
+    MG_CHECK(used.count(n), op, "unexpected '{}' ({}): a {} optimizer over these parameters has no such state", n,
+             t.desc(), kind_);
+
+  // 2. Copy.
+  no_grad guard;
+  num_steps_ = num_steps;
+  lr_ = lr;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    param_steps_[i] = steps[i];
+    for (size_t s = 0; s < slot_names_.size(); ++s) slots_[i][s].copy_(*slots[i][s]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+
+AdamW::AdamW(NamedTensors params, const AdamWOptions& options)
+    : Optimizer("adamw", std::move(params), options.lr, options.weight_decay, {"exp_avg", "exp_avg_sq"}),
+      opt_(options) {
+  MG_CHECK(options.beta1 >= 0 && options.beta1 < 1, "adamw", "beta1 must be in [0, 1), got {}", options.beta1);
+  MG_CHECK(options.beta2 >= 0 && options.beta2 < 1, "adamw", "beta2 must be in [0, 1), got {}", options.beta2);
+  MG_CHECK(std::isfinite(options.eps) && options.eps >= 0, "adamw", "eps must be >= 0, got {}", options.eps);
+}
+
+void AdamW::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
+  const double bc1 = 1 - std::pow(opt_.beta1, (double)step);
+  const double bc2 = 1 - std::pow(opt_.beta2, (double)step);
+  AdamWScalars s;
+  s.decay = 1 - lr() * weight_decay_[i];
+  s.beta1 = opt_.beta1;
+  s.beta2 = opt_.beta2;
+  s.eps = opt_.eps;
+  s.step_size = opt_.fairseq_eps ? lr() * std::sqrt(bc2) / bc1 : lr() / bc1;
+  s.denom_scale = opt_.fairseq_eps ? 1.0 : 1.0 / std::sqrt(bc2);
+  dispatch_float("adamw", param.dtype(), [&]<typename T>() {
+    adamw_kernel<T>(param.data_ptr<T>(), grad.data_ptr<T>(), slots_[i][0].data_ptr<T>(), slots_[i][1].data_ptr<T>(),
+                    param.numel(), s);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+
+SGD::SGD(NamedTensors params, const SGDOptions& options)
+    : Optimizer("sgd", std::move(params), options.lr, options.weight_decay,
+                options.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{}),
+      opt_(options) {
+  MG_CHECK(std::isfinite(options.momentum) && options.momentum >= 0, "sgd", "momentum must be >= 0, got {}",
+           options.momentum);
+  MG_CHECK(std::isfinite(options.dampening), "sgd", "dampening must be finite, got {}", options.dampening);
+  MG_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0), "sgd",
+           "nesterov needs momentum > 0 and dampening 0, got momentum {} and dampening {}", options.momentum,
+           options.dampening);
+}
+
+void SGD::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
+  SGDScalars s{lr(), weight_decay_[i], opt_.momentum, opt_.dampening, opt_.nesterov, step == 1};
+  dispatch_float("sgd", param.dtype(), [&]<typename T>() {
+    T* buf = slots_[i].empty() ? nullptr : slots_[i][0].data_ptr<T>();
+    sgd_kernel<T>(param.data_ptr<T>(), grad.data_ptr<T>(), buf, param.numel(), s);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradient clipping
+
+double global_grad_norm(const NamedTensors& params) {
+  double ss = 0;
+  for (auto& [name, p] : params) {
+    Tensor g = checked_grad("grad_norm", name, p);
+    if (!g.defined()) continue;
+    ss += dispatch_float("grad_norm", g.dtype(), [&]<typename T>() { return sum_squares(g.data_ptr<T>(), g.numel()); });
+  }
+  return std::sqrt(ss);
+}
+
+double clip_grad_norm(const NamedTensors& params, double max_norm) {
+  MG_CHECK(std::isfinite(max_norm) && max_norm > 0, "clip_grad_norm",
+           "max_norm must be finite and > 0, got {} (use global_grad_norm to only measure)", max_norm);
+  const double norm = global_grad_norm(params);
+  if (!std::isfinite(norm)) return norm;  // scaling by 0 or NaN would hide the problem
+  const double factor = max_norm / (norm + 1e-6);
+  if (factor >= 1) return norm;
+  no_grad guard;
+  for (auto& [name, p] : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    if (!g.is_contiguous()) {
+      g.mul_(factor);
+      continue;
+    }
+    dispatch_float("clip_grad_norm", g.dtype(), [&]<typename T>() { scale_kernel(g.data_ptr<T>(), g.numel(), factor); });
+  }
+  return norm;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules
+
+ConstantLR::ConstantLR(double lr) : lr_(lr) {
+  MG_CHECK(std::isfinite(lr) && lr >= 0, "ConstantLR", "lr must be finite and >= 0, got {}", lr);
+}
+
+double ConstantLR::lr(int64_t step) const {
+  MG_CHECK(step >= 0, "ConstantLR", "step must be >= 0, got {}", step);
+  return lr_;
+}
+
+LinearWarmupDecay::LinearWarmupDecay(double peak_lr, int64_t warmup_steps, int64_t total_steps, double end_lr,
+                                     double init_lr)
+    : peak_(peak_lr), end_(end_lr), init_(init_lr), warmup_(warmup_steps), total_(total_steps) {
+  const char* op = "LinearWarmupDecay";
+  MG_CHECK(std::isfinite(peak_lr) && peak_lr >= 0, op, "peak_lr must be finite and >= 0, got {}", peak_lr);
+  MG_CHECK(std::isfinite(end_lr) && end_lr >= 0, op, "end_lr must be finite and >= 0, got {}", end_lr);
+  MG_CHECK(std::isfinite(init_lr) && init_lr >= 0, op, "init_lr must be finite and >= 0, got {}", init_lr);
+  MG_CHECK(warmup_steps >= 0, op, "warmup_steps must be >= 0, got {}", warmup_steps);
+  MG_CHECK(total_steps > warmup_steps, op, "total_steps ({}) must be greater than warmup_steps ({})", total_steps,
+           warmup_steps);
+}
+
+double LinearWarmupDecay::lr(int64_t step) const {
+  MG_CHECK(step >= 0, "LinearWarmupDecay", "step must be >= 0, got {}", step);
+  if (warmup_ == 0 && step == 0) return peak_;
+  if (step <= warmup_) return init_ + (double)step * ((peak_ - init_) / (double)warmup_);
+  if (step >= total_) return end_;
+  return (peak_ - end_) / (double)(total_ - warmup_) * (double)(total_ - step) + end_;
+}
+
+}  // namespace megagrad
