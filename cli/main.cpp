@@ -22,6 +22,9 @@ struct Command {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
+      {"train", cmd_train, "train a Mega model on listops, fmnist or charlm (progress, checkpoints, plot)"},
+      {"eval", cmd_eval, "evaluate a training checkpoint (or a ListOps checkpoint on a .tsv file)"},
+      {"generate", cmd_generate, "continue a prompt with a character language model checkpoint"},
       {"info", cmd_info, "version, build, CUDA devices, OpenBLAS kernel and threads"},
       {"gradcheck", cmd_gradcheck, "finite-difference check of every differentiable op"},
       {"demo", cmd_demo, "train a two-layer MLP on a 2-D spiral (the current main job)"},

@@ -1,0 +1,173 @@
+// megagrad train / eval / generate: training runs on the built-in tasks, evaluation of a
+// checkpoint, and text generation from a language-model checkpoint.
+#include <cstdio>
+#include <filesystem>
+#include "backends/cpu/blas.h"
+#include "backends/cuda/cuda.h"
+#include "cli/commands.h"
+#include "core/atomic_file.h"
+#include "core/parallel.h"
+#include "mega/train/checkpoint.h"
+#include "mega/train/tasks.h"
+
+namespace megagrad::cli {
+
+namespace {
+// --device: the CUDA backend does not train yet; say so instead of silently using the CPU.
+void check_device(const Options& opts, const std::string& cmd) {
+  std::string dev = opts.get("--device").value_or("cpu");
+  if (dev == "cpu") return;
+  if (dev == "cuda")
+    throw UsageError(fmt::format("megagrad {}: --device cuda: training on the GPU is not available yet (the CUDA "
+                                 "backend so far has a device query and a test kernel; {}). Use --device cpu.",
+                                 cmd, cuda_status()));
+  throw UsageError(fmt::format("megagrad {}: --device must be cpu or cuda, got '{}'", cmd, dev));
+}
+
+double parse_double(const std::string& cmd, const std::string& what, const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(v))
+    throw UsageError(fmt::format("megagrad {}: {} expects a number, got '{}'", cmd, what, text));
+  return v;
+}
+}  // namespace
+
+int cmd_train(const std::vector<std::string>& args) {
+  Options opts("train", {{"--task", "T", "listops, fmnist or charlm (required)"},
+                         {"--config", "FILE", "JSON overriding any default (see: megagrad train --task T --show-config)"},
+                         {"--show-config", "", "print the task's full configuration and exit"},
+                         {"--model", "M", "mega (default) or transformer (listops)"},
+                         {"--steps", "N", "optimizer steps"},
+                         {"--batch-size", "N", "sequences per batch"},
+                         {"--lr", "X", "peak learning rate"},
+                         {"--seed", "N", "seed of the initialisation and the batch order"},
+                         {"--data", "PATH", "listops: a folder with train/val/test .tsv (LRA format); charlm: a text file"},
+                         {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>)"},
+                         {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
+                         {"--device", "D", "cpu (default) or cuda"},
+                         threads_option()});
+  opts.parse(args);
+  if (opts.help()) {
+    std::printf("usage: megagrad train --task listops|fmnist|charlm [options]\n\n"
+                "Trains a Mega model (or the Transformer baseline) on a built-in task, with a progress\n"
+                "bar, evaluation on the validation split, checkpoints, a metrics log and a plot.\n\n%s",
+                opts.options_help().c_str());
+    return 0;
+  }
+  apply_threads(opts);
+  check_device(opts, "train");
+  if (!opts.has("--task")) throw UsageError("megagrad train: --task is required (listops, fmnist or charlm)");
+  const std::string task = *opts.get("--task");
+  if (task != "listops" && task != "fmnist" && task != "charlm")
+    throw UsageError(fmt::format("megagrad train: --task must be listops, fmnist or charlm, got '{}'", task));
+  Json cfg = default_run_config(task);
+  if (auto f = opts.get("--config")) cfg = merge_run_config(cfg, Json::parse(read_file(*f, "train", 1 << 20), *f), *f);
+  auto set = [&](const char* section, const char* key, Json v) {
+    Json s = cfg.at(section);
+    s.set(key, std::move(v));
+    cfg.set(section, s);
+  };
+  if (auto v = opts.get("--model")) {
+    if (*v != "mega" && *v != "transformer")
+      throw UsageError(fmt::format("megagrad train: --model must be mega or transformer, got '{}'", *v));
+    set("model", "type", *v);
+  }
+  if (opts.has("--steps")) set("train", "steps", opts.get_int("--steps", 0, 1, 100000000));
+  if (opts.has("--batch-size")) set("train", "batch_size", opts.get_int("--batch-size", 0, 1, 1000000));
+  if (opts.has("--seed")) set("train", "seed", opts.get_int("--seed", 0, 0, INT64_MAX));
+  if (auto v = opts.get("--lr")) set("train", "lr", parse_double("train", "--lr", *v));
+  if (auto v = opts.get("--data")) {
+    if (task == "listops") set("data", "dir", *v);
+    else if (task == "charlm") set("data", "file", *v);
+    else set("data", "dir", *v);
+  }
+  if (opts.has("--show-config")) {
+    std::printf("%s\n", cfg.dump(2).c_str());
+    return 0;
+  }
+  TrainOptions o = train_options(cfg);
+  o.out_dir = opts.get("--out").value_or("runs/" + task);
+  o.resume = opts.get("--resume").value_or("");
+  std::printf("megagrad train: task %s, model %s; OpenBLAS core %s, %d thread(s)\n", task.c_str(),
+              cfg.at("model").at("type").get_string().c_str(), blas_core_name().c_str(), get_num_threads());
+  std::fflush(stdout);
+  std::unique_ptr<TrainTask> t = make_task(cfg);
+  TrainSummary s = train(*t, o);
+  const double steps_done = (double)std::max<int64_t>(s.step, 1);
+  std::printf("\nsteps %lld in %.1f s: %.0f tokens/s; per step %.1f ms forward, %.1f ms backward, %.1f ms optimizer\n",
+              (long long)s.step, s.seconds, s.tokens_per_s, 1e3 * s.forward_s / steps_done, 1e3 * s.backward_s / steps_done,
+              1e3 * s.optimizer_s / steps_done);
+  std::printf("validation %s %.4g (loss %.4f, %lld predictions)\n", t->metric_name().c_str(), s.val.metric, s.val.loss,
+              (long long)s.val.count);
+  std::printf("%s\n", t->describe().c_str());
+  std::printf("checkpoint %s\nmetrics    %s\nplot       %s\n", s.checkpoint.c_str(), s.metrics.c_str(), s.plot.c_str());
+  return s.stopped_on_nan ? 1 : 0;
+}
+
+int cmd_eval(const std::vector<std::string>& args) {
+  Options opts("eval", {{"--data", "FILE", "listops: evaluate on this LRA-format .tsv instead of the run's data"},
+                        {"--split", "S", "val (default) or test"},
+                        {"--device", "D", "cpu (default) or cuda"},
+                        threads_option()});
+  opts.positionals(1, "CHECKPOINT");
+  opts.parse(args);
+  if (opts.help()) {
+    std::printf("usage: megagrad eval CHECKPOINT [options]\n\nEvaluates a training checkpoint on its task's "
+                "validation or test split, or on a ListOps .tsv file.\n\n%s",
+                opts.options_help().c_str());
+    return 0;
+  }
+  apply_threads(opts);
+  check_device(opts, "eval");
+  if (opts.positional().empty()) throw UsageError("megagrad eval: missing CHECKPOINT (see: megagrad eval --help)");
+  const std::string split = opts.get("--split").value_or("val");
+  if (split != "val" && split != "test")
+    throw UsageError(fmt::format("megagrad eval: --split must be val or test, got '{}'", split));
+  Checkpoint ck = load_checkpoint(opts.positional()[0]);
+  MG_CHECK(ck.meta.count("config"), "eval", "{}: no run configuration in the checkpoint", opts.positional()[0]);
+  Json cfg = Json::parse(ck.meta.at("config"), "checkpoint config");
+  if (auto f = opts.get("--data")) {
+    if (cfg.at("task").get_string() != "listops")
+      throw UsageError("megagrad eval: --data FILE.tsv is for ListOps checkpoints");
+    Json d = cfg.at("data");
+    d.set("eval_file", *f);
+    cfg.set("data", d);
+  }
+  std::unique_ptr<TrainTask> t = make_task(cfg);
+  t->model().load_state_dict(ck.model);
+  EvalResult r = t->evaluate(split, 0);
+  std::printf("%s\n%s %s %.4g (loss %.4f, %lld predictions)\n", t->describe().c_str(), split.c_str(),
+              t->metric_name().c_str(), r.metric, r.loss, (long long)r.count);
+  return 0;
+}
+
+int cmd_generate(const std::vector<std::string>& args) {
+  Options opts("generate", {{"--prompt", "TEXT", "the text to continue (required)"},
+                            {"--length", "N", "characters to generate (default 300)"},
+                            {"--temperature", "T", "sampling temperature (default 0.8)"},
+                            {"--top-k", "K", "sample among the K most likely characters (default 0: all)"},
+                            {"--seed", "S", "sampling seed (default 0)"},
+                            threads_option()});
+  opts.positionals(1, "CHECKPOINT");
+  opts.parse(args);
+  if (opts.help()) {
+    std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n\nContinues TEXT with a character "
+                "language model (megagrad train --task charlm), by incremental decoding.\n\n%s",
+                opts.options_help().c_str());
+    return 0;
+  }
+  apply_threads(opts);
+  if (opts.positional().empty()) throw UsageError("megagrad generate: missing CHECKPOINT (see: megagrad generate --help)");
+  if (!opts.has("--prompt")) throw UsageError("megagrad generate: --prompt is required");
+  const double temperature = parse_double("generate", "--temperature", opts.get("--temperature").value_or("0.8"));
+  if (!(temperature > 0)) throw UsageError("megagrad generate: --temperature must be positive");
+  Checkpoint ck = load_checkpoint(opts.positional()[0]);
+  std::string out = generate_from_checkpoint(ck, *opts.get("--prompt"), opts.get_int("--length", 300, 1, 1000000),
+                                             temperature, opts.get_int("--top-k", 0, 0, 1000000),
+                                             (uint64_t)opts.get_int("--seed", 0, 0, INT64_MAX));
+  std::printf("%s%s\n", opts.get("--prompt")->c_str(), out.c_str());
+  return 0;
+}
+
+}  // namespace megagrad::cli

@@ -1,0 +1,36 @@
+// The training tasks: ListOps (generated or LRA TSV files), sequential Fashion-MNIST, and
+// character-level language modelling, each a TrainTask (mega/train/trainer.h) built from a run
+// configuration:
+//
+//   {"task": "listops" | "fmnist" | "charlm",
+//    "model": {"type": "mega" | "transformer", "layers": N, ... the layer keys of
+//              mega/config.h (embed_dim, hidden_dim, ...), "classifier_dim": N, "heads": N},
+//    "data":  {"preset": "short" | "lra", "seed": N, "dir": PATH, "file": PATH, "seq_len": N},
+//    "train": {"steps": N, "batch_size": N, "lr": X, "warmup": N, ...}}
+//
+// default_run_config(task) gives the built-in defaults; a user's --config file overrides any key.
+#pragma once
+#include <memory>
+#include <string>
+#include "core/json.h"
+#include "mega/train/checkpoint.h"
+#include "mega/train/trainer.h"
+
+namespace megagrad {
+
+// The defaults of a task ("listops", "fmnist", "charlm"); unknown task -> error.
+Json default_run_config(const std::string& task);
+// `base` with every key of `overrides` replaced, recursively for objects; unknown keys are errors
+// (a misspelt option must not be silently ignored).
+Json merge_run_config(const Json& base, const Json& overrides, const std::string& what);
+
+// Builds the task's model and data. out_dir is where the data may be cached.
+std::unique_ptr<TrainTask> make_task(const Json& run_config);
+// Samples `length` characters after `prompt` from a charlm checkpoint (its vocabulary is in the
+// checkpoint's data state), with incremental decoding.
+std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& prompt, int64_t length,
+                                     double temperature, int64_t top_k, uint64_t seed);
+// TrainOptions from the "train" section (steps, lr, ...); out_dir and resume come from the caller.
+TrainOptions train_options(const Json& run_config);
+
+}  // namespace megagrad

@@ -1,0 +1,131 @@
+// The training loop: the loss falls, the same seed gives the same curve, a run stopped and
+// resumed from its checkpoint gives the same loss curve and weights as one that never stopped,
+// a NaN loss stops the run and keeps the last good checkpoint, and bad configurations are errors.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include "autograd/ops.h"
+#include "core/json.h"
+#include "mega/data/listops.h"
+#include "mega/train/checkpoint.h"
+#include "mega/train/tasks.h"
+
+using namespace megagrad;
+using Catch::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+struct RunDir {
+  fs::path p;
+  explicit RunDir(const std::string& tag) {
+    p = fs::temp_directory_path() / fmt::format("megagrad_train_{}_{}", tag, getpid());
+    fs::remove_all(p);
+    fs::create_directories(p / "data");
+  }
+  ~RunDir() { fs::remove_all(p); }
+  std::string sub(const std::string& n) const { return (p / n).string(); }
+};
+
+// A small ListOps dataset written as LRA TSV files, and a tiny model with dropout (so that the
+// RNG state matters for the resume).
+Json tiny_listops_config(const RunDir& d) {
+  data::ListOpsConfig lc;
+  lc.min_len = 8, lc.max_len = 40, lc.num_train = 96, lc.num_val = 16, lc.num_test = 16, lc.seed = 3;
+  data::ListOpsData ld = data::generate_listops(lc);
+  data::write_listops_tsv(d.sub("data/train.tsv"), ld.train);
+  data::write_listops_tsv(d.sub("data/val.tsv"), ld.val);
+  data::write_listops_tsv(d.sub("data/test.tsv"), ld.test);
+  Json over = Json::parse(fmt::format(R"({{
+    "model": {{"layers": 1, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4,
+              "max_positions": 64, "dropout": 0.1, "attention_dropout": 0.1, "classifier_dim": 16}},
+    "data": {{"dir": "{}"}},
+    "train": {{"steps": 8, "batch_size": 8, "lr": 0.003, "warmup": 2, "log_every": 2, "eval_every": 4,
+              "checkpoint_every": 4}}}})", d.sub("data")));
+  return merge_run_config(default_run_config("listops"), over, "test");
+}
+
+std::vector<double> losses_of(const std::string& metrics) {
+  std::vector<double> out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    Json j = Json::parse(line);
+    if (j.at("split").get_string() == "train") out.push_back(j.at("loss").get_double());
+  }
+  return out;
+}
+
+TrainSummary run(const Json& cfg, const std::string& out, const std::string& resume = "", int64_t stop_after = 0) {
+  TrainOptions o = train_options(cfg);
+  o.out_dir = out, o.resume = resume, o.stop_after = stop_after;
+  std::unique_ptr<TrainTask> t = make_task(cfg);
+  return train(*t, o);
+}
+}  // namespace
+
+TEST_CASE("train: deterministic, and a resumed run equals an uninterrupted one", "[train]") {
+  RunDir d("resume");
+  Json cfg = tiny_listops_config(d);
+  TrainSummary a = run(cfg, d.sub("a"));
+  TrainSummary b = run(cfg, d.sub("b"));
+  std::vector<double> la = losses_of(a.metrics);
+  REQUIRE(la.size() == 8);
+  CHECK(la == losses_of(b.metrics));  // same seed, same threads: the same curve bit for bit
+
+  // Stop after step 3 (between checkpoints), then resume to the end.
+  TrainSummary c1 = run(cfg, d.sub("c"), "", 3);
+  CHECK(c1.step == 3);
+  TrainSummary c2 = run(cfg, d.sub("c"), d.sub("c/checkpoint.safetensors"));
+  CHECK(c2.step == 8);
+  CHECK(losses_of(c2.metrics) == la);
+  Checkpoint ka = load_checkpoint(a.checkpoint), kc = load_checkpoint(c2.checkpoint);
+  REQUIRE(ka.model.size() == kc.model.size());
+  for (size_t i = 0; i < ka.model.size(); ++i) {
+    INFO(ka.model[i].first);
+    CHECK(ka.model[i].second.to_vector() == kc.model[i].second.to_vector());
+  }
+  CHECK(a.val.metric == c2.val.metric);
+}
+
+TEST_CASE("train: the loss falls on a learnable task", "[train]") {
+  RunDir d("falls");
+  Json cfg = tiny_listops_config(d);
+  Json t = cfg.at("train");
+  t.set("steps", 40), t.set("eval_every", 40), t.set("checkpoint_every", 40);
+  cfg.set("train", t);
+  TrainSummary s = run(cfg, d.sub("run"));
+  std::vector<double> l = losses_of(s.metrics);
+  double first = (l[0] + l[1] + l[2] + l[3]) / 4, last = (l[36] + l[37] + l[38] + l[39]) / 4;
+  INFO("first " << first << " last " << last);
+  CHECK(last < first);
+  CHECK(fs::exists(s.plot));
+}
+
+TEST_CASE("train: a NaN loss stops the run and keeps the last good checkpoint", "[train]") {
+  RunDir d("nan");
+  Json cfg = tiny_listops_config(d);
+  Json t = cfg.at("train");
+  t.set("lr", 1e30), t.set("clip", 0.0), t.set("warmup", 0);  // diverges
+  t.set("steps", 50), t.set("checkpoint_every", 1), t.set("eval_every", 100);
+  cfg.set("train", t);
+  TrainSummary s = run(cfg, d.sub("run"));
+  CHECK(s.stopped_on_nan);
+  CHECK(s.step < 50);
+  if (s.step > 0) {  // the checkpoint of the last good step loads and holds finite weights
+    Checkpoint k = load_checkpoint(s.checkpoint);
+    CHECK(std::stoll(k.meta.at("step")) == s.step);
+  }
+}
+
+TEST_CASE("train: configuration errors", "[train][errors]") {
+  REQUIRE_THROWS_WITH(default_run_config("mnist"), Contains("unknown task 'mnist'"));
+  Json cfg = default_run_config("listops");
+  REQUIRE_THROWS_WITH(merge_run_config(cfg, Json::parse(R"({"train": {"stepz": 3}})"), "x.json"),
+                      Contains("x.json.train") && Contains("stepz"));
+  RunDir d("errors");
+  Json c2 = tiny_listops_config(d);
+  Json m = c2.at("model");
+  m.set("type", "lstm");
+  c2.set("model", m);
+  REQUIRE_THROWS_WITH(make_task(c2), Contains("model type"));
+}
