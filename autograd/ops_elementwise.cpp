@@ -232,26 +232,28 @@ Tensor relu(const Tensor& x) {
 Tensor gelu(const Tensor& x) {
   Tensor y = map1("gelu", x, [](auto v) {
     using T = decltype(v);
-    return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2)));
+    return T(0.5) * v * (T(1) + erf_fast(v * T(kInvSqrt2)));
   });
-  if (needs_grad(x))  // Phi(x) + x phi(x)
+  if (needs_grad(x))  // Phi(x) + x phi(x); phi's exp(-x^2/2) = exp(-u^2), u = x/sqrt2, serves erf too
     record("gelu", {x}, y, [xd = x.detach()](const Tensor& g) {
       return std::vector<Tensor>{grad_map(g, xd, [](auto v) {
         using T = decltype(v);
-        T cdf = T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
-        return cdf + v * T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+        const T u = v * T(kInvSqrt2);
+        const T e = exp_fast(-(u * u));
+        const T cdf = T(0.5) * (T(1) + erf_fast_with_exp(u, e));
+        return cdf + v * T(kInvSqrt2Pi) * e;
       })};
     });
   return y;
 }
 
 Tensor erf(const Tensor& x) {
-  Tensor y = map1("erf", x, [](auto v) { return std::erf(v); });
+  Tensor y = map1("erf", x, [](auto v) { return erf_fast(v); });
   if (needs_grad(x))  // 2/sqrt(pi) exp(-x^2)
     record("erf", {x}, y, [xd = x.detach()](const Tensor& g) {
       return std::vector<Tensor>{grad_map(g, xd, [](auto v) {
         using T = decltype(v);
-        return T(kTwoOverSqrtPi) * std::exp(-v * v);
+        return T(kTwoOverSqrtPi) * exp_fast(-(v * v));
       })};
     });
   return y;

@@ -100,14 +100,21 @@ std::vector<double> bias_table(const RelPosBias& bias, const Checked& c) {
   }
   std::vector<double> a = bias.alpha.to_vector(), b = bias.beta.to_vector(), th = rotary_theta(c.Z);
   const int64_t half = c.Z / 2;
-  for (int64_t t = 0; t < 2 * C - 1; ++t) {
-    const double e = (double)(t - (C - 1));
-    double acc = 0;
+  std::vector<double> P((size_t)half), Q((size_t)half);
+  for (int64_t kk = 0; kk < half; ++kk) {
+    const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
+    P[(size_t)kk] = a1 * b1 + a2 * b2, Q[(size_t)kk] = a1 * b2 - a2 * b1;
+  }
+  // e and -e share their cosines, and their sines differ in sign: half the trigonometric calls.
+  for (int64_t e = 0; e < C; ++e) {
+    double pc = 0, qs = 0;  // sum_k P_k cos(theta_k e), sum_k Q_k sin(theta_k e)
     for (int64_t kk = 0; kk < half; ++kk) {
-      const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
-      acc += (a1 * b1 + a2 * b2) * std::cos(th[(size_t)kk] * e) - (a1 * b2 - a2 * b1) * std::sin(th[(size_t)kk] * e);
+      const double x = th[(size_t)kk] * (double)e;
+      pc += P[(size_t)kk] * std::cos(x);
+      qs += Q[(size_t)kk] * std::sin(x);
     }
-    rel[(size_t)t] = acc;
+    rel[(size_t)(C - 1 + e)] = pc - qs;
+    rel[(size_t)(C - 1 - e)] = pc + qs;
   }
   return rel;
 }
@@ -198,9 +205,10 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
       std::vector<Tensor> grads(6);
       DType dt = q.dtype();
       Tensor dout = g_out.contiguous();
-      Tensor dq = need_q ? Tensor::zeros({c.B, c.L, c.Z}, dt) : Tensor();
-      Tensor dk = need_k ? Tensor::zeros({c.B, c.L, c.Z}, dt) : Tensor();
-      Tensor dv = need_v ? Tensor::zeros({c.B, c.L, c.H}, dt) : Tensor();
+      // Uninitialised: the kernel writes every row (zeroing each block of rows just before use).
+      Tensor dq = need_q ? Tensor::empty({c.B, c.L, c.Z}, dt) : Tensor();
+      Tensor dk = need_k ? Tensor::empty({c.B, c.L, c.Z}, dt) : Tensor();
+      Tensor dv = need_v ? Tensor::empty({c.B, c.L, c.H}, dt) : Tensor();
       std::vector<double> drel(need_bias ? (size_t)(2 * c.C - 1) : 0, 0.0);
       dispatch_float(kOp, dt, [&]<typename T>() {
         std::vector<T> rel_t(rel.begin(), rel.end());
@@ -226,11 +234,12 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         const int64_t half = c.Z / 2;
         std::vector<double> da((size_t)c.Z), db((size_t)c.Z);
         for (int64_t kk = 0; kk < half; ++kk) {
-          double gc = 0, gs = 0;
-          for (int64_t t = 0; t < 2 * c.C - 1; ++t) {
-            const double e = (double)(t - (c.C - 1));
-            gc += drel[(size_t)t] * std::cos(th[(size_t)kk] * e);
-            gs += drel[(size_t)t] * std::sin(th[(size_t)kk] * e);
+          // Entries e and -e together: cos is even, sin odd.
+          double gc = drel[(size_t)(c.C - 1)], gs = 0;
+          for (int64_t e = 1; e < c.C; ++e) {
+            const double x = th[(size_t)kk] * (double)e, up = drel[(size_t)(c.C - 1 + e)], dn = drel[(size_t)(c.C - 1 - e)];
+            gc += (up + dn) * std::cos(x);
+            gs += (up - dn) * std::sin(x);
           }
           const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
           da[(size_t)kk] = b1 * gc - b2 * gs;

@@ -5,7 +5,8 @@
 //   B  batch                 L  sequence length         C  chunk length (L when not chunking)
 //   NC chunks (L / C)        Z  query/key width         H  value width
 //   i  query row in its chunk, j key column in its chunk (both 0..C-1)
-//   BQ rows of a query block, BK columns of a key block (kBlockQ, kBlockK, clipped to C)
+//   BQ rows of a query block, BK columns of a key block (kBlockQ or kBlockQCausal, kBlockK,
+//      clipped to C)
 //   nq, nk the rows / columns of the block at hand (smaller at the chunk's end)
 //
 // Buffers: q, k (B,L,Z) and v (B,L,H) may be strided views with unit stride along Z / H
@@ -13,9 +14,18 @@
 //
 // Work: for each (b, chunk, query block), loop over the key blocks: S = Qs K^T (one gemm,
 // Qs = the query rows times their score factor), one elementwise pass over the BQ x BK block
-// (bias, masks, activation, dropout), then O += P V (one gemm). Nothing of size C x C is stored,
-// in the forward or in the backward: the largest buffers are BQ x BK, so memory stays linear in
-// L with or without chunking. The softmax saves only its per-row logsumexp for the backward.
+// (bias, masks, activation, dropout), then O += P V (one gemm). The backward computes dP~ = dO V^T
+// before its pass, so that one pass makes both P~ and dS. Nothing of size C x C is stored, in the
+// forward or in the backward: the largest buffers are BQ x BK, so memory stays linear in L with or
+// without chunking. The softmax saves only its per-row logsumexp for the backward.
+//
+// Speed: the passes are written so that GCC vectorises every loop of them (checked with
+// -fopt-info-vec): no libm calls (fast_exp below; erf_fast, exp_fast from core/vec_math.h), row
+// maxima as integer maxima, sums with one accumulator per SIMD lane, the dropout draws inline
+// (dropout_row), the activation a template parameter rather than a switch per element. What
+// remains is mostly OpenBLAS: for the softmax at B=4, L=2000, Z=64, H=160 (one thread, float32),
+// its gemm kernel takes ~60% of the time, the packing of the gemms' operands ~13%, and the passes
+// ~10%; the laplace's erf makes its passes about twice as costly.
 //
 // Threads: the block loops run sequentially and OpenBLAS threads each gemm; the elementwise
 // passes split the rows of a block with parallel_for (never around a gemm: the pools must not
@@ -31,14 +41,19 @@
 #include "backends/cpu/blas.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "core/vec_math.h"
 
 namespace megagrad::attention_cpu {
 
 // Block sizes: large enough that the gemms run near peak (at Z = 64, H = 160, one thread,
 // 256 x 256 was 5-8% faster than 128 x 256 in float32 and within 5% of 512-wide blocks), small
-// enough that a block (256 KiB in float32) stays in L2.
-inline constexpr int64_t kBlockQ = 256;  // query rows per block
-inline constexpr int64_t kBlockK = 256;  // key columns per block
+// enough that a block (256 KiB in float32) stays in L2. Causal: the blocks on the diagonal compute
+// their masked upper triangle too, and query blocks of 128 rows waste less of that (at L = 512,
+// 128 x 256 blocks compute 1.25 times the visible triangle, 256 x 256 blocks 1.5 times: config C's
+// attention 10-15% faster).
+inline constexpr int64_t kBlockQ = 256;        // query rows per block
+inline constexpr int64_t kBlockQCausal = 128;  // query rows per block, causal
+inline constexpr int64_t kBlockK = 256;        // key columns per block
 inline constexpr int64_t kRowGrainElems = 8192;  // elements per task of an elementwise pass
 
 enum class Act { Softmax, Laplace, Relu2 };
@@ -48,17 +63,30 @@ enum class Act { Softmax, Laplace, Relu2 };
 inline constexpr double kLaplaceMu = 0.707107;
 inline constexpr double kLaplaceSigma = 0.282095;
 
-template <typename T> inline T act_f(Act a, T x) {
-  if (a == Act::Relu2) { T r = x > T(0) ? x : T(0); return r * r; }
-  const T inv = T(1.0 / (kLaplaceSigma * 1.4142135623730951));
-  return T(0.5) * (T(1) + std::erf((x - T(kLaplaceMu)) * inv));
+// laplace f(x) = 0.5 (1 + erf(u)), f'(x) = e^{-u^2} / (sigma sqrt(2 pi)), u = (x - mu) / (sigma sqrt 2);
+// relu2 f(x) = max(x, 0)^2, f'(x) = 2 max(x, 0). Branch-free (erf_fast, exp_fast: core/vec_math.h),
+// so the block passes vectorise; the activation is a template parameter, chosen once per block.
+template <Act A, typename T> inline T act_f(T x) {
+  if constexpr (A == Act::Relu2) {
+    const T r = x > T(0) ? x : T(0);
+    return r * r;
+  } else {
+    const T u = (x - T(kLaplaceMu)) * T(1.0 / (kLaplaceSigma * 1.4142135623730951));
+    return T(0.5) * (T(1) + erf_fast(u));
+  }
 }
-template <typename T> inline T act_df(Act a, T x) {
-  if (a == Act::Relu2) return x > T(0) ? T(2) * x : T(0);
-  const T inv = T(1.0 / (kLaplaceSigma * 1.4142135623730951));
-  const T norm = T(1.0 / (kLaplaceSigma * 2.5066282746310002));  // 1 / (sigma sqrt(2 pi))
-  T u = (x - T(kLaplaceMu)) * inv;
-  return norm * std::exp(-u * u);
+// f(x) and f'(x) together (laplace: one exp serves both).
+template <Act A, typename T> inline T act_f_df(T x, T& df) {
+  if constexpr (A == Act::Relu2) {
+    const T r = x > T(0) ? x : T(0);
+    df = T(2) * r;
+    return r * r;
+  } else {
+    const T u = (x - T(kLaplaceMu)) * T(1.0 / (kLaplaceSigma * 1.4142135623730951));
+    const T e = exp_fast(-(u * u));
+    df = T(1.0 / (kLaplaceSigma * 2.5066282746310002)) * e;  // 1 / (sigma sqrt(2 pi))
+    return T(0.5) * (T(1) + erf_fast_with_exp(u, e));
+  }
 }
 
 struct Dims {
@@ -93,6 +121,32 @@ inline double dropout_keep(double p, uint64_t seed, uint64_t first, int64_t b, i
                            int64_t j, int64_t NC, int64_t C) {
   uint64_t counter = first + (uint64_t)((((b * NC + c) * C + i) * C) + j);
   return uniform_at(seed, counter, 0.0, 1.0) >= p ? 1.0 / (1.0 - p) : 0.0;
+}
+
+// The same multipliers for one row of a block: keep[jj] = dropout_keep(.., i, j0 + jj, ..) for
+// jj < n, exactly, in a loop that vectorises (uniform_at is a call per element: ~10 ns, and
+// dropout made the passes 4 times slower). Philox4x32-10 as core/rng.cpp's philox4x32 with
+// counter_hi = 0, inline; and u >= p is compared in integers: uniform_at's u is k 2^-53 for the
+// 53 bits k = ((r0 << 21) ^ r1) mod 2^53 (uint_to_unit), so u >= p iff k >= ceil(p 2^53).
+template <typename T>
+void dropout_row(double p, uint64_t seed, uint64_t first, int64_t b, int64_t c, int64_t i, int64_t j0, int64_t NC,
+                 int64_t C, T* __restrict keep, int64_t n) {
+  const uint64_t counter0 = first + (uint64_t)((((b * NC + c) * C + i) * C) + j0);
+  const uint64_t threshold = (uint64_t)std::ceil(p * 9007199254740992.0);  // p 2^53
+  const T scale = (T)(1.0 / (1.0 - p));
+  const uint32_t key0 = (uint32_t)seed, key1 = (uint32_t)(seed >> 32);
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const uint64_t counter = counter0 + (uint64_t)jj;
+    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0, k0 = key0, k1 = key1;
+    for (int round = 0; round < 10; ++round) {
+      const uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+      const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+      c1 = (uint32_t)p1, c3 = (uint32_t)p0, c0 = n0, c2 = n2;
+      k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
+    }
+    const uint64_t bits = (((uint64_t)c0 << 21) ^ (uint64_t)c1) & ((1ull << 53) - 1);
+    keep[jj] = bits >= threshold ? scale : T(0);
+  }
 }
 
 // ---------------------------------------------------------------- vectorisable helpers
@@ -144,25 +198,62 @@ template <> inline double fast_exp<double>(double x) {
   return under ? 0.0 : p * std::bit_cast<double>((ni + 1023) << 52);
 }
 
-// Row reductions with kLanes independent accumulators (one SIMD register): a single
-// accumulator is a serial chain that strict IEEE math may not reorder, so it would not vectorise.
+// Row passes. Sums use kLanes independent accumulators (one SIMD register): a single accumulator
+// is a serial chain that strict IEEE math may not reorder, so it would not vectorise. The
+// pointers of one pass never alias (__restrict lets the compiler see it).
 template <typename T> inline constexpr int64_t kLanes = 64 / sizeof(T);
 
-template <typename T> T row_max(const T* x, int64_t n) {
+// A float's bits as a signed integer whose order is the float's (flip the magnitude bits of the
+// negatives), and back (the map is its own inverse). Row maxima are integer max reductions of
+// these: GCC vectorises those, but not a float max under strict IEEE math (it must keep the
+// order of NaN and signed-zero comparisons), not even with one accumulator per lane.
+template <typename T> using OrderedInt = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+template <typename T> inline OrderedInt<T> to_ordered(T x) {
+  using I = OrderedInt<T>;
+  const I b = std::bit_cast<I>(x);
+  return b ^ ((b >> (8 * sizeof(T) - 1)) & std::numeric_limits<I>::max());
+}
+template <typename T> inline T from_ordered(OrderedInt<T> k) {
+  return std::bit_cast<T>(k ^ ((k >> (8 * sizeof(T) - 1)) & std::numeric_limits<OrderedInt<T>>::max()));
+}
+
+// Softmax, forward: s[j] += rel[j] + add[j] (add: the key mask, 0 or -inf; null when no key of
+// the block is masked, which adds nothing) for j < n, in the same pass as the row's max (-inf
+// for n = 0).
+template <typename T> T add_bias_max(T* __restrict s, const T* __restrict rel, const T* __restrict add, int64_t n) {
+  OrderedInt<T> km = to_ordered(-std::numeric_limits<T>::infinity());
+  if (add)
+    for (int64_t j = 0; j < n; ++j) {
+      const T x = s[j] + (rel[j] + add[j]);
+      s[j] = x;
+      const OrderedInt<T> k = to_ordered(x);
+      km = k > km ? k : km;
+    }
+  else
+    for (int64_t j = 0; j < n; ++j) {
+      const T x = s[j] + rel[j];
+      s[j] = x;
+      const OrderedInt<T> k = to_ordered(x);
+      km = k > km ? k : km;
+    }
+  return from_ordered<T>(km);
+}
+
+// sum_j a[j] b[j].
+template <typename T> T dot(const T* a, const T* b, int64_t n) {
   constexpr int64_t W = kLanes<T>;
-  T acc[W];
-  for (int64_t w = 0; w < W; ++w) acc[w] = -std::numeric_limits<T>::infinity();
+  T acc[W] = {};
   int64_t j = 0;
   for (; j + W <= n; j += W)
-    for (int64_t w = 0; w < W; ++w) acc[w] = x[j + w] > acc[w] ? x[j + w] : acc[w];
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t w = 0; w < W; ++w) m = acc[w] > m ? acc[w] : m;
-  for (; j < n; ++j) m = x[j] > m ? x[j] : m;
-  return m;
+    for (int64_t w = 0; w < W; ++w) acc[w] += a[j + w] * b[j + w];
+  T sum = 0;
+  for (int64_t w = 0; w < W; ++w) sum += acc[w];
+  for (; j < n; ++j) sum += a[j] * b[j];
+  return sum;
 }
 
 // x[j] = exp(x[j] - shift) for j < n; returns the sum.
-template <typename T> T exp_shift_sum(T* x, int64_t n, T shift) {
+template <typename T> T exp_shift_sum(T* __restrict x, int64_t n, T shift) {
   constexpr int64_t W = kLanes<T>;
   T acc[W] = {};
   int64_t j = 0;
@@ -176,6 +267,49 @@ template <typename T> T exp_shift_sum(T* x, int64_t n, T shift) {
   for (int64_t w = 0; w < W; ++w) sum += acc[w];
   for (; j < n; ++j) sum += (x[j] = fast_exp(x[j] - shift));
   return sum;
+}
+
+// laplace/relu2, forward: s[j] = f(s[j] + rel[j]) * keep[j] (keep: the key mask, 0 or 1; null
+// when no key of the block is masked) for j < n.
+template <Act A, typename T> void act_row(T* __restrict s, const T* __restrict rel, const T* __restrict keep, int64_t n) {
+  if (keep)
+    for (int64_t j = 0; j < n; ++j) s[j] = act_f<A>(s[j] + rel[j]) * keep[j];
+  else
+    for (int64_t j = 0; j < n; ++j) s[j] = act_f<A>(s[j] + rel[j]);
+}
+
+// Softmax, backward: s[j] = P = exp(s[j] + rel[j] + add[j] - shift) for j < n (add as in
+// add_bias_max); with ds = dP~ = dO V^T given, also ds[j] = P (dP - D) (no dropout: P~ = P).
+template <typename T> void softmax_back_row(T* __restrict s, const T* __restrict rel, const T* __restrict add, T shift,
+                                            T* __restrict ds, T D, int64_t n) {
+  if (add)
+    for (int64_t j = 0; j < n; ++j) s[j] = fast_exp(s[j] + (rel[j] + add[j]) - shift);
+  else
+    for (int64_t j = 0; j < n; ++j) s[j] = fast_exp(s[j] + rel[j] - shift);
+  if (ds)
+    for (int64_t j = 0; j < n; ++j) ds[j] = s[j] * (ds[j] - D);
+}
+
+// laplace/relu2, backward: pt[j] = P = f(x) * keep[j] and, with ds = dP~ given,
+// ds[j] = f'(x) * keep[j] * dP~, where x = s[j] + rel[j], for j < n (no dropout).
+template <Act A, typename T> void act_back_row(const T* __restrict s, const T* __restrict rel, const T* __restrict keep,
+                                               T* __restrict pt, T* __restrict ds, int64_t n) {
+  if (!ds && keep)
+    for (int64_t j = 0; j < n; ++j) pt[j] = act_f<A>(s[j] + rel[j]) * keep[j];
+  else if (!ds)
+    for (int64_t j = 0; j < n; ++j) pt[j] = act_f<A>(s[j] + rel[j]);
+  else if (keep)
+    for (int64_t j = 0; j < n; ++j) {
+      T df;
+      pt[j] = act_f_df<A>(s[j] + rel[j], df) * keep[j];
+      ds[j] *= df * keep[j];
+    }
+  else
+    for (int64_t j = 0; j < n; ++j) {
+      T df;
+      pt[j] = act_f_df<A>(s[j] + rel[j], df);
+      ds[j] *= df;
+    }
 }
 
 // ---------------------------------------------------------------- per-chunk masks
@@ -219,6 +353,10 @@ struct ChunkInfo {
     if (nk <= 0 || visible[(size_t)(j0 + nk)] == visible[(size_t)j0]) return 0;
     return nk;
   }
+  // Whether some key of [j0, j0+nk) is masked (else the passes skip the key mask).
+  bool any_hidden(int64_t j0, int64_t nk) const {
+    return visible[(size_t)(j0 + nk)] - visible[(size_t)j0] != nk;
+  }
 };
 
 // Row i sees keys j0 + jj for jj < causal_end (the causal diagonal; nk without causal).
@@ -258,10 +396,11 @@ template <typename F> void for_rows(int64_t nq, int64_t nk, F&& f) {
 template <typename T>
 void forward(const Problem<T>& pr, T* out, T* lse) {
   const Dims& d = pr.d;
-  const int64_t C = d.C, H = d.H, BQ = std::min(kBlockQ, C), BK = std::min(kBlockK, C);
+  const int64_t C = d.C, H = d.H, BQ = std::min(pr.causal ? kBlockQCausal : kBlockQ, C), BK = std::min(kBlockK, C);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
   std::vector<T> S((size_t)(BQ * BK)), Qs((size_t)(BQ * d.Z)), m((size_t)BQ), l((size_t)BQ);
+  std::vector<T> Kd(drop ? (size_t)(BQ * BK) : 0);  // dropout multipliers of the block
   ChunkInfo<T> ci(C);
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t c = 0; c < d.NC; ++c) {
@@ -269,14 +408,15 @@ void forward(const Problem<T>& pr, T* out, T* lse) {
       for (int64_t i0 = 0; i0 < C; i0 += BQ) {
         const int64_t nq = std::min(BQ, C - i0);
         T* O = out + (b * d.L + c * C + i0) * H;  // (nq, H)
-        std::fill(O, O + nq * H, T(0));
         std::fill(m.begin(), m.end(), ninf);
         std::fill(l.begin(), l.end(), T(0));
         scaled_queries(pr, ci, b, c, i0, nq, Qs.data());
+        bool first = true;  // the first visited key block writes O (beta = 0), the others add
         for (int64_t j0 = 0; j0 < C; j0 += BK) {
           const int64_t nk = ci.key_extent(pr, i0, nq, j0, std::min(BK, C - j0));
           if (nk == 0) continue;
           scores(pr, b, c, Qs.data(), nq, j0, nk, S.data(), nk);
+          const bool masked = ci.any_hidden(j0, nk);
           // S -> P (dropped): add the bias, mask, apply the activation. The softmax runs online
           // (FlashAttention): m and l carry the row max and the sum of exp(s - m) over the key
           // blocks so far, and O is rescaled when the max grows. l sums P before dropout; O sums
@@ -286,32 +426,39 @@ void forward(const Problem<T>& pr, T* out, T* lse) {
             T* s = &S[(size_t)(r * nk)];
             const T* rel = pr.rel + (C - 1 + j0 - i);  // rel[jj] = bias(i, j0 + jj)
             if (softmax) {
-              const T* ka = &ci.key_add[(size_t)j0];
-              for (int64_t jj = 0; jj < ve; ++jj) s[jj] += rel[jj] + ka[jj];
-              std::fill(s + ve, s + nk, ninf);
-              const T mnew = std::max(m[(size_t)r], row_max(s, ve));
+              const T mrow = add_bias_max(s, rel, masked ? &ci.key_add[(size_t)j0] : nullptr, ve);
+              const T mnew = std::max(m[(size_t)r], mrow);
               if (mnew == ninf) {  // nothing visible in this row yet
                 std::fill(s, s + nk, T(0));
                 return;
               }
-              const T sum = exp_shift_sum(s, nk, mnew);
+              const T sum = exp_shift_sum(s, ve, mnew);
+              std::fill(s + ve, s + nk, T(0));  // right of the causal diagonal
               const T corr = fast_exp(m[(size_t)r] - mnew);
               l[(size_t)r] = l[(size_t)r] * corr + sum;
               m[(size_t)r] = mnew;
-              if (corr != T(1))
+              if (corr != T(1) && !first)
                 for (int64_t h = 0; h < H; ++h) O[r * H + h] *= corr;
             } else {
-              const T* kk = &ci.key_keep[(size_t)j0];
-              for (int64_t jj = 0; jj < ve; ++jj) s[jj] = act_f(pr.act, s[jj] + rel[jj]) * kk[jj];
+              const T* kk = masked ? &ci.key_keep[(size_t)j0] : nullptr;
+              if (pr.act == Act::Laplace)
+                act_row<Act::Laplace>(s, rel, kk, ve);
+              else
+                act_row<Act::Relu2>(s, rel, kk, ve);
               std::fill(s + ve, s + nk, T(0));
             }
-            if (drop)
-              for (int64_t jj = 0; jj < ve; ++jj)
-                s[jj] *= (T)dropout_keep(pr.p, pr.seed, pr.first, b, c, i, j0 + jj, d.NC, C);
+            if (drop) {
+              T* keep = &Kd[(size_t)(r * nk)];
+              dropout_row(pr.p, pr.seed, pr.first, b, c, i, j0, d.NC, C, keep, ve);
+              for (int64_t jj = 0; jj < ve; ++jj) s[jj] *= keep[jj];
+            }
           });
-          // O += P V
-          gemm(false, false, nq, H, nk, T(1), S.data(), nk, pr.v.row(b, c * C + j0), pr.v.ld, T(1), O, H);
+          // O (+)= P V
+          gemm(false, false, nq, H, nk, T(1), S.data(), nk, pr.v.row(b, c * C + j0), pr.v.ld, first ? T(0) : T(1), O,
+               H);
+          first = false;
         }
+        if (first) std::fill(O, O + nq * H, T(0));  // no key visible to any row of the block
         if (softmax)
           for (int64_t r = 0; r < nq; ++r) {
             const T lr = l[(size_t)r];
@@ -325,9 +472,10 @@ void forward(const Problem<T>& pr, T* out, T* lse) {
 }
 
 // ---------------------------------------------------------------- backward
-// Gradients to compute (null: not wanted). dq, dk, dv: contiguous (B,L,.) and zero on entry;
-// drel (2C-1): the gradient of the Toeplitz bias table, summed over batch and chunks, zero on
-// entry (the op maps it to the simple weight or to the rotary alpha, beta).
+// Gradients to compute (null: not wanted). dq, dk, dv: contiguous (B,L,.), written in full (their
+// contents on entry do not matter); drel (2C-1): the gradient of the Toeplitz bias table, summed
+// over batch and chunks, zero on entry (the op maps it to the simple weight or to the rotary
+// alpha, beta).
 template <typename T>
 struct Grads {
   T* dq = nullptr;
@@ -340,90 +488,98 @@ struct Grads {
 template <typename T>
 void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, const Grads<T>& g) {
   const Dims& d = pr.d;
-  const int64_t C = d.C, H = d.H, Z = d.Z, BQ = std::min(kBlockQ, C), BK = std::min(kBlockK, C);
+  const int64_t C = d.C, H = d.H, Z = d.Z, BK = std::min(kBlockK, C);
+  const int64_t BQ = std::min(pr.causal ? kBlockQCausal : kBlockQ, C);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const bool need_ds = g.dq || g.dk || g.drel;
   if (!need_ds && !g.dv) return;
   std::vector<T> S((size_t)(BQ * BK)), Pd((size_t)(BQ * BK)), dP((size_t)(BQ * BK));
-  std::vector<T> Qs((size_t)(BQ * Z)), D((size_t)BQ);
+  std::vector<T> Qs((size_t)(BQ * Z)), D((size_t)BQ), Kd(drop ? (size_t)(BQ * BK) : 0);
   // The dropped weights P~: their own buffer, except for the softmax without dropout (P~ = P).
   T* Pt = drop || !softmax ? Pd.data() : S.data();
+  // dq, dk, dv accumulate over blocks. Rather than zeroing the whole tensors first (a pass through
+  // memory, and their rows would leave the cache before use), each block of rows is zeroed just
+  // before its first gemm: dq's at the start of its query block; dk's and dv's as key blocks are
+  // first reached, kinit[kb] = the rows of key block kb zeroed so far (causal clipping reaches a
+  // key block's rows in growing prefixes); rows no block reaches are zeroed at the chunk's end.
+  std::vector<int64_t> kinit((size_t)((C + BK - 1) / BK));
+  auto zero_rows = [](T* x, int64_t r0, int64_t r1, int64_t w) {
+    if (x && r1 > r0) std::fill(x + r0 * w, x + r1 * w, T(0));
+  };
   ChunkInfo<T> ci(C);
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t c = 0; c < d.NC; ++c) {
       ci.fill(pr, b, c);
+      std::fill(kinit.begin(), kinit.end(), 0);
+      const int64_t key0 = b * d.L + c * C;  // first (b, t) row of the chunk
       for (int64_t i0 = 0; i0 < C; i0 += BQ) {
         const int64_t nq = std::min(BQ, C - i0);
         const int64_t row0 = b * d.L + c * C + i0;  // first (b, t) row of the block
         const T* dO = dout + row0 * H;               // (nq, H)
+        zero_rows(g.dq, row0, row0 + nq, Z);
         scaled_queries(pr, ci, b, c, i0, nq, Qs.data());
         // Softmax: D_i = sum_j P~_ij dP~_ij = dO_i . O_i, the row term of the softmax Jacobian
         // (with dropout, P~ is the dropped P: O = P~ V).
         if (softmax && need_ds)
-          for (int64_t r = 0; r < nq; ++r) {
-            T acc = 0;
-            for (int64_t h = 0; h < H; ++h) acc += dO[r * H + h] * out[(row0 + r) * H + h];
-            D[(size_t)r] = acc;
-          }
+          for (int64_t r = 0; r < nq; ++r) D[(size_t)r] = dot(dO + r * H, out + (row0 + r) * H, H);
         for (int64_t j0 = 0; j0 < C; j0 += BK) {
           const int64_t nk = ci.key_extent(pr, i0, nq, j0, std::min(BK, C - j0));
           if (nk == 0) continue;
           const T* Vb = pr.v.row(b, c * C + j0);
+          const bool masked = ci.any_hidden(j0, nk);
+          int64_t& ki = kinit[(size_t)(j0 / BK)];
+          if (ki < nk) {
+            zero_rows(g.dk, key0 + j0 + ki, key0 + j0 + nk, Z);
+            zero_rows(g.dv, key0 + j0 + ki, key0 + j0 + nk, H);
+            ki = nk;
+          }
           scores(pr, b, c, Qs.data(), nq, j0, nk, S.data(), nk);
-          // Recompute the block as the forward did. After this pass S holds
-          //   softmax: P (before dropout), from the saved logsumexp: P = exp(s - lse_i);
-          //   laplace/relu2: G = f'(s) * masks * dropout, so that dS = G * dP~;
-          // and Pt holds the dropped weights P~ = P * dropout, as the forward used them.
+          // dP~ = dO V^T: the gradient of the dropped weights.
+          if (need_ds) gemm(false, true, nq, nk, H, T(1), dO, H, Vb, pr.v.ld, T(0), dP.data(), nk);
+          // One pass recomputes the block as the forward did and, when needed, turns dP~ into dS,
+          // the gradient of the scores (after the bias, before the activation):
+          //   Pt = P~ = P * dropout, the dropped weights as the forward used them (softmax:
+          //        P = exp(s - lse_i) from the saved logsumexp; laplace/relu2: P = f(s) * masks);
+          //   dS = softmax: P * (dP - D_i) with dP = dP~ * dropout, i.e. P~ dP~ - P D_i;
+          //        laplace/relu2: f'(s) * masks * dropout * dP~.
           for_rows(nq, nk, [&](int64_t r) {
             const int64_t i = i0 + r, ve = causal_end(pr.causal, i, j0, nk);
             T* s = &S[(size_t)(r * nk)];
             T* pt = Pt + r * nk;
+            T* ds = need_ds ? &dP[(size_t)(r * nk)] : nullptr;
             const T* rel = pr.rel + (C - 1 + j0 - i);
+            T* keep = drop ? &Kd[(size_t)(r * nk)] : nullptr;  // the dropout multipliers
+            if (drop) dropout_row(pr.p, pr.seed, pr.first, b, c, i, j0, d.NC, C, keep, ve);
             if (softmax) {
-              const T* ka = &ci.key_add[(size_t)j0];
-              const T shift = lse[row0 + r];
-              for (int64_t jj = 0; jj < ve; ++jj) s[jj] = fast_exp(s[jj] + rel[jj] + ka[jj] - shift);
+              const T* ka = masked ? &ci.key_add[(size_t)j0] : nullptr;
+              const T Dr = need_ds ? D[(size_t)r] : T(0);
+              softmax_back_row(s, rel, ka, lse[row0 + r], drop ? nullptr : ds, Dr, ve);
               std::fill(s + ve, s + nk, T(0));
-              if (drop)
-                for (int64_t jj = 0; jj < nk; ++jj)
-                  pt[jj] = jj < ve ? s[jj] * (T)dropout_keep(pr.p, pr.seed, pr.first, b, c, i, j0 + jj, d.NC, C) : T(0);
-            } else {
-              const T* kk = &ci.key_keep[(size_t)j0];
-              for (int64_t jj = 0; jj < ve; ++jj) {
-                const T x = s[jj] + rel[jj];
-                pt[jj] = act_f(pr.act, x) * kk[jj];
-                s[jj] = act_df(pr.act, x) * kk[jj];
-              }
-              std::fill(s + ve, s + nk, T(0));
-              std::fill(pt + ve, pt + nk, T(0));
-              if (drop)
+              if (drop && ds)
                 for (int64_t jj = 0; jj < ve; ++jj) {
-                  const T keep = (T)dropout_keep(pr.p, pr.seed, pr.first, b, c, i, j0 + jj, d.NC, C);
-                  pt[jj] *= keep;
-                  s[jj] *= keep;
+                  pt[jj] = s[jj] * keep[jj];
+                  ds[jj] = pt[jj] * ds[jj] - s[jj] * Dr;
                 }
+              else if (drop)
+                for (int64_t jj = 0; jj < ve; ++jj) pt[jj] = s[jj] * keep[jj];
+            } else {
+              const T* kk = masked ? &ci.key_keep[(size_t)j0] : nullptr;
+              if (pr.act == Act::Laplace)
+                act_back_row<Act::Laplace>(s, rel, kk, pt, ds, ve);
+              else
+                act_back_row<Act::Relu2>(s, rel, kk, pt, ds, ve);
+              if (drop && ds)
+                for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj], ds[jj] *= keep[jj];
+              else if (drop)
+                for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj];
             }
+            if (pt != s) std::fill(pt + ve, pt + nk, T(0));  // (softmax without dropout: pt is s, done)
+            if (ds) std::fill(ds + ve, ds + nk, T(0));
           });
           // dV_j += sum_i P~_ij dO_i   (dv = P~^T dO)
           if (g.dv)
-            gemm(true, false, nk, H, nq, T(1), Pt, nk, dO, H, T(1), g.dv + (row0 - i0 + j0) * H, H);
+            gemm(true, false, nk, H, nq, T(1), Pt, nk, dO, H, T(1), g.dv + (key0 + j0) * H, H);
           if (!need_ds) continue;
-          // dP~ = dO V^T: the gradient of the dropped weights.
-          gemm(false, true, nq, nk, H, T(1), dO, H, Vb, pr.v.ld, T(0), dP.data(), nk);
-          // dS, the gradient of the scores (after the bias, before the activation):
-          //   softmax: dS = P * (dP - D_i) with dP = dP~ * dropout, i.e. P~ dP~ - P D_i;
-          //   laplace/relu2: dS = f'(s) * masks * dropout * dP~ = G dP~.
-          for_rows(nq, nk, [&](int64_t r) {
-            T* ds = &dP[(size_t)(r * nk)];
-            const T* s = &S[(size_t)(r * nk)];
-            const T* pt = Pt + r * nk;
-            if (softmax) {
-              const T Dr = D[(size_t)r];
-              for (int64_t jj = 0; jj < nk; ++jj) ds[jj] = pt[jj] * ds[jj] - s[jj] * Dr;
-            } else {
-              for (int64_t jj = 0; jj < nk; ++jj) ds[jj] *= s[jj];
-            }
-          });
           // The bias enters every score with weight 1: drel[C-1 + j - i] += dS_ij (sequential:
           // rows of one block share entries of drel).
           if (g.drel)
@@ -435,14 +591,22 @@ void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, c
           // s_ij = scale_i q_i . k_j: dK_j += sum_i dS_ij (scale_i q_i) = dS^T Qs, and
           // dQ_i += sum_j dS_ij k_j, times scale_i once the row is complete (below).
           if (g.dk)
-            gemm(true, false, nk, Z, nq, T(1), dP.data(), nk, Qs.data(), Z, T(1), g.dk + (row0 - i0 + j0) * Z, Z);
+            gemm(true, false, nk, Z, nq, T(1), dP.data(), nk, Qs.data(), Z, T(1), g.dk + (key0 + j0) * Z, Z);
           if (g.dq)
             gemm(false, false, nq, Z, nk, T(1), dP.data(), nk, pr.k.row(b, c * C + j0), pr.k.ld, T(1),
                  g.dq + row0 * Z, Z);
         }
         if (g.dq)
-          for (int64_t r = 0; r < nq; ++r)
-            for (int64_t z = 0; z < Z; ++z) g.dq[(row0 + r) * Z + z] *= ci.scale[(size_t)(i0 + r)];
+          for (int64_t r = 0; r < nq; ++r) {
+            const T sc = ci.scale[(size_t)(i0 + r)];
+            T* dqr = g.dq + (row0 + r) * Z;
+            for (int64_t z = 0; z < Z; ++z) dqr[z] *= sc;
+          }
+      }
+      for (int64_t j0 = 0; j0 < C; j0 += BK) {  // key rows that no query block reached
+        const int64_t ki = kinit[(size_t)(j0 / BK)], nk = std::min(BK, C - j0);
+        zero_rows(g.dk, key0 + j0 + ki, key0 + j0 + nk, Z);
+        zero_rows(g.dv, key0 + j0 + ki, key0 + j0 + nk, H);
       }
     }
 }
