@@ -2,7 +2,9 @@
 # Installs what megagrad needs from Debian's packages, only when something is missing.
 # Runs as root, or through sudo when it is there.
 set -euo pipefail
-packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2)
+# Build: compiler, CMake, OpenBLAS, fmt, Catch2. Data for the default training tasks:
+# Fashion-MNIST (dataset-fashion-mnist) and the King James Bible corpus (bible-kjv).
+packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 dataset-fashion-mnist bible-kjv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,9 +14,14 @@ namespace {
 class BlockCache {
  public:
   // Blocks from 64 KiB up are cached (glibc serves large blocks with fresh mmaps, which fault in
-  // page by page); sizes round up to whole 4 KiB pages so that repeated shapes hit.
+  // page by page). Sizes round up to one of four classes per power of two (at most 25% waste), so
+  // that shapes which vary a little between steps (padded batches) still reuse blocks.
   static constexpr size_t kMin = size_t(64) << 10;
-  static size_t rounded(size_t n) { return n < kMin ? ((n + 63) / 64) * 64 : ((n + 4095) / 4096) * 4096; }
+  static size_t rounded(size_t n) {
+    if (n < kMin) return ((n + 63) / 64) * 64;
+    size_t step = (size_t(1) << (63 - __builtin_clzll(n))) / 4;
+    return (n + step - 1) / step * step;
+  }
 
   void* take(size_t bytes) {
     if (bytes < kMin) return nullptr;

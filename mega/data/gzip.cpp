@@ -3,6 +3,7 @@
 // (every entry holds the symbol and its code length), which is fast enough to inflate the
 // 26 MB Fashion-MNIST training images in a fraction of a second.
 #include "mega/data/gzip.h"
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstring>
@@ -280,7 +281,10 @@ std::string gunzip(std::string_view bytes, std::string_view what, size_t max_out
   const uint8_t* end = p + bytes.size();
   std::string out;
   // A single-member file ends with its size mod 2^32: a good guess for the allocation.
-  if (bytes.size() >= 18) out.reserve(std::min<size_t>(le32(end - 4), max_output));
+  // The trailer's size is only a hint until the data is checked: never reserve more than deflate
+  // can expand (1032:1), so a corrupt trailer cannot make us ask for gigabytes.
+  if (bytes.size() >= 18)
+    out.reserve(std::min({(size_t)le32(end - 4), max_output, bytes.size() * 1032, size_t(256) << 20}));
   int member = 0;
   while (p < end) {
     ++member;

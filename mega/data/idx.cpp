@@ -36,8 +36,9 @@ IdxArray parse_idx(std::string_view bytes, std::string_view what) {
   const uint8_t* p = (const uint8_t*)bytes.data();
   const size_t n = bytes.size();
   MG_CHECK(n >= 4, kOp, "{}: {} bytes, too short for an IDX header", what, n);
-  MG_CHECK(p[0] == 0 && p[1] == 0, kOp, "{}: not an IDX file (magic {:02x} {:02x} {:02x} {:02x}, expected 00 00 08 <ndims>)",
-           what, p[0], p[1], p[2], p[3]);
+  MG_CHECK(p[0] == 0 && p[1] == 0, kOp,
+           "{}: not an IDX file (magic {:02x} {:02x} {:02x} {:02x}, expected 00 00 08 <ndims>)", what, p[0], p[1],
+           p[2], p[3]);
   const char* type = idx_type_name(p[2]);
   MG_CHECK(type, kOp, "{}: unknown IDX data type {:#04x}", what, p[2]);
   MG_CHECK(p[2] == 0x08, kOp, "{}: IDX data type {:#04x} ({}) is not supported, only 0x08 (unsigned byte)", what,

@@ -20,7 +20,11 @@ bool is_op_id(uint8_t t) { return t >= kListOpsMin && t <= kListOpsSum; }
 const std::array<std::string_view, kListOpsVocabSize>& listops_vocab() { return kVocab; }
 
 int listops_token_id(std::string_view token) {
-  for (int i = 1; i < kListOpsVocabSize; ++i)
+  if (token.size() == 1) {  // the common case: a digit or "]"
+    char c = token[0];
+    return c >= '0' && c <= '9' ? kListOpsDigit0 + (c - '0') : c == ']' ? kListOpsEnd : -1;
+  }
+  for (int i = kListOpsMin; i <= kListOpsSum; ++i)
     if (kVocab[i] == token) return i;
   return -1;
 }
