@@ -44,19 +44,6 @@ bool broadcasts_to(const Shape& from, const Shape& to) {
   return true;
 }
 
-// The (O, N, I) split of a shape around dim d (see index_kernels.h).
-struct OuterInner {
-  int64_t O = 1, N = 1, I = 1;
-};
-OuterInner split_around(const Shape& s, int64_t d) {
-  OuterInner r;
-  for (int64_t i = 0; i < (int64_t)s.size(); ++i) {
-    if (i < d) r.O *= s[(size_t)i];
-    else if (i == d) r.N = s[(size_t)i];
-    else r.I *= s[(size_t)i];
-  }
-  return r;
-}
 
 }  // namespace
 
@@ -88,7 +75,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   // Each input fills the columns [start, start + n) of dim d. A contiguous input is O rows of
   // n * I elements, copied with one memcpy per row; any other goes through the strided copy_.
   const int64_t es = (int64_t)dtype_size(t0.dtype());
-  const OuterInner oi = split_around(out_shape, d);
+  const OuterInner oi = outer_inner(out_shape, d);
   std::vector<int64_t> starts, lengths;
   int64_t start = 0;
   for (const Tensor& t : tensors) {
@@ -174,7 +161,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
     record("index_select", {x, index}, out, [d, xshape = x.shape(), idx = index.contiguous().detach()](const Tensor& g) {
       Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
       Tensor gc = g.contiguous();
-      OuterInner oi = split_around(xshape, d);
+      OuterInner oi = outer_inner(xshape, d);
       dispatch_float("index_select", g.dtype(), [&]<typename T>() {
         cpu::index_add_rows<T>(gc.data_ptr<T>(), idx.data_ptr<int64_t>(), gx.data_ptr<T>(), oi.O, oi.N,
                                idx.numel(), oi.I);

@@ -15,19 +15,6 @@ namespace megagrad {
 
 namespace {
 
-// x as (O, N, I) around dim d: the dims before d, d itself, the dims after d.
-struct OuterInner {
-  int64_t O = 1, N = 1, I = 1;
-};
-OuterInner split_at(const Shape& s, int64_t d) {
-  OuterInner r;
-  for (int64_t i = 0; i < (int64_t)s.size(); ++i) {
-    if (i < d) r.O *= s[(size_t)i];
-    else if (i == d) r.N = s[(size_t)i];
-    else r.I *= s[(size_t)i];
-  }
-  return r;
-}
 
 // `t` itself when contiguous, else a copy; never recorded (the op records its own node).
 Tensor contiguous_nograd(const Tensor& t) {
@@ -45,7 +32,7 @@ template <bool Log>
 Tensor softmax_impl(std::string_view op, const Tensor& x, int64_t dim) {
   check_float(op, x);
   const int64_t d = wrap_dim(op, dim, x.dim());
-  const OuterInner s = split_at(x.shape(), d);
+  const OuterInner s = outer_inner(x.shape(), d);
   Tensor xc = contiguous_nograd(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(op, x.dtype(), [&]<typename T>() {

@@ -18,22 +18,14 @@
 #include "core/safetensors.h"
 #include "mega/attention/attention.h"
 #include "mega/config.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 using Act = AttentionActivation;
 
 namespace {
 
-double max_rel_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0, scale = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    m = std::max(m, std::abs(x[i] - y[i]));
-    scale = std::max(scale, std::abs(y[i]));
-  }
-  return m / std::max(scale, 1e-300);
-}
+using test::max_rel_diff;
 
 Tensor right_padding(int64_t L, const std::vector<int64_t>& pads, DType dt) {
   const int64_t B = (int64_t)pads.size();

@@ -16,6 +16,7 @@
 #include "mega/data/idx.h"
 #include "mega/data/listops.h"
 #include "mega/data/text.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 using namespace megagrad::data;
@@ -25,21 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kData = MEGAGRAD_TEST_DATA;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("megagrad_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using TempDir = test::TempDir;
 
 void write_bytes(const std::string& path, std::string_view bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

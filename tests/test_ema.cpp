@@ -6,20 +6,12 @@
 #include "core/parallel.h"
 #include "mega/ema/ema.h"
 #include "mega/ema/ema_gradcheck.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 
 namespace {
-double max_rel_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0, scale = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    m = std::max(m, std::abs(x[i] - y[i]));
-    scale = std::max(scale, std::abs(y[i]));
-  }
-  return m / std::max(scale, 1e-300);
-}
+using test::max_rel_diff;
 
 Tensor right_padding(int64_t B, int64_t L, std::vector<int64_t> pads, DType dt) {
   std::vector<double> m((size_t)(B * L), 0.0);

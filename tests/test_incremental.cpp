@@ -5,6 +5,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "mega/layers.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 
@@ -16,13 +17,7 @@ MegaLayerConfig decoder_config() {
   return c;
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test::max_abs_diff;
 
 // Runs the layer in parallel and in blocks of the given lengths; returns the largest difference.
 double incremental_vs_parallel(const MegaLayerConfig& cfg, std::vector<int64_t> blocks, bool pad) {

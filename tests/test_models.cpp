@@ -5,6 +5,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "mega/models.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 
@@ -30,13 +31,7 @@ void add_noise(Module& m, uint64_t seed) {
   for (auto& [n, p] : m.named_parameters()) p.add_(normal(p.shape(), 0, 0.3, p.dtype(), &gen));
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test::max_abs_diff;
 
 Tensor tokens(std::vector<int64_t> v, int64_t B) { return Tensor::from_vector(v, {B, (int64_t)v.size() / B}); }
 }  // namespace

@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/json.h"
 #include "core/safetensors.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 using Catch::Contains;
@@ -20,20 +21,7 @@ namespace {
 const std::string kCase = std::string(MEGAGRAD_TEST_DATA) + "/ref/i_tiny_softmax_simple_layernorm";
 
 // A fresh directory, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("megagrad_test_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using TempDir = test::TempDir;
 
 std::vector<std::string> temp_files_in(const fs::path& dir) {
   std::vector<std::string> out;

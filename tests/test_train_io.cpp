@@ -12,21 +12,14 @@
 #include "core/safetensors.h"
 #include "mega/train/checkpoint.h"
 #include "mega/train/report.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 using Catch::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-struct TmpDir {
-  fs::path p;
-  TmpDir() {
-    p = fs::temp_directory_path() / fmt::format("megagrad_train_io_{}_{}", getpid(), (void*)this);
-    fs::create_directories(p);
-  }
-  ~TmpDir() { fs::remove_all(p); }
-  std::string file(const std::string& n) const { return (p / n).string(); }
-};
+using TmpDir = test::TempDir;
 
 Checkpoint sample_checkpoint(double v) {
   Checkpoint c;
@@ -92,7 +85,7 @@ TEST_CASE("checkpoint: a process killed while writing leaves the previous checkp
   bool new_one = c.model.size() == 1 && c.model[0].second.numel() == 4'000'000;
   CHECK((old_one || new_one));
   // The killed writer may leave its temporary file; it is never mistaken for the checkpoint.
-  for (auto& e : fs::directory_iterator(d.p)) INFO(e.path().string());
+  for (auto& e : fs::directory_iterator(d.path)) INFO(e.path().string());
 }
 
 TEST_CASE("metrics log: a resumed run drops the records after the checkpoint", "[train_io]") {

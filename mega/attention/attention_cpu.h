@@ -39,6 +39,7 @@
 #include <limits>
 #include <vector>
 #include "backends/cpu/blas.h"
+#include "backends/cpu/nn_kernels.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/vec_math.h"
@@ -237,19 +238,6 @@ template <typename T> T add_bias_max(T* __restrict s, const T* __restrict rel, c
       km = k > km ? k : km;
     }
   return from_ordered<T>(km);
-}
-
-// sum_j a[j] b[j].
-template <typename T> T dot(const T* a, const T* b, int64_t n) {
-  constexpr int64_t W = kLanes<T>;
-  T acc[W] = {};
-  int64_t j = 0;
-  for (; j + W <= n; j += W)
-    for (int64_t w = 0; w < W; ++w) acc[w] += a[j + w] * b[j + w];
-  T sum = 0;
-  for (int64_t w = 0; w < W; ++w) sum += acc[w];
-  for (; j < n; ++j) sum += a[j] * b[j];
-  return sum;
 }
 
 // x[j] = exp(x[j] - shift) for j < n; returns the sum.
@@ -521,7 +509,7 @@ void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, c
         // Softmax: D_i = sum_j P~_ij dP~_ij = dO_i . O_i, the row term of the softmax Jacobian
         // (with dropout, P~ is the dropped P: O = P~ V).
         if (softmax && need_ds)
-          for (int64_t r = 0; r < nq; ++r) D[(size_t)r] = dot(dO + r * H, out + (row0 + r) * H, H);
+          for (int64_t r = 0; r < nq; ++r) D[(size_t)r] = cpu::row_dot(dO + r * H, out + (row0 + r) * H, H);
         for (int64_t j0 = 0; j0 < C; j0 += BK) {
           const int64_t nk = ci.key_extent(pr, i0, nq, j0, std::min(BK, C - j0));
           if (nk == 0) continue;
