@@ -1,5 +1,5 @@
 # Entry points. `make demo` and `make test` build in Release mode (CMake) first.
-#   make demo      build, then run the main job (for now: the MLP example on generated data)
+#   make demo      build, then run the main job: train a small Mega on ListOps (short preset)
 #   make test      build, then run every test through ctest
 #   make test-sanitize  the same under ASan + UBSan (what CI also runs)
 #   make bench     build, then run the core benchmark (1 thread)
@@ -21,7 +21,7 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	./$(BUILD)/megagrad demo
+	./$(BUILD)/megagrad train --task listops --out runs/listops
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -242,12 +242,16 @@ TEST_CASE("listops: presets and configuration errors", "[data]") {
   REQUIRE(lra.max_depth == 10);
   REQUIRE(lra.max_args == 10);
   REQUIRE(lra.seed == 3);
-  ListOpsConfig sh = listops_preset("short");
+  ListOpsConfig sh = listops_preset("medium");
   REQUIRE(sh.min_len == 100);
   REQUIRE(sh.max_len == 400);
+  ListOpsConfig quick = listops_preset("short");
+  REQUIRE(quick.min_len == 20);
+  REQUIRE(quick.max_len == 100);
+  REQUIRE(quick.num_train == 40000);
   REQUIRE_THROWS_WITH(listops_preset("long"), Contains("[listops] unknown preset \"long\""));
 
-  ListOpsData d = generate_listops(sh);  // the whole short preset (about 0.3 s)
+  ListOpsData d = generate_listops(sh);  // the whole medium preset (about 0.3 s)
   REQUIRE(d.train.size() == 20000);
   REQUIRE(d.val.size() == 1000);
   REQUIRE(d.test.size() == 1000);

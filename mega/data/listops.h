@@ -67,7 +67,10 @@ struct ListOpsConfig {
 };
 
 // "lra": LRA's lengths (500 < L < 2000) and sizes 96000/2000/2000.
-// "short": lengths 100-400 and sizes 20000/1000/1000, for a small model on one CPU core.
+// "medium": lengths 100-400 and sizes 20000/1000/1000.
+// "short": lengths 20-100 and sizes 40000/1000/1000: a small model learns it in minutes on one CPU
+// core (the main job); longer sequences need thousands of steps before accuracy leaves the
+// majority class.
 ListOpsConfig listops_preset(std::string_view name, uint64_t seed = 0);
 
 struct ListOpsData {

@@ -38,7 +38,11 @@ Json model_defaults(const std::string& task) {
 Json data_defaults(const std::string& task) {
   Json d = Json::object();
   d.set("seed", 0);
-  if (task == "listops") d.set("preset", "short"), d.set("dir", nullptr), d.set("eval_file", nullptr);
+  if (task == "listops") {
+    d.set("preset", "short"), d.set("dir", nullptr), d.set("eval_file", nullptr);
+    // null: the preset's value
+    d.set("min_len", nullptr), d.set("max_len", nullptr), d.set("num_train", nullptr);
+  }
   if (task == "fmnist") d.set("dir", data::kFashionMnistDir), d.set("val_size", 5000);
   if (task == "charlm") d.set("file", nullptr), d.set("seq_len", 256), d.set("val_fraction", 0.05);
   return d;
@@ -46,10 +50,10 @@ Json data_defaults(const std::string& task) {
 
 Json train_defaults(const std::string& task) {
   Json t = Json::object();
-  t.set("steps", 600), t.set("batch_size", 32), t.set("accum", 1), t.set("lr", 3e-3), t.set("end_lr", 0.0);
-  t.set("warmup", 60), t.set("beta1", 0.9), t.set("beta2", 0.98), t.set("eps", 1e-8), t.set("weight_decay", 0.01);
-  t.set("clip", 1.0), t.set("log_every", 20), t.set("eval_every", 200), t.set("eval_batches", 0);
-  t.set("checkpoint_every", 200), t.set("seed", 1);
+  t.set("steps", 1500), t.set("batch_size", 32), t.set("accum", 1), t.set("lr", 3e-3), t.set("end_lr", 0.0);
+  t.set("warmup", 150), t.set("beta1", 0.9), t.set("beta2", 0.98), t.set("eps", 1e-8), t.set("weight_decay", 0.01);
+  t.set("clip", 1.0), t.set("log_every", 50), t.set("eval_every", 500), t.set("eval_batches", 0);
+  t.set("checkpoint_every", 500), t.set("seed", 1);
   if (task == "fmnist") t.set("steps", 1000), t.set("eval_batches", 20);
   if (task == "charlm") t.set("steps", 2000), t.set("batch_size", 16), t.set("eval_batches", 20), t.set("lr", 2e-3);
   return t;
@@ -156,8 +160,13 @@ class ListOpsTask : public ClassifierTask {
       source_ = "ListOps from " + d.at("eval_file").get_string();
     } else if (d.at("dir").is_null()) {
       const std::string preset = d.at("preset").get_string();
-      data_ = data::generate_listops(data::listops_preset(preset, (uint64_t)get_int(d, "seed")));
-      source_ = fmt::format("ListOps, generated ('{}' preset, seed {})", preset, get_int(d, "seed"));
+      data::ListOpsConfig lc = data::listops_preset(preset, (uint64_t)get_int(d, "seed"));
+      if (!d.at("min_len").is_null()) lc.min_len = get_int(d, "min_len");
+      if (!d.at("max_len").is_null()) lc.max_len = get_int(d, "max_len");
+      if (!d.at("num_train").is_null()) lc.num_train = get_int(d, "num_train");
+      data_ = data::generate_listops(lc);
+      source_ = fmt::format("ListOps, generated ('{}' preset, lengths {}-{}, seed {})", preset, lc.min_len, lc.max_len,
+                            get_int(d, "seed"));
     } else {
       namespace fs = std::filesystem;
       const std::string dir = d.at("dir").get_string();
