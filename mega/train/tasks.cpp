@@ -193,9 +193,9 @@ class ListOpsTask : public ClassifierTask {
       for (int64_t y : ds.labels) ++n[(size_t)y];
       return 100.0 * (double)*std::max_element(n.begin(), n.end()) / (double)std::max<int64_t>(ds.size(), 1);
     };
+    const int64_t longest = std::max({data_.train.max_length(), data_.val.max_length(), data_.test.max_length()});
     return fmt::format("{}: {} train / {} val / {} test sequences, lengths up to {}; validation majority class {:.1f}%",
-                       source_, data_.train.size(), data_.val.size(), data_.test.size(), data_.train.max_length(),
-                       majority(data_.val));
+                       source_, data_.train.size(), data_.val.size(), data_.test.size(), longest, majority(data_.val));
   }
 
  protected:
