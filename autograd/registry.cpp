@@ -25,6 +25,13 @@ const std::vector<std::string_view>& differentiable_ops() {
   return ops;
 }
 
+GradcheckResult run_gradcheck_case(const GradcheckCase& c) {
+  GradcheckOptions o;
+  o.tolerance = c.tolerance;
+  o.eps = c.eps;
+  return gradcheck(c.f, c.make_inputs(), o);
+}
+
 bool is_registered_op(std::string_view op) {
   const auto& ops = differentiable_ops();
   return std::find(ops.begin(), ops.end(), op) != ops.end();

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include "autograd/gradcheck.h"
 #include "core/tensor.h"
 
 namespace megagrad {
@@ -22,6 +23,9 @@ struct GradcheckCase {
   double tolerance = 1e-6;  // on |analytic - numeric| / max(1, |numeric|)
   double eps = 1e-6;        // the finite-difference step
 };
+
+// Runs one case with its own tolerance and finite-difference step.
+GradcheckResult run_gradcheck_case(const GradcheckCase& c);
 
 // Every case: the primitive ops' (autograd/gradcheck_cases_*.cpp) and the fused Mega ops'
 // (gathered in mega/gradcheck_cases.cpp, the top of the library).

@@ -48,10 +48,7 @@ int cmd_gradcheck(const std::vector<std::string>& args) {
     ++run;
     Row row{c.op, c.label, "-", fmt::format("{:.0e}", c.tolerance), "FAIL", ""};
     try {
-      GradcheckOptions o;
-      o.tolerance = c.tolerance;
-      o.eps = c.eps;
-      GradcheckResult r = gradcheck(c.f, c.make_inputs(), o);
+      GradcheckResult r = run_gradcheck_case(c);
       row.error = fmt::format("{:.2e}", r.max_error);
       row.result = r.passed ? "PASS" : "FAIL";
       if (!r.passed || verbose) row.detail = r.report();

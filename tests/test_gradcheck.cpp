@@ -32,10 +32,7 @@ TEST_CASE("gradcheck: every case passes in float64", "[gradcheck]") {
   auto cases = all_gradcheck_cases();
   REQUIRE(!cases.empty());
   for (const GradcheckCase& c : cases) {
-    GradcheckOptions opt;
-    opt.tolerance = c.tolerance;
-    opt.eps = c.eps;
-    GradcheckResult r = gradcheck(c.f, c.make_inputs(), opt);
+    GradcheckResult r = run_gradcheck_case(c);
     INFO(c.op << " [" << c.label << "]: " << r.report());
     CHECK(r.passed);
     CHECK(r.elements_checked > 0);

@@ -436,9 +436,7 @@ TEST_CASE("index ops: every gradcheck case passes and every op has one", "[index
   add_index_cases(cases);
   std::set<std::string> ops;
   for (const GradcheckCase& c : cases) {
-    GradcheckOptions opt;
-    opt.tolerance = c.tolerance;
-    GradcheckResult r = gradcheck(c.f, c.make_inputs(), opt);
+    GradcheckResult r = run_gradcheck_case(c);
     INFO(c.op << ": " << c.label << ": " << r.report());
     REQUIRE(r.passed);
     REQUIRE(r.elements_checked > 0);

@@ -262,10 +262,7 @@ TEST_CASE("linalg gradcheck cases pass", "[linalg]") {
   add_linalg_cases(cases);
   REQUIRE(cases.size() >= 10);
   for (const auto& c : cases) {
-    GradcheckOptions opt;
-    opt.tolerance = c.tolerance;
-    opt.eps = c.eps;
-    auto r = gradcheck(c.f, c.make_inputs(), opt);
+    auto r = run_gradcheck_case(c);
     INFO(c.op << " / " << c.label << ": " << r.report());
     CHECK(r.passed);
   }

@@ -434,10 +434,7 @@ TEST_CASE("nn gradcheck cases pass", "[nn]") {
     REQUIRE(found);
   }
   for (const auto& c : cases) {
-    GradcheckOptions opt;
-    opt.tolerance = c.tolerance;
-    opt.eps = c.eps;
-    auto r = gradcheck(c.f, c.make_inputs(), opt);
+    auto r = run_gradcheck_case(c);
     INFO(c.op << " / " << c.label << ": " << r.report());
     CHECK(r.passed);
   }
