@@ -15,15 +15,6 @@ double weighted_sum(const Tensor& out, const std::vector<double>& r) {
   return s;
 }
 
-// Row-major multi-index of element i of shape s.
-std::vector<int64_t> unravel(int64_t i, const Shape& s) {
-  std::vector<int64_t> idx(s.size());
-  for (size_t d = s.size(); d-- > 0;) {
-    idx[d] = i % s[d];
-    i /= s[d];
-  }
-  return idx;
-}
 }  // namespace
 
 std::string GradcheckResult::report() const {
@@ -70,7 +61,7 @@ GradcheckResult gradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
     Tensor ga = x.grad();
     double* base = x.data_ptr<double>();
     for (int64_t e = 0; e < x.numel(); ++e) {
-      std::vector<int64_t> idx = unravel(e, x.shape());
+      std::vector<int64_t> idx = unravel_index(e, x.shape());
       int64_t off = 0;
       for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * x.strides()[d];
       double orig = base[off];

@@ -21,6 +21,16 @@ Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
 // Wrap a possibly negative dim into [0, ndim); throws "[op] dim d out of range for shape ..".
 int64_t wrap_dim(std::string_view op, int64_t dim, int64_t ndim);
 
+// The row-major multi-index of element i of shape s.
+inline std::vector<int64_t> unravel_index(int64_t i, const Shape& s) {
+  std::vector<int64_t> idx(s.size());
+  for (size_t d = s.size(); d-- > 0;) {
+    idx[d] = i % s[d];
+    i /= s[d];
+  }
+  return idx;
+}
+
 // A shape seen as (O, N, I) around dim d: the product of the dims before d, d itself, and the
 // product of the dims after it. A contiguous tensor is then an O x N x I array.
 struct OuterInner {

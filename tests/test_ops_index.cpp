@@ -25,14 +25,6 @@ Tensor rnd_index(const Shape& s, int64_t n, uint64_t seed) {
   return Tensor::from_vector(v, s);
 }
 
-std::vector<int64_t> unravel(int64_t i, const Shape& s) {
-  std::vector<int64_t> idx(s.size());
-  for (size_t d = s.size(); d-- > 0;) {
-    idx[d] = i % s[d];
-    i /= s[d];
-  }
-  return idx;
-}
 
 // Every element of `got` (any dtype) against f(multi-index).
 template <typename F>
@@ -40,7 +32,7 @@ void require_elements(const Tensor& got, const Shape& shape, F expected, double 
   REQUIRE(got.shape() == shape);
   std::vector<double> v = got.to_vector();
   for (int64_t i = 0; i < numel_of(shape); ++i) {
-    std::vector<int64_t> p = unravel(i, shape);
+    std::vector<int64_t> p = unravel_index(i, shape);
     double e = expected(p);
     INFO("element " << i);
     if (tol == 0.0) REQUIRE(v[(size_t)i] == e);
@@ -301,7 +293,7 @@ TEST_CASE("gather: backward scatter-adds, repeated indices accumulate", "[index]
       std::vector<double> want((size_t)x.numel(), 0.0);
       Strides xs = contiguous_strides(x.shape());
       for (int64_t i = 0; i < numel_of(si); ++i) {
-        std::vector<int64_t> p = unravel(i, si);
+        std::vector<int64_t> p = unravel_index(i, si);
         double r = R.at(p);
         p[(size_t)d] = (int64_t)idx.at(p);
         int64_t off = 0;
