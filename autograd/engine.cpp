@@ -2,6 +2,7 @@
 // the leaves, in topological order, summing the gradients that reach a node along several paths.
 #include <deque>
 #include <unordered_map>
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -57,6 +58,15 @@ Node::~Node() {
   }
 }
 
+namespace {
+// "op 'exp' in layers.2.mega_layer.move", for anomaly messages.
+std::string where_of(const Node& n, std::string_view what) {
+  std::string s = fmt::format("{} '{}'", what, n.op);
+  if (!n.scope.empty()) s += " in " + n.scope;
+  return s;
+}
+}  // namespace
+
 bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad() && GradMode::is_enabled(); }
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
@@ -88,6 +98,10 @@ void record(std::string_view op, const std::vector<Tensor>& inputs, Tensor& outp
     node->next.push_back(std::move(edge));
     node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
     node->input_dtypes.push_back(in.defined() ? in.dtype() : DType::Float32);
+  }
+  if (AnomalyMode::is_enabled()) {
+    node->scope = current_scope_path();
+    check_finite(output, where_of(*node, "op"), "its output");
   }
   TensorImpl& o = output.impl();
   o.requires_grad = true;
@@ -147,6 +161,9 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
       in_grads = n->backward(g);
       MG_CHECK(in_grads.size() == n->next.size(), "backward",
                "op '{}' returned {} gradients for {} inputs", n->op, in_grads.size(), n->next.size());
+      if (AnomalyMode::is_enabled())
+        for (size_t i = 0; i < in_grads.size(); ++i)
+          check_finite(in_grads[i], where_of(*n, "the backward of op"), fmt::format("the gradient of input {}", i));
     }
     if (!retain_graph) {
       n->backward = nullptr;  // frees the saved tensors

@@ -25,6 +25,7 @@ class Node {
   Shape output_shape;
   BackwardFn backward;                      // cleared when the graph is released
   bool released = false;
+  std::string scope;                        // anomaly mode only: the module the forward ran in
 
   // Leaves only: the tensor whose .grad this node accumulates into (weak: no cycle).
   std::weak_ptr<TensorImpl> leaf;

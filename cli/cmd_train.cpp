@@ -46,6 +46,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>)"},
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
                          {"--device", "D", "cpu (default) or cuda"},
+                         {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
   opts.parse(args);
   if (opts.help()) {
@@ -89,6 +90,7 @@ int cmd_train(const std::vector<std::string>& args) {
   TrainOptions o = train_options(cfg);
   o.out_dir = opts.get("--out").value_or("runs/" + task);
   o.resume = opts.get("--resume").value_or("");
+  o.detect_anomaly = opts.has("--detect-anomaly");
   std::printf("megagrad train: task %s, model %s; OpenBLAS core %s, %d thread(s)\n", task.c_str(),
               cfg.at("model").at("type").get_string().c_str(), blas_core_name().c_str(), get_num_threads());
   std::fflush(stdout);

@@ -22,7 +22,10 @@ LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) {
   LayerCaseConfig c;
   MegaLayerConfig& L = c.layer;
   std::set<std::string> seen;
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Not a structured binding: clang before 16 cannot capture one in the lambdas below.
+    const std::string& key = item.first;
+    const Json& v = item.second;
     if (!key.empty() && key[0] == '_') continue;  // provenance
     auto integer = [&] {
       MG_CHECK(v.is_integer(), "config", "{}: {} must be an integer, got {}", what, key, v.dump());

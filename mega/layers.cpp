@@ -29,7 +29,10 @@ Linear::Linear(int64_t in, int64_t out, Generator& gen, double std)
     : weight(register_parameter("weight", normal({out, in}, 0.0, std, DType::Float32, &gen))),
       bias(register_parameter("bias", Tensor::zeros({out}))) {}
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) const {
+  ForwardScope scope(this);
+  return linear(x, weight, bias);
+}
 
 // ---------------------------------------------------------------- SequenceNorm
 
@@ -57,6 +60,7 @@ SequenceNorm::SequenceNorm(NormType type, int64_t dim, bool affine)
     : type_(type), p_(register_module("norm", std::make_shared<Params>(type, dim, affine))) {}
 
 Tensor SequenceNorm::forward(const Tensor& x) {
+  ForwardScope scope(this);
   switch (type_) {
     case NormType::LayerNorm:
       return layer_norm(x, p_->weight ? *p_->weight : Tensor(), p_->bias ? *p_->bias : Tensor(), kEps);
@@ -111,6 +115,7 @@ MultiHeadEMA::MultiHeadEMA(int64_t D, int64_t N, bool bidirectional, std::option
       options{bidirectional, truncation} {}
 
 Tensor MultiHeadEMA::forward(const Tensor& x, const Tensor& padding_mask) const {
+  ForwardScope scope(this);
   return ema(x, padding_mask, params(), options);
 }
 
@@ -158,6 +163,7 @@ Tensor MovingAverageGatedAttention::forward_incremental(const Tensor& x, const T
 
 // The layer's forward; with a state, the EMA and the attention continue from earlier blocks.
 Tensor MovingAverageGatedAttention::run(const Tensor& x, const Tensor& padding_mask, LayerState* state) {
+  ForwardScope scope(this);
   const int64_t D = cfg.embed_dim, Z = cfg.z_dim, H = cfg.hidden_dim;
   MG_CHECK(x.dim() == 3 && x.size(2) == D, "mega", "input must be (B, L, {}), got {}", D, x.desc());
   const bool train = is_training();
@@ -201,6 +207,7 @@ NormalizedFeedForwardNetwork::NormalizedFeedForwardNetwork(const MegaLayerConfig
       fc2(register_module("fc2", std::make_shared<Linear>(c.ffn_hidden_dim, c.embed_dim, gen))) {}
 
 Tensor NormalizedFeedForwardNetwork::forward(const Tensor& x) {
+  ForwardScope scope(this);
   const bool train = is_training();
   Tensor xn = cfg.prenorm ? norm->forward(x) : x;
   Tensor h = dropout(silu(fc1->forward(xn)), cfg.hidden_dropout, train, dropout_generator);
@@ -217,6 +224,7 @@ MegaLayer::MegaLayer(const MegaLayerConfig& c, uint64_t seed) : cfg((c.validate(
 }
 
 Tensor MegaLayer::forward(const Tensor& x, const Tensor& padding_mask) {
+  ForwardScope scope(this);
   Tensor y = mega_layer->forward(x, padding_mask);
   return nffn ? nffn->forward(y) : y;
 }

@@ -45,6 +45,12 @@ NamedTensors Module::state_dict() const {
   return out;
 }
 
+std::string Module::scope_path() const {
+  std::string path = local_name_;
+  for (const Module* m = parent_; m && m->parent_; m = m->parent_) path = m->local_name_ + "." + path;
+  return path;
+}
+
 int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (auto& [name, t] : named_parameters()) n += t.numel();

@@ -5,13 +5,14 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "autograd/anomaly.h"
 #include "core/tensor.h"
 
 namespace megagrad {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-class Module {
+class Module : public NamedScope {
  public:
   virtual ~Module() = default;
   Module() = default;
@@ -31,6 +32,9 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
+  // Where this module sits in its model: "layers.2.mega_layer.move" ("" for the root). Each
+  // forward opens a ForwardScope(this), so anomaly mode can name the module an op ran in.
+  std::string scope_path() const override;
   void zero_grad();
   // Converts every parameter and buffer to dtype (float32 <-> float64) in place, keeping values
   // and the tensors' identity (earlier handles see the new dtype).
@@ -44,6 +48,8 @@ class Module {
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     children_.emplace_back(name, module);
+    module->parent_ = this;
+    module->local_name_ = name;
     return module;
   }
 
@@ -52,6 +58,8 @@ class Module {
   std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  const Module* parent_ = nullptr;  // set when registered as a child
+  std::string local_name_;
 };
 
 // A Module assembled by its owner: parameters and children added from outside. Used for the

@@ -117,6 +117,19 @@ TEST_CASE("train: a NaN loss stops the run and keeps the last good checkpoint", 
   }
 }
 
+TEST_CASE("train: with detect_anomaly the same divergence stops at the op that made the first NaN/Inf", "[train][anomaly]") {
+  RunDir d("anomaly");
+  Json cfg = tiny_listops_config(d);
+  Json t = cfg.at("train");
+  t.set("lr", 1e30), t.set("clip", 0.0), t.set("warmup", 0);  // diverges, as in the test above
+  t.set("steps", 50), t.set("checkpoint_every", 1), t.set("eval_every", 100);
+  cfg.set("train", t);
+  TrainOptions o = train_options(cfg);
+  o.out_dir = d.sub("run"), o.detect_anomaly = true;
+  std::unique_ptr<TrainTask> task = make_task(cfg);
+  REQUIRE_THROWS_WITH(train(*task, o), Contains("[anomaly]") && Contains("op '") && Contains("produced"));
+}
+
 TEST_CASE("train: configuration errors", "[train][errors]") {
   REQUIRE_THROWS_WITH(default_run_config("mnist"), Contains("unknown task 'mnist'"));
   Json cfg = default_run_config("listops");

@@ -155,12 +155,12 @@ void BatchIterator::set_position(int64_t epoch, int64_t position) {
 
 void BatchIterator::load_state_json(const Json& s) {
   MG_CHECK(s.is_object(), kIt, "saved state must be a JSON object, got {}", s.describe());
-  for (const auto& [key, value] : s.items()) {
+  for (const auto& item : s.items()) {
+    const std::string& key = item.first;  // not a structured binding: clang < 16 cannot capture one
     static const char* known[] = {"size", "batch_size", "seed", "shuffle", "drop_last", "epoch", "position"};
     MG_CHECK(std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) !=
                  std::end(known),
              kIt, "unknown key \"{}\" in the saved state", key);
-    (void)value;
   }
   auto expect_int = [&](const char* key, int64_t mine) {
     int64_t saved = s.at(key).get_int();

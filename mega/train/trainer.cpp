@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/rng.h"
@@ -88,6 +89,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     model.train();
   };
 
+  detect_anomaly anomaly_guard(o.detect_anomaly);  // an error naming the op, instead of a NaN loss later
   while (step < o.steps) {
     const int64_t s = step + 1;
     opt.zero_grad();

@@ -55,6 +55,7 @@ struct TrainOptions {
   std::string out_dir = "runs/run";  // checkpoint.safetensors, metrics.jsonl, curves.svg
   std::string resume;            // a checkpoint to continue from ("" : start fresh)
   uint64_t seed = 1;             // seeds the dropout masks (the default generator) of a fresh run
+  bool detect_anomaly = false;    // check every op's output and gradient for NaN/Inf (autograd/anomaly.h); slow
   int64_t stop_after = 0;        // stop (with a checkpoint) after this step, as if interrupted (0: run to the end)
   Json config;                   // the run's configuration, stored in every checkpoint
   std::string title = "training";
