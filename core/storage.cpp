@@ -76,6 +76,14 @@ BlockCache& block_cache() {
 }
 }  // namespace
 
+std::string human_bytes(size_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 6) v /= 1024, ++u;
+  return u == 0 ? fmt::format("{} B", n) : fmt::format("{:.2f} {}", v, units[u]);
+}
+
 size_t cpu_cache_bytes() { return block_cache().cached(); }
 void empty_cpu_cache() { block_cache().clear(); }
 
@@ -87,7 +95,12 @@ Storage::Storage(size_t nbytes, Device device, bool zero_fill) : nbytes_(nbytes)
   capacity_ = std::max<size_t>(BlockCache::rounded(nbytes), 64);
   data_ = block_cache().take(capacity_);
   if (!data_) data_ = std::aligned_alloc(64, capacity_);
-  if (!data_) fail("alloc", "out of memory allocating {} bytes on {}", nbytes, device);
+  if (!data_ && block_cache().cached() > 0) {  // the cache may hold what the system lacks
+    block_cache().clear();
+    data_ = std::aligned_alloc(64, capacity_);
+  }
+  if (!data_)
+    fail("alloc", "out of memory: could not allocate {} ({} bytes) on {}", human_bytes(nbytes), nbytes, device);
   if (zero_fill) std::memset(data_, 0, nbytes);
   ++live_;
 }

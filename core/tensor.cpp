@@ -10,10 +10,15 @@ namespace megagrad {
 
 namespace {
 std::shared_ptr<TensorImpl> new_impl(const Shape& shape, DType dtype, Device device, bool zero) {
-  for (int64_t d : shape)
+  // The byte count must fit in int64: a shape like (2^40, 2^40) is an error, not an overflow.
+  int64_t bytes = dtype_size(dtype);
+  for (int64_t d : shape) {
     MG_CHECK(d >= 0, "empty", "negative dimension in shape {}", shape_str(shape));
+    MG_CHECK(!__builtin_mul_overflow(bytes, d, &bytes), "empty", "shape {} of {} needs more than 2^63 bytes",
+             shape_str(shape), dtype_name(dtype));
+  }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>((size_t)numel_of(shape) * dtype_size(dtype), device, zero);
+  impl->storage = std::make_shared<Storage>((size_t)bytes, device, zero);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
