@@ -128,20 +128,25 @@ Pool& pool() {
   static Pool p(default_threads());
   return p;
 }
-int g_threads = 0;
+std::atomic<int> g_threads{0};  // read by every parallel_for, from any thread
 
 }  // namespace
 
 int get_num_threads() {
-  if (g_threads == 0) {
-    g_threads = default_threads();
-    blas_set_num_threads(g_threads);
-  }
-  return g_threads;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::lock_guard g(g_pool_mu);
+    if (g_threads.load() == 0) {
+      g_threads = default_threads();
+      blas_set_num_threads(g_threads);
+    }
+  });
+  return g_threads.load();
 }
 
 void set_num_threads(int n) {
   MG_CHECK(n >= 1, "set_num_threads", "thread count must be >= 1, got {}", n);
+  get_num_threads();  // the default is settled first, so it cannot overwrite n later
   std::lock_guard g(g_pool_mu);
   g_threads = n;
   pool().resize(n);

@@ -24,7 +24,9 @@ std::array<uint32_t, 4> philox4x32(uint64_t key, uint64_t counter_hi, uint64_t c
 }
 
 Generator& default_generator() {
-  static Generator g(0);
+  // One per thread: two models trained in two threads draw their dropout masks independently
+  // and reproducibly, with no lock and no race.
+  thread_local Generator g(0);
   return g;
 }
 void manual_seed(uint64_t seed) { default_generator().set_state(seed, 0); }

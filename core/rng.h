@@ -35,7 +35,8 @@ class Generator {
   uint64_t seed_ = 0, offset_ = 0;
 };
 
-// The process-wide default generator (seed 0 until manual_seed).
+// The calling thread's default generator (seed 0 until manual_seed in that thread). A Generator
+// is not synchronised: one thread at a time may draw from it.
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include "backends/cuda/allocator.h"
 #include "core/error.h"
 
 namespace megagrad {
@@ -88,9 +89,20 @@ size_t cpu_cache_bytes() { return block_cache().cached(); }
 void empty_cpu_cache() { block_cache().clear(); }
 
 Storage::Storage(size_t nbytes, Device device, bool zero_fill) : nbytes_(nbytes), device_(device) {
-  if (!device.is_cpu())
-    fail("alloc", "device {} is not supported by this build (CUDA storage arrives with the CUDA backend)",
-         device);
+  if (!device.is_cpu()) {  // the CUDA caching allocator (backends/cuda/allocator.h) keeps its own cache
+    data_ = cuda_alloc(nbytes, device.index);
+    capacity_ = nbytes;
+    if (zero_fill) {
+      try {
+        cuda_memset_zero(data_, nbytes, device.index);
+      } catch (...) {
+        cuda_free(data_);  // no destructor runs for a constructor that throws
+        throw;
+      }
+    }
+    ++live_;
+    return;
+  }
   // 64-byte alignment: one cache line, and what AVX-512 loads like.
   capacity_ = std::max<size_t>(BlockCache::rounded(nbytes), 64);
   data_ = block_cache().take(capacity_);
@@ -106,7 +118,10 @@ Storage::Storage(size_t nbytes, Device device, bool zero_fill) : nbytes_(nbytes)
 }
 
 Storage::~Storage() {
-  block_cache().give(data_, capacity_);
+  if (!device_.is_cpu())
+    cuda_free(data_);
+  else
+    block_cache().give(data_, capacity_);
   --live_;
 }
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include "core/device.h"
+#include "core/human_bytes.h"
 
 namespace megagrad {
 
@@ -39,8 +40,6 @@ class Storage {
 // touch, which costs more than a memory-bound op itself; a training step allocates the same sizes
 // every time. At most MEGAGRAD_CPU_CACHE_MB (default 2048) MiB are kept.
 size_t cpu_cache_bytes();
-// "4.00 PiB", "512 B": sizes in error messages.
-std::string human_bytes(size_t n);
 void empty_cpu_cache();
 
 }  // namespace megagrad

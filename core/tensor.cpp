@@ -4,6 +4,7 @@
 #include <cmath>
 #include "autograd/grad_mode.h"
 #include "backends/cpu/loops.h"
+#include "backends/cuda/allocator.h"
 #include "core/dispatch.h"
 
 namespace megagrad {
@@ -89,8 +90,36 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
-void* Tensor::raw_data() const {
+void* Tensor::raw_device_data() const {
   return static_cast<char*>(impl().storage->data()) + impl().offset * (int64_t)dtype_size(dtype());
+}
+
+void* Tensor::raw_data() const {
+  if (!device().is_cpu())
+    fail("data_ptr", "tensor {} is not on the cpu: host code cannot read it (copy it with .cpu())", desc());
+  return raw_device_data();
+}
+
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  MG_CHECK(!(requires_grad() && GradMode::is_enabled()), "to",
+           "moving {} to {} is not recorded in the graph yet: move the leaf itself (module.to(device)) "
+           "or detach() it",
+           desc(), target);
+  MG_CHECK(device().is_cpu() || target.is_cpu() || device().index == target.index, "to",
+           "copies between two GPUs go through the cpu: {} to {}", desc(), target);
+  // A contiguous copy on the source device, then one transfer of its bytes.
+  Tensor src = contiguous();
+  Tensor dst = Tensor::empty(shape(), dtype(), target);
+  const size_t bytes = (size_t)numel() * dtype_size(dtype());
+  if (bytes == 0) return dst;
+  if (device().is_cpu())
+    cuda_memcpy_h2d(dst.raw_device_data(), src.raw_data(), bytes, target.index);
+  else if (target.is_cpu())
+    cuda_memcpy_d2h(dst.raw_data(), src.raw_device_data(), bytes, device().index);
+  else
+    cuda_memcpy_d2d(dst.raw_device_data(), src.raw_device_data(), bytes, target.index);
+  return dst;
 }
 
 namespace {
@@ -109,7 +138,7 @@ int64_t element_offset(const Tensor& t, const std::vector<int64_t>& index) {
 }  // namespace
 
 double Tensor::at(const std::vector<int64_t>& index) const {
-  MG_CHECK(device().is_cpu(), "at", "element access needs a cpu tensor, got {}", desc());
+  if (!device().is_cpu()) return detach().cpu().at(index);  // slow: copies the whole tensor
   int64_t off = element_offset(*this, index);
   return dispatch_all("at", dtype(), [&]<typename T>() { return (double)data_ptr<T>()[off]; });
 }
@@ -126,7 +155,7 @@ double Tensor::item() const {
 }
 
 std::vector<double> Tensor::to_vector() const {
-  MG_CHECK(device().is_cpu(), "to_vector", "needs a cpu tensor, got {}", desc());
+  if (!device().is_cpu()) return detach().cpu().to_vector();
   std::vector<double> out((size_t)numel());
   dispatch_all("to_vector", dtype(), [&]<typename T>() {
     const T* p = data_ptr<T>();
@@ -143,7 +172,7 @@ std::vector<int64_t> Tensor::to_int_vector() const {
     std::vector<double> v = to_vector();
     return std::vector<int64_t>(v.begin(), v.end());
   }
-  MG_CHECK(device().is_cpu(), "to_int_vector", "needs a cpu tensor, got {}", desc());
+  if (!device().is_cpu()) return detach().cpu().to_int_vector();
   std::vector<int64_t> out((size_t)numel());
   const int64_t* p = data_ptr<int64_t>();
   int64_t* o = out.data();
@@ -248,7 +277,6 @@ std::string Tensor::desc() const {
 
 std::string Tensor::str() const {
   if (!defined()) return "tensor(undefined)";
-  if (!device().is_cpu()) return fmt::format("tensor(<{}>)", desc());
   std::vector<double> v = to_vector();
   const Shape& s = shape();
   bool is_int = dtype() == DType::Int64 || dtype() == DType::Bool;

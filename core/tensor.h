@@ -67,9 +67,13 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool same(const Tensor& o) const { return impl_ == o.impl_; }
 
-  // Typed pointer to element [0,...,0] (offset applied). Checks the dtype and the device.
+  // Typed host pointer to element [0,...,0] (offset applied). Checks the dtype, and that the
+  // tensor is on the CPU: host code must never dereference device memory.
   template <typename T> T* data_ptr() const;
-  void* raw_data() const;  // element [0,...,0] as bytes
+  void* raw_data() const;  // element [0,...,0] as bytes (CPU only)
+  // The same on any device, for code that hands the pointer to a device kernel or copy.
+  template <typename T> T* device_data_ptr() const;
+  void* raw_device_data() const;
 
   // ---- element access (for tests and small programs; slow, CPU only) ----
   double item() const;  // one-element tensor
@@ -93,6 +97,11 @@ class Tensor {
   Tensor contiguous() const;  // itself when contiguous, else a copy
   Tensor clone() const;       // always a copy (differentiable)
   Tensor to(DType dtype) const;  // dtype conversion (differentiable between float types)
+  // A copy on another device (itself when already there). Not recorded in the graph yet: move
+  // leaves (module.to(device)) and data, not intermediate results.
+  Tensor to(Device device) const;
+  Tensor cpu() const { return to(Device::cpu()); }
+  Tensor cuda(int index = 0) const { return to(Device::cuda(index)); }
 
   // ---- in-place, never recorded (optimizers, init). Refused on a tensor that needs grad
   // while grad mode is on, because the graph may have saved its old value. ----
@@ -128,10 +137,16 @@ class Tensor {
 // The one-line description used by error messages: "(3,4) float32 cpu".
 inline std::string desc(const Tensor& t) { return t.desc(); }
 
-template <typename T> T* Tensor::data_ptr() const {
+template <typename T> T* Tensor::device_data_ptr() const {
   if (dtype() != dtype_of_v<T>)
     fail("data_ptr", "tensor {} accessed as {}", desc(), dtype_name(dtype_of_v<T>));
   return static_cast<T*>(impl().storage->data()) + impl().offset;
+}
+
+template <typename T> T* Tensor::data_ptr() const {
+  if (!device().is_cpu())
+    fail("data_ptr", "tensor {} is not on the cpu: host code cannot read it (copy it with .cpu())", desc());
+  return device_data_ptr<T>();
 }
 
 }  // namespace megagrad

@@ -93,23 +93,31 @@ void Module::zero_grad() {
   for (auto& [n, t] : named_parameters()) t.zero_grad();
 }
 
-void Module::to(DType dtype) {
+// Converted in place: the TensorImpl keeps its identity and takes the new storage, so handles
+// taken earlier (an optimizer's parameter list, a test's copy) stay valid.
+void Module::replace_storage_of_all(const std::function<Tensor(const Tensor&)>& convert) {
   no_grad guard;
-  // Converted in place: the TensorImpl keeps its identity and takes the new storage, so handles
-  // taken earlier (an optimizer's parameter list, a test's copy) stay valid.
-  auto convert = [&](Tensor& t) {
-    if (t.dtype() == dtype) return;
-    Tensor c = t.to(dtype);
+  auto replace = [&](Tensor& t) {
+    Tensor c = convert(t);
+    if (c.same(t)) return;
     TensorImpl& impl = t.impl();
     impl.storage = c.storage();
     impl.strides = c.strides();
     impl.offset = c.offset();
-    impl.dtype = dtype;
+    impl.dtype = c.dtype();
     impl.grad = nullptr;
   };
-  for (auto& [n, t] : params_) convert(*t);
-  for (auto& [n, t] : buffers_) convert(*t);
-  for (auto& [n, m] : children_) m->to(dtype);
+  for (auto& [n, t] : params_) replace(*t);
+  for (auto& [n, t] : buffers_) replace(*t);
+  for (auto& [n, m] : children_) m->replace_storage_of_all(convert);
+}
+
+void Module::to(DType dtype) {
+  replace_storage_of_all([&](const Tensor& t) { return t.to(dtype); });
+}
+
+void Module::to(Device device) {
+  replace_storage_of_all([&](const Tensor& t) { return t.to(device); });
 }
 
 }  // namespace megagrad

@@ -1,6 +1,7 @@
 // Module: a named tree of parameters, as torch.nn.Module. Names join with '.', so a parameter's
 // full name is its official state_dict name, e.g. "mega_layer.move.alpha".
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -39,6 +40,8 @@ class Module : public NamedScope {
   // Converts every parameter and buffer to dtype (float32 <-> float64) in place, keeping values
   // and the tensors' identity (earlier handles see the new dtype).
   void to(DType dtype);
+  // Moves every parameter and buffer to the device in place (gradients are dropped).
+  void to(Device device);
 
  protected:
   // A leaf that requires grad, owned by this module.
@@ -54,6 +57,7 @@ class Module : public NamedScope {
   }
 
  private:
+  void replace_storage_of_all(const std::function<Tensor(const Tensor&)>& convert);
   void collect(const std::string& prefix, bool with_buffers, std::vector<std::pair<std::string, Tensor*>>& out) const;
   std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;

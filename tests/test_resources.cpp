@@ -34,7 +34,9 @@ TEST_CASE("human_bytes", "[resources]") {
   CHECK(human_bytes(0) == "0 B");
   CHECK(human_bytes(1023) == "1023 B");
   CHECK(human_bytes(1024) == "1.00 KiB");
+  CHECK(human_bytes(1536) == "1.50 KiB");
   CHECK(human_bytes(size_t(3) << 29) == "1.50 GiB");
+  CHECK(human_bytes(size_t(1) << 50) == "1.00 PiB");
 }
 
 #ifndef __SANITIZE_ADDRESS__  // ASan reserves terabytes of shadow memory: an address-space limit breaks it
