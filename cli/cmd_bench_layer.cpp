@@ -8,6 +8,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "backends/cpu/blas.h"
+#include "backends/cuda/allocator.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/json.h"
@@ -40,14 +41,14 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
                                {"--iters", "N", "timed repetitions of each measurement (default 5)"},
                                {"--json", "OUT", "also write {forward_ms, forward_backward_ms, peak_rss_mib} (medians)"},
                                {"--dtype", "T", "float32 (default) or float64"},
-                               threads_option()});
+                               device_option(), threads_option()});
   opts.parse(args);
   if (opts.help()) {
     std::printf("usage: megagrad bench-layer --config FILE.json [options]\n\n"
                 "Builds one Mega layer from FILE.json (random weights, seed 0), feeds it a random\n"
                 "input of the config's batch and seq_len (with its padding), and times the forward\n"
                 "(no graph) and the forward+backward of sum(out * G). Prints median and min ms and\n"
-                "the process's peak resident memory. Example configs: bench/configs/*.json.\n\n%s",
+                "the process's peak resident memory (and the device's, with --device cuda). Example configs: bench/configs/*.json.\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
@@ -59,15 +60,17 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
     throw UsageError(fmt::format("megagrad bench-layer: --dtype must be float32 or float64, got '{}'", dts));
   const DType dt = dts == "float32" ? DType::Float32 : DType::Float64;
 
+  const Device device = parse_device(opts, "bench-layer");
   const std::string path = *opts.get("--config");
   LayerCaseConfig cfg = load_layer_config(path);
   MG_CHECK(cfg.seq_len > 0 && cfg.batch > 0, "bench-layer", "{}: seq_len and batch must be set", path);
   const int64_t B = cfg.batch, L = cfg.seq_len, D = cfg.layer.embed_dim;
   MegaLayer layer(cfg.layer, 0);
   layer.to(dt);
+  layer.to(device);
   Generator gen(1);
-  Tensor x = randn({B, L, D}, dt, &gen).requires_grad_();
-  Tensor G = randn({B, L, D}, dt, &gen);
+  Tensor x = randn({B, L, D}, dt, &gen).to(device).requires_grad_();
+  Tensor G = randn({B, L, D}, dt, &gen).to(device);
   Tensor mask;
   if (cfg.with_padding) {
     std::vector<double> m((size_t)(B * L), 0.0);
@@ -75,12 +78,13 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
       int64_t pad = cfg.pad_lengths.empty() ? (b * L) / (2 * B) : cfg.pad_lengths[(size_t)(b % cfg.pad_lengths.size())];
       for (int64_t t = L - std::min(pad, L); t < L; ++t) m[(size_t)(b * L + t)] = 1.0;
     }
-    mask = Tensor::from_vector(m, {B, L}, dt);
+    mask = Tensor::from_vector(m, {B, L}, dt).to(device);
   }
 
-  auto ms_of = [](auto&& f) {
+  auto ms_of = [&](auto&& f) {
     auto t0 = std::chrono::steady_clock::now();
     f();
+    if (!device.is_cpu()) cuda_synchronize(device.index);  // kernels run asynchronously
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   };
   auto forward = [&] {
@@ -109,6 +113,9 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
   std::printf("%-20s %10.1f %10.1f\n", "forward", f.median, f.min);
   std::printf("%-20s %10.1f %10.1f\n", "forward+backward", fb.median, fb.min);
   std::printf("peak RSS %.1f MiB\n", rss);
+  if (!device.is_cpu())
+    std::printf("%s: peak %s allocated by megagrad\n", device.str().c_str(),
+                human_bytes(cuda_memory_stats(device.index).peak_allocated).c_str());
   if (auto out = opts.get("--json")) {
     Json j = Json::object();
     j.set("forward_ms", f.median);

@@ -13,17 +13,6 @@
 namespace megagrad::cli {
 
 namespace {
-// --device: the CUDA backend does not train yet; say so instead of silently using the CPU.
-void check_device(const Options& opts, const std::string& cmd) {
-  std::string dev = opts.get("--device").value_or("cpu");
-  if (dev == "cpu") return;
-  if (dev == "cuda")
-    throw UsageError(fmt::format("megagrad {}: --device cuda: training on the GPU is not available yet (the CUDA "
-                                 "backend so far has a device query and a test kernel; {}). Use --device cpu.",
-                                 cmd, cuda_status()));
-  throw UsageError(fmt::format("megagrad {}: --device must be cpu or cuda, got '{}'", cmd, dev));
-}
-
 double parse_double(const std::string& cmd, const std::string& what, const std::string& text) {
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
@@ -32,6 +21,28 @@ double parse_double(const std::string& cmd, const std::string& what, const std::
   return v;
 }
 }  // namespace
+
+Device parse_device(const Options& opts, const std::string& cmd) {
+  std::string dev = opts.get("--device").value_or("cpu");
+  if (dev == "cpu") return Device::cpu();
+  if (dev == "cuda" || dev.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (dev.size() > 5) {
+      char* end = nullptr;
+      long v = std::strtol(dev.c_str() + 5, &end, 10);
+      if (*end != '\0' || v < 0 || v > 63)
+        throw UsageError(fmt::format("megagrad {}: --device: bad device '{}'", cmd, dev));
+      index = (int)v;
+    }
+    if (!cuda_available())
+      throw UsageError(fmt::format("megagrad {}: --device {}: {}. Use --device cpu.", cmd, dev, cuda_status()));
+    if (index >= cuda_device_count())
+      throw UsageError(fmt::format("megagrad {}: --device {}: this machine has {} CUDA device(s)", cmd, dev,
+                                   cuda_device_count()));
+    return Device::cuda(index);
+  }
+  throw UsageError(fmt::format("megagrad {}: --device must be cpu, cuda or cuda:N, got '{}'", cmd, dev));
+}
 
 int cmd_train(const std::vector<std::string>& args) {
   Options opts("train", {{"--task", "T", "listops, fmnist or charlm (required)"},
@@ -45,7 +56,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--data", "PATH", "listops: a folder with train/val/test .tsv (LRA format); charlm: a text file"},
                          {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>)"},
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
-                         {"--device", "D", "cpu (default) or cuda"},
+                         device_option(),
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
   opts.parse(args);
@@ -57,7 +68,7 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
   }
   apply_threads(opts);
-  check_device(opts, "train");
+  const Device device = parse_device(opts, "train");
   if (!opts.has("--task")) throw UsageError("megagrad train: --task is required (listops, fmnist or charlm)");
   const std::string task = *opts.get("--task");
   if (task != "listops" && task != "fmnist" && task != "charlm")
@@ -91,6 +102,7 @@ int cmd_train(const std::vector<std::string>& args) {
   o.out_dir = opts.get("--out").value_or("runs/" + task);
   o.resume = opts.get("--resume").value_or("");
   o.detect_anomaly = opts.has("--detect-anomaly");
+  o.device = device;
   std::printf("megagrad train: task %s, model %s; OpenBLAS core %s, %d thread(s)\n", task.c_str(),
               cfg.at("model").at("type").get_string().c_str(), blas_core_name().c_str(), get_num_threads());
   std::fflush(stdout);
@@ -110,7 +122,7 @@ int cmd_train(const std::vector<std::string>& args) {
 int cmd_eval(const std::vector<std::string>& args) {
   Options opts("eval", {{"--data", "FILE", "listops: evaluate on this LRA-format .tsv instead of the run's data"},
                         {"--split", "S", "val (default) or test"},
-                        {"--device", "D", "cpu (default) or cuda"},
+                        device_option(),
                         threads_option()});
   opts.positionals(1, "CHECKPOINT");
   opts.parse(args);
@@ -121,7 +133,7 @@ int cmd_eval(const std::vector<std::string>& args) {
     return 0;
   }
   apply_threads(opts);
-  check_device(opts, "eval");
+  const Device device = parse_device(opts, "eval");
   if (opts.positional().empty()) throw UsageError("megagrad eval: missing CHECKPOINT (see: megagrad eval --help)");
   const std::string split = opts.get("--split").value_or("val");
   if (split != "val" && split != "test")
@@ -138,6 +150,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   }
   std::unique_ptr<TrainTask> t = make_task(cfg);
   t->model().load_state_dict(ck.model);
+  t->to(device);
   EvalResult r = t->evaluate(split, 0);
   std::printf("%s\n%s %s %.4g (loss %.4f, %lld predictions)\n", t->describe().c_str(), split.c_str(),
               t->metric_name().c_str(), r.metric, r.loss, (long long)r.count);

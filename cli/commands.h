@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 #include "cli/args.h"
+#include "core/device.h"
 
 namespace megagrad::cli {
 
@@ -22,6 +23,9 @@ inline OptionSpec threads_option() {
 }
 // Applies --threads when given (set_num_threads).
 void apply_threads(const Options& opts);
+inline OptionSpec device_option() { return {"--device", "D", "cpu (default), cuda or cuda:N"}; }
+// --device cpu | cuda | cuda:N. No device is a usage error naming why, never a silent CPU run.
+Device parse_device(const Options& opts, const std::string& cmd);
 // Whether a --threads option (global or a subcommand's) set the thread count.
 bool threads_set_by_option();
 

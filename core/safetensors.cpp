@@ -272,7 +272,7 @@ std::string serialize_safetensors(const std::vector<std::pair<std::string, Tenso
     if (!seen.insert(name).second) fail(kSave, "duplicate tensor name \"{}\"", name);
     if (!t.defined()) fail(kSave, "tensor \"{}\" is undefined", name);
     if (!t.device().is_cpu()) fail(kSave, "tensor \"{}\" is {}: move it to the CPU first", name, t.desc());
-    Tensor c = t.detach().contiguous();
+    Tensor c = t.detach().cpu().contiguous();  // device tensors are saved from a host copy
     uint64_t nbytes = (uint64_t)c.numel() * dtype_size(c.dtype());
     Json shape = Json::array();
     for (int64_t d : c.shape()) shape.push_back(Json(d));

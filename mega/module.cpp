@@ -76,7 +76,7 @@ void Module::load_state_dict(const NamedTensors& values, bool strict) {
     }
     MG_CHECK(src->shape() == dst->shape(), "load_state_dict", "'{}' has shape {}, the model expects {}", name,
              shape_str(src->shape()), shape_str(dst->shape()));
-    dst->copy_(*src);
+    dst->copy_(src->to(dst->device()));  // values from any device into the module's
     used.insert(name);
   }
   if (strict)

@@ -16,6 +16,10 @@
 #include "autograd/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
+#if MEGAGRAD_HAS_CUDA
+#include "backends/cuda/kernels.h"
+#include "backends/cuda/stream.h"
+#endif
 
 namespace megagrad {
 
@@ -144,8 +148,7 @@ Tensor checked_grad(std::string_view op, const std::string& name, const Tensor& 
   if (!g.defined()) return g;
   MG_CHECK(g.dtype() == p.dtype() && g.shape() == p.shape(), op, "gradient of '{}' is {}, the parameter is {}",
            name, g.desc(), p.desc());
-  MG_CHECK(g.device().is_cpu(), op, "gradient of '{}' is {}: the optimizers run on the cpu for now", name,
-           g.desc());
+  MG_CHECK(g.device() == p.device(), op, "gradient of '{}' is {}, the parameter is {}", name, g.desc(), p.desc());
   return g.is_contiguous() ? g : g.contiguous();
 }
 
@@ -170,7 +173,8 @@ Optimizer::Optimizer(std::string kind, NamedTensors params, double lr, double we
     MG_CHECK(names.insert(name).second, op, "parameter name '{}' given twice", name);
     MG_CHECK(p.defined(), op, "parameter '{}' is undefined", name);
     MG_CHECK(is_floating(p.dtype()), op, "parameter '{}' is {}; expected float32 or float64", name, p.desc());
-    MG_CHECK(p.device().is_cpu(), op, "parameter '{}' is {}: the optimizers run on the cpu for now", name, p.desc());
+    MG_CHECK(p.device() == params_[0].second.device(), op, "parameter '{}' is {}, but '{}' is {}: one optimizer, one device",
+             name, p.desc(), params_[0].first, params_[0].second.desc());
     MG_CHECK(p.is_leaf(), op, "parameter '{}' ({}) is not a leaf; optimize the leaf it was computed from", name,
              p.desc());
     MG_CHECK(p.is_contiguous(), op, "parameter '{}' ({}) is not contiguous", name, p.desc());
@@ -183,7 +187,7 @@ Optimizer::Optimizer(std::string kind, NamedTensors params, double lr, double we
   slots_.resize(params_.size());
   for (size_t i = 0; i < params_.size(); ++i)
     for (size_t s = 0; s < slot_names_.size(); ++s)
-      slots_[i].push_back(Tensor::zeros(params_[i].second.shape(), params_[i].second.dtype()));
+      slots_[i].push_back(Tensor::zeros(params_[i].second.shape(), params_[i].second.dtype(), params_[i].second.device()));
 }
 
 void Optimizer::set_lr(double lr) {
@@ -248,7 +252,6 @@ void Optimizer::load_state_dict(const NamedTensors& state) {
     MG_CHECK(it != given.end(), op, "missing '{}' (expected {}); is this a state_dict of a {} optimizer over the "
              "same parameters?", name, expected, kind_);
     used.insert(name);
-    MG_CHECK(it->second->device().is_cpu(), op, "'{}' is {}; expected a cpu tensor", name, it->second->desc());
     return *it->second;
   };
   auto take_count = [&](const std::string& name) {
@@ -291,7 +294,8 @@ void Optimizer::load_state_dict(const NamedTensors& state) {
   lr_ = lr;
   for (size_t i = 0; i < params_.size(); ++i) {
     param_steps_[i] = steps[i];
-    for (size_t s = 0; s < slot_names_.size(); ++s) slots_[i][s].copy_(*slots[i][s]);
+    for (size_t s = 0; s < slot_names_.size(); ++s)  // from any device to the parameter's
+      slots_[i][s].copy_(slots[i][s]->to(slots_[i][s].device()));
   }
 }
 
@@ -316,6 +320,14 @@ void AdamW::update(size_t i, const Tensor& param, const Tensor& grad, int64_t st
   s.eps = opt_.eps;
   s.step_size = opt_.fairseq_eps ? lr() * std::sqrt(bc2) / bc1 : lr() / bc1;
   s.denom_scale = opt_.fairseq_eps ? 1.0 : 1.0 / std::sqrt(bc2);
+  if (!param.device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    cuda::AdamWStep d{s.decay, s.beta1, s.beta2, s.step_size, s.denom_scale, s.eps};
+    cuda::cuda_adamw(param.dtype(), param.raw_device_data(), grad.raw_device_data(), slots_[i][0].raw_device_data(),
+                     slots_[i][1].raw_device_data(), param.numel(), d, cuda_stream(param.device().index));
+    return;
+#endif
+  }
   dispatch_float("adamw", param.dtype(), [&]<typename T>() {
     adamw_kernel<T>(param.data_ptr<T>(), grad.data_ptr<T>(), slots_[i][0].data_ptr<T>(), slots_[i][1].data_ptr<T>(),
                     param.numel(), s);
@@ -339,6 +351,15 @@ SGD::SGD(NamedTensors params, const SGDOptions& options)
 
 void SGD::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
   SGDScalars s{lr(), weight_decay_[i], opt_.momentum, opt_.dampening, opt_.nesterov, step == 1};
+  if (!param.device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    cuda::SGDStep d{s.lr, s.weight_decay, s.momentum, s.dampening, s.nesterov, s.first};
+    cuda::cuda_sgd(param.dtype(), param.raw_device_data(), grad.raw_device_data(),
+                   slots_[i].empty() ? nullptr : slots_[i][0].raw_device_data(), param.numel(), d,
+                   cuda_stream(param.device().index));
+    return;
+#endif
+  }
   dispatch_float("sgd", param.dtype(), [&]<typename T>() {
     T* buf = slots_[i].empty() ? nullptr : slots_[i][0].data_ptr<T>();
     sgd_kernel<T>(param.data_ptr<T>(), grad.data_ptr<T>(), buf, param.numel(), s);
@@ -350,11 +371,22 @@ void SGD::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step
 
 double global_grad_norm(const NamedTensors& params) {
   double ss = 0;
+  Tensor device_ss;  // on a GPU: one device double that every gradient adds into, read once
   for (auto& [name, p] : params) {
     Tensor g = checked_grad("grad_norm", name, p);
     if (!g.defined()) continue;
+    if (!g.device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+      if (!device_ss.defined()) device_ss = Tensor::zeros({1}, DType::Float64, g.device());
+      MG_CHECK(device_ss.device() == g.device(), "grad_norm", "gradients on {} and {}", device_ss.device(), g.device());
+      cuda::cuda_sum_squares(g.dtype(), g.raw_device_data(), g.numel(), device_ss.device_data_ptr<double>(),
+                             /*accumulate=*/true, cuda_stream(g.device().index));
+#endif
+      continue;
+    }
     ss += dispatch_float("grad_norm", g.dtype(), [&]<typename T>() { return sum_squares(g.data_ptr<T>(), g.numel()); });
   }
+  if (device_ss.defined()) ss += device_ss.item();
   return std::sqrt(ss);
 }
 
@@ -369,7 +401,7 @@ double clip_grad_norm(const NamedTensors& params, double max_norm) {
   for (auto& [name, p] : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    if (!g.is_contiguous()) {
+    if (!g.is_contiguous() || !g.device().is_cpu()) {
       g.mul_(factor);
       continue;
     }

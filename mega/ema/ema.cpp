@@ -1,6 +1,7 @@
 // The fused EMA op: input checks, coefficient setup, the forward kernel, then the backward
 // closure (the elementwise silu/omega part here, the recurrences in ema_cpu.h).
 #include "mega/ema/ema.h"
+#include <array>
 #include <cmath>
 #include "autograd/checks.h"
 #include "autograd/node.h"
@@ -8,6 +9,10 @@
 #include "core/dispatch.h"
 #include "core/vec_math.h"
 #include "mega/ema/ema_cpu.h"
+#if MEGAGRAD_HAS_CUDA
+#include "backends/cuda/stream.h"
+#include "mega/ema/ema_cuda.h"
+#endif
 
 namespace megagrad {
 
@@ -41,8 +46,8 @@ Checked check_ema(const Tensor& x, const Tensor& mask, const EmaParams& p, const
              t->desc());
   MG_CHECK(p.omega.shape() == Shape{c.D}, op, "omega must be ({}), got {}", c.D, p.omega.desc());
   if (mask.defined()) {
-    MG_CHECK(mask.dtype() == x.dtype(), op, "padding_mask {} must have x's dtype ({})", mask.desc(),
-             dtype_name(x.dtype()));
+    MG_CHECK(mask.dtype() == x.dtype() && mask.device() == x.device(), op,
+             "padding_mask {} must have x's dtype and device ({})", mask.desc(), x.desc());
     MG_CHECK(mask.shape() == (Shape{c.B, c.L}), op, "padding_mask must be ({},{}), got {}", c.B, c.L,
              mask.desc());
   }
@@ -76,12 +81,150 @@ std::vector<ema_cpu::Coeffs<T>> make_coeffs(const EmaParams& p, const Checked& k
   return dirs;
 }
 
+// Chains the recurrences' sums to the gradients of delta, alpha, beta, gamma (ema.md, "Chain").
+// sum(kind, dir, n, d) is the batch total of dc, da, dq or dQ (kind 0..3) for channel d.
+template <typename Sum>
+std::array<Tensor, 4> chain_param_grads(const EmaParams& saved, const Checked& k, const ema_cpu::Dims& dims, DType dt,
+                                        Sum sum) {
+  std::vector<double> delta = saved.delta.to_vector(), alpha = saved.alpha.to_vector(),
+                      beta = saved.beta.to_vector(), gamma = saved.gamma.to_vector();
+  const int64_t E = k.E, N = k.N;
+  const double scale = std::sqrt(1.0 / (double)N);
+  std::vector<double> gdelta((size_t)(E * N)), galpha((size_t)(E * N)), gbeta((size_t)(E * N)), ggamma((size_t)(E * N));
+  for (int dir = 0; dir < k.ndirs; ++dir)
+    for (int64_t d = 0; d < k.D; ++d)
+      for (int64_t n = 0; n < N; ++n) {
+        size_t e = (size_t)((dir * k.D + d) * N + n);
+        double dc = sum(0, dir, n, d), da = sum(1, dir, n, d), dq = sum(2, dir, n, d), dQ = sum(3, dir, n, d);
+        double pp = 1 / (1 + std::exp(-delta[e])), ap = 1 / (1 + std::exp(-alpha[e]));
+        double q = 1 - pp * ap, c = gamma[e] * scale;
+        da *= c;  // the kernel summed gy u; da = c sum gy u
+        dq *= c;
+        if (dims.truncated()) dq += c * dQ * (double)k.K * std::pow(q, (double)(k.K - 1));
+        double dp = da * beta[e] - dq * ap, dap = -dq * pp;
+        ggamma[e] = dc * scale;
+        gbeta[e] = da * pp;
+        gdelta[e] = dp * pp * (1 - pp);
+        galpha[e] = dap * ap * (1 - ap);
+      }
+  Device dev = saved.delta.device();
+  return {Tensor::from_vector(gdelta, {E, N, 1}, dt).to(dev), Tensor::from_vector(galpha, {E, N, 1}, dt).to(dev),
+          Tensor::from_vector(gbeta, {E, N, 1}, dt).to(dev), Tensor::from_vector(ggamma, {E, N}, dt).to(dev)};
+}
+
 template <typename T>
 ema_cpu::Input<T> make_input(const Tensor& x, const Tensor& mask) {
   ema_cpu::Input<T> in{x.data_ptr<T>(), x.strides()[0], x.strides()[1], nullptr, 0, 0};
   if (mask.defined()) in.mask = mask.data_ptr<T>(), in.mb = mask.strides()[0], in.ml = mask.strides()[1];
   return in;
 }
+
+#if MEGAGRAD_HAS_CUDA
+// ---------------------------------------------------------------- the op on a CUDA device
+// The same op with the kernels of ema_cuda.cu: the coefficients are computed on the host (E x N
+// numbers) and copied over; the forward fuses out = silu(y + omega x) into the scan; the
+// backward's elementwise parts are composed from ops (which run on the device), the recurrences
+// run in ema_cuda::backward, and the parameter chain runs on the host on its (4, R, N, Dp) sums.
+
+// Per direction the q, a, c, Q arrays of make_coeffs, as one device tensor (ndirs, 4, N * Dp).
+template <typename T>
+Tensor device_coeffs(const EmaParams& p, const Checked& k, const ema_cpu::Dims& dims) {
+  auto dirs = make_coeffs<T>(p, k, dims);
+  std::vector<double> all;
+  for (auto& cf : dirs)
+    for (auto* v : {&cf.q, &cf.a, &cf.c, &cf.Q}) all.insert(all.end(), v->begin(), v->end());
+  const int64_t NDp = k.N * dims.Dp();
+  return Tensor::from_vector(all, {(int64_t)dirs.size(), 4, NDp}, dtype_of_v<T>).to(p.delta.device());
+}
+
+template <typename T>
+std::vector<ema_cuda::Coeffs<T>> coeff_pointers(const Tensor& c) {
+  const int64_t ndirs = c.size(0), NDp = c.size(2);
+  const T* base = c.device_data_ptr<T>();
+  std::vector<ema_cuda::Coeffs<T>> out;
+  for (int64_t d = 0; d < ndirs; ++d) {
+    const T* q = base + d * 4 * NDp;
+    out.push_back({q, q + NDp, q + 2 * NDp, q + 3 * NDp});
+  }
+  return out;
+}
+
+template <typename T>
+ema_cuda::Input<T> device_input(const Tensor& x, const Tensor& mask) {
+  ema_cuda::Input<T> in{x.device_data_ptr<T>(), x.strides()[0], x.strides()[1], nullptr, 0, 0};
+  if (mask.defined()) in.mask = mask.device_data_ptr<T>(), in.mb = mask.strides()[0], in.ml = mask.strides()[1];
+  return in;
+}
+
+// Device scratch of at least `bytes`, from the caching allocator.
+Tensor device_workspace(size_t bytes, Device dev) {
+  return Tensor::empty({(int64_t)((bytes + 7) / 8)}, DType::Float64, dev);
+}
+
+Tensor ema_on_device(const Tensor& x_in, const Tensor& x, const Tensor& mask_in, const EmaParams& p, const Checked& k,
+                     const ema_cpu::Dims& dims) {
+  const Device dev = x.device();
+  const ema_cuda::Dims cd{dims.B, dims.L, dims.D, dims.N, dims.K};
+  const Tensor& mask = mask_in;  // any strides: the kernels take them
+  Tensor y = Tensor::empty({k.B, k.L, k.D}, x.dtype(), dev);
+  Tensor out = Tensor::empty({k.B, k.L, k.D}, x.dtype(), dev);
+  Tensor omega = p.omega.contiguous();
+  dispatch_float("ema", x.dtype(), [&]<typename T>() {
+    Tensor coeffs = device_coeffs<T>(p, k, dims);
+    auto dirs = coeff_pointers<T>(coeffs);
+    const size_t bytes = ema_cuda::forward_workspace_bytes<T>(cd, k.ndirs);
+    Tensor ws = device_workspace(bytes, dev);
+    ema_cuda::forward<T>(device_input<T>(x, mask), dirs.data(), k.ndirs, cd, y.device_data_ptr<T>(),
+                         omega.device_data_ptr<T>(), out.device_data_ptr<T>(), ws.raw_device_data(), bytes,
+                         cuda_stream(dev.index));
+  });
+  if (!needs_grad({&x_in, &p.delta, &p.alpha, &p.beta, &p.gamma, &p.omega})) return out;
+
+  const bool need_x = wants_grad(x_in);
+  const bool need_params = wants_grad(p.delta) || wants_grad(p.alpha) || wants_grad(p.beta) || wants_grad(p.gamma) ||
+                           wants_grad(p.omega);
+  EmaParams saved{p.delta.detach(), p.alpha.detach(), p.beta.detach(), p.gamma.detach(), p.omega.detach()};
+  record("ema", {x_in, p.delta, p.alpha, p.beta, p.gamma, p.omega}, out,
+         [k, dims, cd, need_x, need_params, saved, x = x.detach(), mask = mask.defined() ? mask.detach() : Tensor(),
+          y](const Tensor& g_out) {
+    std::vector<Tensor> grads(6);
+    // 1. gy = g_out * silu'(pre), pre = y + omega x; domega = sum_{b,t} gy x (ops on the device).
+    Tensor pre = add(y, mul(x, saved.omega));
+    Tensor s = sigmoid(pre);
+    Tensor gy = mul(mul(g_out, s), add_scalar(mul(pre, add_scalar(neg(s), 1.0)), 1.0)).contiguous();
+    dispatch_float("ema", x.dtype(), [&]<typename T>() {
+      // 2. The recurrences: dx~ and the parameter sums (4, R, N, Dp), already summed over b.
+      auto coeffs = device_coeffs<T>(saved, k, dims);
+      auto dirs = coeff_pointers<T>(coeffs);
+      Tensor dxt = need_x ? Tensor::empty({k.B, k.L, k.D}, x.dtype(), x.device()) : Tensor();
+      Tensor sums = need_params ? Tensor::empty({4, k.ndirs, k.N, dims.Dp()}, DType::Float64, x.device()) : Tensor();
+      const size_t bytes = ema_cuda::backward_workspace_bytes<T>(cd, k.ndirs);
+      Tensor ws = device_workspace(bytes, x.device());
+      ema_cuda::backward<T>(device_input<T>(x, mask), dirs.data(), k.ndirs, cd, gy.device_data_ptr<T>(),
+                            need_x ? dxt.device_data_ptr<T>() : nullptr,
+                            need_params ? sums.device_data_ptr<double>() : nullptr, ws.raw_device_data(), bytes,
+                            cuda_stream(x.device().index));
+      // 3. dx = (1 - mask) dx~ + omega gy.
+      if (need_x) {
+        Tensor kept = mask.defined() ? mul(dxt, add_scalar(neg(mask), 1.0).unsqueeze(2)) : dxt;
+        grads[0] = add(kept, mul(gy, saved.omega));
+      }
+      // 4. The chain, on the host.
+      if (need_params) {
+        std::vector<double> h = sums.to_vector();
+        const int64_t Dp = dims.Dp();
+        auto g = chain_param_grads(saved, k, dims, x.dtype(), [&](int kind, int dir, int64_t n, int64_t d) {
+          return h[(size_t)(((kind * k.ndirs + dir) * k.N + n) * Dp + d)];
+        });
+        for (int i = 0; i < 4; ++i) grads[(size_t)i + 1] = g[(size_t)i];
+        grads[5] = sum(mul(gy, x), {0, 1});
+      }
+    });
+    return grads;
+  });
+  return out;
+}
+#endif
 
 }  // namespace
 
@@ -90,6 +233,13 @@ Tensor ema(const Tensor& x_in, const Tensor& mask, const EmaParams& p, const Ema
   // The kernel reads channels with unit stride; B and L may have any strides.
   Tensor x = x_in.strides()[2] == 1 ? x_in : x_in.contiguous();
   ema_cpu::Dims dims{k.B, k.L, k.D, k.N, k.K};
+  if (!x.device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    return ema_on_device(x_in, x, mask, p, k, dims);
+#else
+    fail("ema", "{} is not on the cpu, and megagrad was built without CUDA", x.desc());
+#endif
+  }
   Tensor y = Tensor::empty({k.B, k.L, k.D}, x.dtype());
   Tensor out = Tensor::empty({k.B, k.L, k.D}, x.dtype());
   dispatch_float("ema", x.dtype(), [&]<typename T>() {
@@ -159,38 +309,18 @@ Tensor ema(const Tensor& x_in, const Tensor& mask, const EmaParams& p, const Ema
         }
         // 4. Chain the per-(e, n) sums to delta, alpha, beta, gamma (ema.md, "Chain").
         if (need_params) {
-          std::vector<double> delta = saved.delta.to_vector(), alpha = saved.alpha.to_vector(),
-                              beta = saved.beta.to_vector(), gamma = saved.gamma.to_vector();
-          const int64_t E = k.E, N = k.N, Dp = dims.Dp();
-          const double scale = std::sqrt(1.0 / (double)N);
-          std::vector<double> gdelta((size_t)(E * N)), galpha((size_t)(E * N)), gbeta((size_t)(E * N)),
-              ggamma((size_t)(E * N));
-          for (int dir = 0; dir < k.ndirs; ++dir)
-            for (int64_t d = 0; d < k.D; ++d)
-              for (int64_t n = 0; n < N; ++n) {
-                size_t e = (size_t)((dir * k.D + d) * N + n);
-                double dc = 0, da = 0, dq = 0, dQ = 0;
-                for (int64_t b = 0; b < k.B; ++b) {  // fixed order: thread-count independent
-                  size_t j = (size_t)(((b * k.ndirs + dir) * N + n) * Dp + d);
-                  dc += sums.dc[j], da += sums.da[j], dq += sums.dq[j], dQ += sums.dQ[j];
-                }
-                double pp = 1 / (1 + std::exp(-delta[e])), ap = 1 / (1 + std::exp(-alpha[e]));
-                double q = 1 - pp * ap, c = gamma[e] * scale;
-                da *= c;  // the kernel summed gy u; da = c sum gy u
-                dq *= c;
-                if (dims.truncated()) dq += c * dQ * (double)k.K * std::pow(q, (double)(k.K - 1));
-                double dp = da * beta[e] - dq * ap, dap = -dq * pp;
-                ggamma[e] = dc * scale;
-                gbeta[e] = da * pp;
-                gdelta[e] = dp * pp * (1 - pp);
-                galpha[e] = dap * ap * (1 - ap);
-              }
-          DType dt = x.dtype();
-          grads[1] = Tensor::from_vector(gdelta, {E, N, 1}, dt);
-          grads[2] = Tensor::from_vector(galpha, {E, N, 1}, dt);
-          grads[3] = Tensor::from_vector(gbeta, {E, N, 1}, dt);
-          grads[4] = Tensor::from_vector(ggamma, {E, N}, dt);
-          grads[5] = Tensor::from_vector(domega, {k.D}, dt);
+          const int64_t Dp = dims.Dp();
+          auto summed = [&](const std::vector<double>& v, int dir, int64_t n, int64_t d) {
+            double acc = 0;
+            for (int64_t b = 0; b < k.B; ++b)  // fixed order: thread-count independent
+              acc += v[(size_t)(((b * k.ndirs + dir) * k.N + n) * Dp + d)];
+            return acc;
+          };
+          auto g = chain_param_grads(saved, k, dims, x.dtype(), [&](int kind, int dir, int64_t n, int64_t d) {
+            return summed(kind == 0 ? sums.dc : kind == 1 ? sums.da : kind == 2 ? sums.dq : sums.dQ, dir, n, d);
+          });
+          for (int i = 0; i < 4; ++i) grads[(size_t)i + 1] = g[(size_t)i];
+          grads[5] = Tensor::from_vector(domega, {k.D}, x.dtype());
         }
       });
       return grads;

@@ -23,7 +23,7 @@ std::string tensors_checksum(const NamedTensors& tensors) {
     f.add(name);
     f.add(std::string(dtype_name(t.dtype())));
     for (int64_t d : t.shape()) f.add(&d, sizeof d);
-    Tensor c = t.contiguous();
+    Tensor c = t.detach().cpu().contiguous();
     f.add(c.raw_data(), (size_t)c.numel() * dtype_size(c.dtype()));
   }
   return fmt::format("{:016x}", f.h);

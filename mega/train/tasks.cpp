@@ -87,6 +87,7 @@ class ClassifierTask : public TrainTask {
     MG_CHECK(iterator_ != nullptr, "train", "this task was built for evaluation only (no training data)");
     std::vector<int64_t> idx = iterator_->next();
     auto [input, labels] = batch("train", idx);
+    input = input.to(device_), labels = labels.to(device_);
     Tensor logits = forward(input);
     count(logits, labels, st);
     st.tokens += input.numel();
@@ -104,6 +105,7 @@ class ClassifierTask : public TrainTask {
       std::vector<int64_t> idx((size_t)std::min(batch_size_, n - b0));
       std::iota(idx.begin(), idx.end(), b0);
       auto [input, labels] = batch(split, idx);
+      input = input.to(device_), labels = labels.to(device_);
       Tensor logits = forward(input);
       count(logits, labels, st);
       loss_sum += cross_entropy(logits, labels).item() * (double)idx.size();
@@ -120,7 +122,7 @@ class ClassifierTask : public TrainTask {
     return static_cast<TransformerClassifier*>(model_.get())->forward(input);
   }
   static void count(const Tensor& logits, const Tensor& labels, StepStats& st) {
-    std::vector<int64_t> pred = argmax(logits.detach(), 1).to_int_vector(), y = labels.to_int_vector();
+    std::vector<int64_t> pred = argmax(logits.detach().cpu(), 1).to_int_vector(), y = labels.to_int_vector();
     for (size_t i = 0; i < y.size(); ++i) st.correct += pred[i] == y[i];
     st.count += (int64_t)y.size();
   }
@@ -312,9 +314,9 @@ class CharLMTask : public TrainTask {
 
  private:
   Tensor lm_loss(const data::LMBatch& b) {
-    Tensor logits = model_->forward(b.inputs);  // (B, T, V)
+    Tensor logits = model_->forward(b.inputs.to(device_));  // (B, T, V)
     const int64_t V = logits.size(2);
-    return cross_entropy(logits.reshape({-1, V}), b.targets.reshape({-1}));
+    return cross_entropy(logits.reshape({-1, V}), b.targets.to(device_).reshape({-1}));
   }
   Generator gen_;
   std::string file_;

@@ -39,6 +39,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   sum.metrics = (fs::path(o.out_dir) / "metrics.jsonl").string();
   sum.plot = (fs::path(o.out_dir) / "curves.svg").string();
 
+  task.to(o.device);
   Module& model = task.model();
   AdamWOptions ao;
   ao.lr = o.lr, ao.beta1 = o.beta1, ao.beta2 = o.beta2, ao.eps = o.eps, ao.weight_decay = o.weight_decay;

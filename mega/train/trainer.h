@@ -39,6 +39,15 @@ class TrainTask {
   virtual void load_data_state(const Json& state) = 0;
   // A one-line summary of the dataset and the baseline to beat (e.g. the majority class).
   virtual std::string describe() const = 0;
+  // Moves the model there; batches follow it from then on.
+  void to(Device device) {
+    model().to(device);
+    device_ = device;
+  }
+  Device device() const { return device_; }
+
+ protected:
+  Device device_ = Device::cpu();
 };
 
 struct TrainOptions {
@@ -55,6 +64,7 @@ struct TrainOptions {
   std::string out_dir = "runs/run";  // checkpoint.safetensors, metrics.jsonl, curves.svg
   std::string resume;            // a checkpoint to continue from ("" : start fresh)
   uint64_t seed = 1;             // seeds the dropout masks (the default generator) of a fresh run
+  Device device = Device::cpu();  // where the model, the batches and the optimizer live
   bool detect_anomaly = false;    // check every op's output and gradient for NaN/Inf (autograd/anomaly.h); slow
   int64_t stop_after = 0;        // stop (with a checkpoint) after this step, as if interrupted (0: run to the end)
   Json config;                   // the run's configuration, stored in every checkpoint
