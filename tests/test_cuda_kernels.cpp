@@ -9,6 +9,7 @@
 // Without a device every case is a visible skip; "bad arguments" runs anyway (its checks fail
 // before any CUDA call).
 #include <catch2/catch.hpp>
+#include "tests/cuda_test_util.h"
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -27,21 +28,8 @@
 
 using namespace megagrad;
 
-namespace {
-
-bool skip_without_cuda() {
-  if (cuda_available()) return false;
-  std::string why = cuda_status();
-  if (why.rfind("no device: ", 0) == 0) why = why.substr(11);
-  WARN("SKIPPED: no CUDA device: " << why);
-  SUCCEED();
-  return true;
-}
-
-}  // namespace
-
 #define SKIP_WITHOUT_CUDA() \
-  if (skip_without_cuda()) return
+  if (test::skip_without_cuda()) return
 
 #if MEGAGRAD_HAS_CUDA
 

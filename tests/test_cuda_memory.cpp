@@ -2,6 +2,7 @@
 // Tests that need a GPU skip visibly without one (as tests/test_cuda.cpp); the error paths
 // without a device, and argument checking, run everywhere, in the CUDA and the CPU-only build.
 #include <catch2/catch.hpp>
+#include "tests/cuda_test_util.h"
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -23,16 +24,6 @@ using namespace megagrad;
 using Catch::Contains;
 
 namespace {
-
-// True, after a visible warning, when there is no device to run on.
-bool skip_without_device() {
-  if (cuda_available()) return false;
-  std::string why = cuda_status();
-  if (why.rfind("no device: ", 0) == 0) why = why.substr(11);
-  WARN("SKIPPED: no CUDA device: " << why);
-  SUCCEED();
-  return true;
-}
 
 // The message of the megagrad::Error that f throws ("" when it throws nothing).
 template <typename F>
@@ -133,7 +124,7 @@ TEST_CASE("cuda gemm: bad sizes are refused before any device work", "[cuda]") {
 // ---------------------------------------------------------------- needs a device
 
 TEST_CASE("cuda memory: a freed block is reused from the cache, and the counters follow", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   empty_cuda_cache();
   const CudaMemoryStats s0 = cuda_memory_stats();
   REQUIRE(s0.reserved == s0.allocated);  // nothing cached after emptying
@@ -220,7 +211,7 @@ TEST_CASE("cuda memory: a freed block is reused from the cache, and the counters
 }
 
 TEST_CASE("cuda memory: out of memory is a megagrad::Error with the sizes", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   const CudaMemoryStats before = cuda_memory_stats();
   const size_t huge = size_t(1) << 50;  // 1 PiB: more than any device has
   std::string msg = error_of([&] { cuda_alloc(huge); });
@@ -241,7 +232,7 @@ TEST_CASE("cuda memory: out of memory is a megagrad::Error with the sizes", "[cu
 }
 
 TEST_CASE("cuda memory: copies round-trip, at offsets too", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
 #if MEGAGRAD_HAS_CUDA
   REQUIRE(cuda_stream() != nullptr);  // a created stream, not the legacy default one
   REQUIRE(cuda_stream() == cuda_stream());
@@ -280,7 +271,7 @@ TEST_CASE("cuda memory: copies round-trip, at offsets too", "[cuda]") {
 }
 
 TEST_CASE("cuda memory: the allocator is safe from several threads", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   const size_t before = cuda_memory_stats().allocated;
   std::atomic<int> errors{0};
   std::vector<std::thread> threads;
@@ -449,7 +440,7 @@ std::vector<GemmSetup> batched_setups() {
 }  // namespace
 
 TEST_CASE("cuda gemm: all transposes, odd sizes and padded rows match a naive loop", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   uint32_t seed = 1;
   for (const GemmSetup& s : plain_setups()) {
     check_gemm<float>(s, kTolF32, seed++);
@@ -458,7 +449,7 @@ TEST_CASE("cuda gemm: all transposes, odd sizes and padded rows match a naive lo
 }
 
 TEST_CASE("cuda gemm: strided batches (and a broadcast B) match a naive loop", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   uint32_t seed = 100;
   for (const GemmSetup& s : batched_setups()) {
     check_gemm<float>(s, kTolF32, seed++);
@@ -467,7 +458,7 @@ TEST_CASE("cuda gemm: strided batches (and a broadcast B) match a naive loop", "
 }
 
 TEST_CASE("cuda gemm: k == 0 gives beta * C, and an empty C is left alone", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   uint32_t seed = 200;
   for (bool batched : {false, true})
     for (double beta : {0.5, 0.0}) {  // 0: C held NaN, the result must be exact zeros
@@ -482,7 +473,7 @@ TEST_CASE("cuda gemm: k == 0 gives beta * C, and an empty C is left alone", "[cu
 }
 
 TEST_CASE("cuda gemm: TF32 only when allowed, and then within its precision", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   REQUIRE_FALSE(cuda_allow_tf32());
   struct Reset {
     ~Reset() { cuda_set_allow_tf32(false); }

@@ -2,6 +2,7 @@
 // modules moved in place, and host code refusing device memory. Without a device (this machine,
 // CI) the allocation itself is a clear error and the rest is a visible skip.
 #include <catch2/catch.hpp>
+#include "tests/cuda_test_util.h"
 #include "autograd/ops.h"
 #include "backends/cuda/allocator.h"
 #include "backends/cuda/cuda.h"
@@ -11,14 +12,6 @@
 using namespace megagrad;
 using Catch::Matchers::Contains;
 
-namespace {
-bool skip_without_device() {
-  if (cuda_available()) return false;
-  WARN("SKIPPED: no CUDA device: " << cuda_status());
-  return true;
-}
-}  // namespace
-
 TEST_CASE("cuda tensor: without a device, allocating one is a clear error", "[cuda]") {
   if (cuda_available()) return;  // covered by the tests below
   REQUIRE_THROWS_WITH(Tensor::zeros({2}, DType::Float32, Device::cuda()),
@@ -27,7 +20,7 @@ TEST_CASE("cuda tensor: without a device, allocating one is a clear error", "[cu
 }
 
 TEST_CASE("cuda tensor: host <-> device copies round-trip every dtype", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   for (DType dt : {DType::Float32, DType::Float64}) {
     Tensor a = normal({3, 1000, 7}, 0, 1, dt);
     Tensor d = a.cuda();
@@ -51,7 +44,7 @@ TEST_CASE("cuda tensor: host <-> device copies round-trip every dtype", "[cuda]"
 }
 
 TEST_CASE("cuda tensor: host code refuses device memory, and moving a graph's tensor is an error", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   Tensor d = Tensor::ones({4}).cuda();
   REQUIRE_THROWS_WITH(d.data_ptr<float>(), Contains("[data_ptr]") && Contains("cuda:0"));
   REQUIRE_THROWS_WITH(d.raw_data(), Contains("[data_ptr]"));
@@ -62,7 +55,7 @@ TEST_CASE("cuda tensor: host code refuses device memory, and moving a graph's te
 }
 
 TEST_CASE("cuda tensor: module.to(device) moves every parameter in place", "[cuda]") {
-  if (skip_without_device()) return;
+  if (test::skip_without_cuda()) return;
   MegaLayerConfig c;
   c.embed_dim = 8, c.hidden_dim = 16, c.ffn_hidden_dim = 16, c.z_dim = 4, c.n_dim = 2;
   MegaLayer layer(c, 3);
