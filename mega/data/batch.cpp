@@ -121,6 +121,10 @@ std::vector<int64_t> BatchIterator::epoch_order(int64_t e) const {
 
 std::vector<int64_t> BatchIterator::next() {
   int64_t n = std::min(batch_size_, size_ - position_);
+  // The last batch of an epoch increments it, which must not overflow (undefined behaviour): refused
+  // before anything changes. Only a saved state with an absurd epoch gets here.
+  MG_CHECK(position_ + n < epoch_end() || epoch_ < std::numeric_limits<int64_t>::max(), kIt,
+           "epoch {} cannot be followed by another", epoch_);
   std::vector<int64_t> batch(order_.begin() + position_, order_.begin() + position_ + n);
   position_ += n;
   if (position_ >= epoch_end()) {  // keep the state canonical: (e, end) is (e + 1, 0)

@@ -1,4 +1,5 @@
 #include "mega/train/checkpoint.h"
+#include <charconv>
 #include <cstring>
 #include "core/safetensors.h"
 
@@ -16,6 +17,14 @@ struct Fnv {
   void add(const std::string& s) { add(s.data(), s.size() + 1); }
 };
 }  // namespace
+
+uint64_t parse_uint64(const std::string& text, std::string_view what, const std::string& where) {
+  uint64_t v = 0;
+  const char *b = text.data(), *e = b + text.size();
+  auto [end, ec] = std::from_chars(b, e, v);
+  MG_CHECK(!text.empty() && ec == std::errc() && end == e, "train", "{}: bad {} '{}'", where, what, text);
+  return v;
+}
 
 std::string tensors_checksum(const NamedTensors& tensors) {
   Fnv f;

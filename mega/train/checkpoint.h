@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include "mega/module.h"
 
 namespace megagrad {
@@ -20,6 +21,10 @@ struct Checkpoint {
 
 // FNV-1a 64 over the tensors' names, dtypes, shapes and bytes, in order; 16 hex digits.
 std::string tensors_checksum(const NamedTensors& tensors);
+
+// A decimal number that is the whole of `text` (no sign, no spaces) in [0, 2^64); else
+// "[train] <where>: bad <what> '<text>'". For checkpoint metadata, which a person may edit.
+uint64_t parse_uint64(const std::string& text, std::string_view what, const std::string& where);
 
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 // Throws "[load_checkpoint] <path>: ..." for a file that is not a megagrad checkpoint, a checksum

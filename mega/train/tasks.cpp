@@ -302,7 +302,8 @@ class CharLMTask : public TrainTask {
   void load_data_state(const Json& j) override {
     MG_CHECK(data::CharVocab::from_json(j.at("vocab")).to_json().dump() == text_.vocab.to_json().dump(), "train",
              "the checkpoint's character vocabulary differs from {}'s", file_);
-    gen_.set_state(std::stoull(j.at("sampler_seed").get_string()), std::stoull(j.at("sampler_offset").get_string()));
+    gen_.set_state(parse_uint64(j.at("sampler_seed").get_string(), "sampler_seed", "data state"),
+                   parse_uint64(j.at("sampler_offset").get_string(), "sampler_offset", "data state"));
   }
   std::string describe() const override {
     return fmt::format("character LM on {}: {} train / {} val characters, vocabulary {}; uniform guess {:.2f} bpc", file_,

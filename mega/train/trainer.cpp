@@ -60,12 +60,19 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
       MG_CHECK(saved.contains("model") && saved.at("model").dump() == o.config.at("model").dump(), "train",
                "{}: the checkpoint's model configuration differs from this run's", o.resume);
     }
+    // The metadata first, so that a bad file changes nothing.
+    const uint64_t ck_step = parse_uint64(ck.meta.at("step"), "step", o.resume);
+    MG_CHECK(ck_step <= (uint64_t)INT64_MAX, "train", "{}: bad step {}", o.resume, ck_step);
+    const std::string& rng = ck.meta.at("rng");
+    const size_t space = rng.find(' ');
+    MG_CHECK(space != std::string::npos, "train", "{}: bad rng state '{}'", o.resume, rng);
+    const uint64_t seed = parse_uint64(rng.substr(0, space), "rng seed", o.resume);
+    const uint64_t offset = parse_uint64(rng.substr(space + 1), "rng offset", o.resume);
+    Json data_state = Json::parse(ck.meta.at("data"), o.resume);
     model.load_state_dict(ck.model);
     opt.load_state_dict(ck.optimizer);
-    step = std::stoll(ck.meta.at("step"));
-    task.load_data_state(Json::parse(ck.meta.at("data"), o.resume));
-    uint64_t seed = 0, offset = 0;
-    MG_CHECK(std::sscanf(ck.meta.at("rng").c_str(), "%lu %lu", &seed, &offset) == 2, "train", "{}: bad rng state", o.resume);
+    step = (int64_t)ck_step;
+    task.load_data_state(data_state);
     default_generator().set_state(seed, offset);
     MG_CHECK(step < o.steps, "train", "{} is at step {}, and this run has only {} steps", o.resume, step, o.steps);
   }
