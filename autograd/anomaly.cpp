@@ -20,7 +20,7 @@ std::string current_scope_path() { return t_scopes.empty() ? std::string() : t_s
 
 void check_finite(const Tensor& t, std::string_view context, std::string_view role) {
   if (!t.defined() || !is_floating(t.dtype())) return;
-  Tensor c = t.contiguous();
+  Tensor c = t.device().is_cpu() ? t.detach().contiguous() : t.detach().cpu();  // a GPU tensor: checked on a host copy
   int64_t n = c.numel(), bad = 0, first = -1;
   bool first_is_nan = false;
   dispatch_float("anomaly", c.dtype(), [&]<typename T>() {

@@ -1,6 +1,7 @@
 // Indexing and joining: cat, split, index_select, gather, where, masked_fill. The kernels are in
-// backends/cpu/index_kernels.h. The forwards of cat, index_select and gather take any dtype (an
-// int64 or bool tensor can be joined or indexed); gradients flow to float inputs only.
+// backends/cpu/index_kernels.h (on a GPU: the launchers of backends/cuda/kernels.h). The forwards
+// of cat, index_select and gather take any dtype (an int64 or bool tensor can be joined or
+// indexed); gradients flow to float inputs only.
 #include "autograd/checks.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -13,25 +14,31 @@ namespace megagrad {
 
 namespace {
 
-void check_cpu(std::string_view op, const Tensor& t, std::string_view what) {
+// An operand on the device of `like` (the op's data tensor).
+void check_device(std::string_view op, const Tensor& t, std::string_view what, const Tensor& like) {
   check_defined(op, t, what);
-  MG_CHECK(t.device().is_cpu(), op, "{} {} is not on the cpu; this op has no {} kernel yet", what,
-           t.desc(), t.device());
+  MG_CHECK(t.device() == like.device(), op, "devices differ: {} {} and {}", what, t.desc(), like.desc());
 }
 
-// An int64 index tensor whose values all lie in [0, n).
+// An int64 index tensor, on x's device, whose values all lie in [0, n).
 void check_index(std::string_view op, const Tensor& index, int64_t n, int64_t dim, const Tensor& x) {
-  check_cpu(op, index, "index");
+  check_device(op, index, "index", x);
   MG_CHECK(index.dtype() == DType::Int64, op, "index must be int64, got {}", index.desc());
-  const int64_t* p = index.data_ptr<int64_t>();
   int64_t bad = 0;
   bool found = false;
-  cpu::for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
-    for (int64_t i = 0; i < len && !found; ++i) {
-      int64_t v = p[off[0] + i * in[0]];
-      if (v < 0 || v >= n) bad = v, found = true;
-    }
-  }, INT64_MAX);  // serial: reports the first bad value
+  if (on_cuda(index)) {
+    MG_CUDA(op, cuda::IndexCheck chk = cuda::cuda_index_check(cuda::make_view(index), n, false, 0,
+                                                              cuda::stream_of(index));  // synchronises
+            found = chk.first_bad >= 0; bad = chk.bad_value);
+  } else {
+    const int64_t* p = index.data_ptr<int64_t>();
+    cpu::for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
+      for (int64_t i = 0; i < len && !found; ++i) {
+        int64_t v = p[off[0] + i * in[0]];
+        if (v < 0 || v >= n) bad = v, found = true;
+      }
+    }, INT64_MAX);  // serial: reports the first bad value
+  }
   MG_CHECK(!found, op, "index {} out of range for dim {} of size {} (x {})", bad, dim, n, x.desc());
 }
 
@@ -51,7 +58,7 @@ bool broadcasts_to(const Shape& from, const Shape& to) {
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   MG_CHECK(!tensors.empty(), "cat", "expects a non-empty list of tensors");
-  for (size_t k = 0; k < tensors.size(); ++k) check_cpu("cat", tensors[k], fmt::format("tensor {}", k));
+  for (size_t k = 0; k < tensors.size(); ++k) check_defined("cat", tensors[k], fmt::format("tensor {}", k));
   const Tensor& t0 = tensors[0];
   MG_CHECK(t0.dim() > 0, "cat", "cannot concatenate 0-dim tensors (tensor 0 is {})", t0.desc());
   int64_t d = wrap_dim("cat", dim, t0.dim());
@@ -83,7 +90,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     starts.push_back(start);
     lengths.push_back(n);
     if (t.numel() > 0) {
-      if (t.is_contiguous()) {
+      if (t.is_contiguous() && on_cuda(t)) {
+        MG_CUDA("cat", char* dst = static_cast<char*>(out.raw_device_data()) + start * oi.I * es;
+                cuda::cuda_copy_rows(t.raw_device_data(), dst, oi.O, n * oi.I * es, oi.N * oi.I * es,
+                                     cuda::stream_of(out)));
+      } else if (t.is_contiguous()) {
         cpu::copy_rows(static_cast<const char*>(t.raw_data()),
                        static_cast<char*>(out.raw_data()) + start * oi.I * es, oi.O, n * oi.I * es,
                        oi.N * oi.I * es);
@@ -136,7 +147,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 // ---------------------------------------------------------------- index_select
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_cpu("index_select", x, "x");
+  check_defined("index_select", x, "x");
   MG_CHECK(x.dim() > 0, "index_select", "x must have at least 1 dim, got {}", x.desc());
   int64_t d = wrap_dim("index_select", dim, x.dim());
   check_defined("index_select", index, "index");
@@ -151,17 +162,29 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t sd = xs[(size_t)d];
   xs[(size_t)d] = 0;
   is[(size_t)d] = index.strides()[0];
-  dispatch_all("index_select", x.dtype(), [&]<typename T>() {
-    cpu::gather<T>(x.data_ptr<T>(), xs, sd, index.data_ptr<int64_t>(), is, out.data_ptr<T>(),
-                   out_shape, out.strides());
-  });
+  if (on_cuda(x))
+    MG_CUDA("index_select", cuda::cuda_gather(x.dtype(), cuda::make_view(x.raw_device_data(), out_shape, xs), sd,
+                                              cuda::make_view(index.raw_device_data(), out_shape, is),
+                                              cuda::make_view(out), cuda::stream_of(out)));
+  else
+    dispatch_all("index_select", x.dtype(), [&]<typename T>() {
+      cpu::gather<T>(x.data_ptr<T>(), xs, sd, index.data_ptr<int64_t>(), is, out.data_ptr<T>(),
+                     out_shape, out.strides());
+    });
 
   if (needs_grad(x)) {
     // index_add of g into zeros: a row chosen k times gets k contributions.
     record("index_select", {x, index}, out, [d, xshape = x.shape(), idx = index.contiguous().detach()](const Tensor& g) {
-      Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
       Tensor gc = g.contiguous();
       OuterInner oi = outer_inner(xshape, d);
+      if (on_cuda(gc)) {  // every element of gx is written (0 where no index points)
+        Tensor gx = Tensor::empty(xshape, g.dtype(), g.device());
+        MG_CUDA("index_select", cuda::cuda_index_add_rows(g.dtype(), gc.raw_device_data(), idx.device_data_ptr<int64_t>(),
+                                                          oi.O, oi.N, idx.numel(), oi.I, gx.raw_device_data(),
+                                                          cuda::stream_of(gx)));
+        return std::vector<Tensor>{gx, Tensor()};
+      }
+      Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
       dispatch_float("index_select", g.dtype(), [&]<typename T>() {
         cpu::index_add_rows<T>(gc.data_ptr<T>(), idx.data_ptr<int64_t>(), gx.data_ptr<T>(), oi.O, oi.N,
                                idx.numel(), oi.I);
@@ -175,8 +198,8 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 // ---------------------------------------------------------------- gather
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_cpu("gather", x, "x");
-  check_cpu("gather", index, "index");
+  check_defined("gather", x, "x");
+  check_device("gather", index, "index", x);
   MG_CHECK(x.dim() > 0, "gather", "x must have at least 1 dim, got {}", x.desc());
   int64_t d = wrap_dim("gather", dim, x.dim());
   MG_CHECK(index.dim() == x.dim(), "gather", "index {} and x {} must have the same number of dims",
@@ -191,16 +214,27 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   Strides xs = x.strides();  // valid over index's shape: every coordinate but d is within x
   int64_t sd = xs[(size_t)d];
   xs[(size_t)d] = 0;
-  dispatch_all("gather", x.dtype(), [&]<typename T>() {
-    cpu::gather<T>(x.data_ptr<T>(), xs, sd, index.data_ptr<int64_t>(), index.strides(), out.data_ptr<T>(),
-                   out.shape(), out.strides());
-  });
+  if (on_cuda(x))
+    MG_CUDA("gather", cuda::cuda_gather(x.dtype(), cuda::make_view(x.raw_device_data(), index.shape(), xs), sd,
+                                        cuda::make_view(index), cuda::make_view(out), cuda::stream_of(out)));
+  else
+    dispatch_all("gather", x.dtype(), [&]<typename T>() {
+      cpu::gather<T>(x.data_ptr<T>(), xs, sd, index.data_ptr<int64_t>(), index.strides(), out.data_ptr<T>(),
+                     out.shape(), out.strides());
+    });
 
   if (needs_grad(x)) {
     // Scatter-add g back into zeros of x's shape. Dim d goes innermost so that the rows the
     // kernel runs in parallel never write the same element (see cpu::scatter_add).
     record("gather", {x, index}, out, [d, xshape = x.shape(), idx = index.detach()](const Tensor& g) {
       Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
+      if (on_cuda(gx)) {  // one thread per column of dim d adds its values in order
+        MG_CUDA("gather", Strides gxs = gx.strides(); const int64_t sd = gxs[(size_t)d]; gxs[(size_t)d] = 0;
+                cuda::cuda_scatter_add(g.dtype(), cuda::make_view(g), cuda::make_view(idx),
+                                       cuda::make_view(gx.raw_device_data(), idx.shape(), gxs), sd, (int)d,
+                                       cuda::stream_of(gx)));
+        return std::vector<Tensor>{gx, Tensor()};
+      }
       std::vector<int64_t> perm;
       for (int64_t i = 0; i < (int64_t)xshape.size(); ++i) if (i != d) perm.push_back(i);
       perm.push_back(d);
@@ -227,7 +261,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 // ---------------------------------------------------------------- where
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check_cpu("where", cond, "cond");
+  check_defined("where", cond, "cond");
   MG_CHECK(cond.dtype() == DType::Bool, "where", "cond must be bool, got {}", cond.desc());
   check_same_float("where", a, b);
   MG_CHECK(cond.device() == a.device(), "where", "devices differ: cond {} and a {}", cond.desc(), a.desc());
@@ -239,9 +273,14 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
          b.desc());
   }
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  dispatch_float("where", a.dtype(), [&]<typename T>() {
-    cpu::ternary_map<bool, T, T, T>(cond, a, b, out, [](bool c, T u, T v) { return c ? u : v; });
-  });
+  if (on_cuda(a))
+    MG_CUDA("where", cuda::cuda_where(a.dtype(), cuda::make_view_broadcast(cond, out_shape),
+                                      cuda::make_view_broadcast(a, out_shape), cuda::make_view_broadcast(b, out_shape),
+                                      cuda::make_view(out), cuda::stream_of(out)));
+  else
+    dispatch_float("where", a.dtype(), [&]<typename T>() {
+      cpu::ternary_map<bool, T, T, T>(cond, a, b, out, [](bool c, T u, T v) { return c ? u : v; });
+    });
 
   if (needs_grad(a, b)) {
     // g goes to a where cond holds and to b elsewhere, summed down over broadcast dims.
@@ -261,16 +300,20 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   check_float("masked_fill", x);
-  check_cpu("masked_fill", mask, "mask");
+  check_device("masked_fill", mask, "mask", x);
   MG_CHECK(mask.dtype() == DType::Bool, "masked_fill", "mask must be bool, got {}", mask.desc());
   MG_CHECK(broadcasts_to(mask.shape(), x.shape()), "masked_fill",
            "mask {} does not broadcast to the shape of x {}", mask.desc(), x.desc());
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   Strides ms = cpu::broadcast_strides(mask.shape(), mask.strides(), x.shape());
-  dispatch_float("masked_fill", x.dtype(), [&]<typename T>() {
-    cpu::masked_fill<T>(x.data_ptr<T>(), x.strides(), mask.data_ptr<bool>(), ms, (T)value,
-                        out.data_ptr<T>(), out.shape(), out.strides());
-  });
+  if (on_cuda(x))
+    MG_CUDA("masked_fill", const cuda::CudaView mv = cuda::make_view(mask.raw_device_data(), x.shape(), ms);
+            cuda::cuda_masked_fill(x.dtype(), cuda::make_view(x), mv, value, cuda::make_view(out), cuda::stream_of(out)));
+  else
+    dispatch_float("masked_fill", x.dtype(), [&]<typename T>() {
+      cpu::masked_fill<T>(x.data_ptr<T>(), x.strides(), mask.data_ptr<bool>(), ms, (T)value,
+                          out.data_ptr<T>(), out.shape(), out.strides());
+    });
 
   if (needs_grad(x)) {
     // The filled elements no longer depend on x: their gradient is 0.

@@ -1,4 +1,5 @@
-// Matrix products through OpenBLAS gemm (backends/cpu/blas.h).
+// Matrix products through OpenBLAS gemm (backends/cpu/blas.h), or cuBLAS (backends/cuda/blas.h) for
+// tensors on a GPU, with the same plan.
 //
 // An operand goes to BLAS as it lies in memory. A (rows, cols) matrix with unit column stride is
 // row-major: NoTrans, ld = row stride. One with unit row stride is a row-major matrix transposed
@@ -20,6 +21,7 @@
 #include "autograd/ops.h"
 #include "backends/cpu/blas.h"
 #include "backends/cpu/loops.h"
+#include "backends/cuda/blas.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
 
@@ -116,17 +118,27 @@ Tensor bmm(Tensor a, Tensor b, const Shape& c_batch, const Tensor& bias = Tensor
   Tensor c = (reduce && !bias_c.defined()) ? Tensor::zeros(c_shape, a.dtype(), a.device())
                                            : Tensor::empty(c_shape, a.dtype(), a.device());
 
+  // On a GPU the same plan runs on cuBLAS (backends/cuda/blas.h, queued on the device's stream).
+  const bool dev = !a.device().is_cpu();
+  if (dev && bias_c.defined()) c.copy_(bias_c);  // C starts as the bias on every row
   dispatch_float("matmul", a.dtype(), [&]<typename T>() {
-    const T* ap = a.data_ptr<T>();
-    const T* bp = b.data_ptr<T>();
-    T* cp = c.data_ptr<T>();
+    const T* ap = dev ? a.device_data_ptr<T>() : a.data_ptr<T>();
+    const T* bp = dev ? b.device_data_ptr<T>() : b.data_ptr<T>();
+    T* cp = dev ? c.device_data_ptr<T>() : c.data_ptr<T>();
+    auto mm = [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* x, int64_t ldx, const T* y,
+                  int64_t ldy, T beta_, T* z) {
+      if (dev) cuda_gemm(ta, tb, m, n, k, T(1), x, ldx, y, ldy, beta_, z, N, a.device().index);
+      else gemm(ta, tb, m, n, k, T(1), x, ldx, y, ldy, beta_, z, N);
+    };
     const int64_t c_rows = numel_of(c_shape) / N;
     T beta = 0;
     if (bias_c.defined()) {  // C starts as the bias on every row; gemm adds onto it
-      const T* bi = bias_c.data_ptr<T>();
-      parallel_for(c_rows, std::max<int64_t>(1, kElementwiseGrain / N), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) std::copy(bi, bi + N, cp + r * N);
-      });
+      if (!dev) {
+        const T* bi = bias_c.data_ptr<T>();
+        parallel_for(c_rows, std::max<int64_t>(1, kElementwiseGrain / N), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) std::copy(bi, bi + N, cp + r * N);
+        });
+      }
       beta = 1;
     }
 
@@ -139,7 +151,7 @@ Tensor bmm(Tensor a, Tensor b, const Shape& c_batch, const Tensor& bias = Tensor
       rows.push_back({M, stride_at(a, -2)});
       if (auto rs = merged_stride(rows))
         if (auto l = blas_layout(nb * M, K, *rs, stride_at(a, -1))) {
-          gemm(l->trans, lb.trans, nb * M, N, K, T(1), ap, l->ld, bp, lb.ld, beta, cp, N);
+          mm(l->trans, lb.trans, nb * M, N, K, ap, l->ld, bp, lb.ld, beta, cp);
           return;
         }
     }
@@ -157,9 +169,24 @@ Tensor bmm(Tensor a, Tensor b, const Shape& c_batch, const Tensor& bias = Tensor
         auto l1 = blas_layout(M, nb * K, stride_at(a, -2), *acs);
         auto l2 = blas_layout(nb * K, N, *brs, stride_at(b, -1));
         if (l1 && l2) {
-          gemm(l1->trans, l2->trans, M, N, nb * K, T(1), ap, l1->ld, bp, l2->ld, beta, cp, N);
+          mm(l1->trans, l2->trans, M, N, nb * K, ap, l1->ld, bp, l2->ld, beta, cp);
           return;
         }
+      }
+    }
+    // GPU, C full: one strided-batched call when each operand's batch dims merge into one stride
+    // (0 for an operand shared by every batch).
+    if (dev && !reduce) {
+      auto batch_stride = [&](const Strides& st, int64_t scale) {
+        std::vector<std::pair<int64_t, int64_t>> dims;
+        for (size_t d = 0; d < full.size(); ++d) dims.push_back({full[d], st[d] * scale});
+        return merged_stride(dims);
+      };
+      auto sa = batch_stride(as, 1), sb = batch_stride(bs, 1), sc = batch_stride(cs, M * N);
+      if (sa && sb && sc) {
+        cuda_gemm_strided_batched(la.trans, lb.trans, M, N, K, T(1), ap, la.ld, *sa, bp, lb.ld, *sb, beta, cp,
+                                  N, nb == 1 ? M * N : *sc, nb, a.device().index);
+        return;
       }
     }
     // One gemm per batch matrix, walking `full` like an odometer.
@@ -167,7 +194,7 @@ Tensor bmm(Tensor a, Tensor b, const Shape& c_batch, const Tensor& bias = Tensor
     std::vector<int64_t> idx(full.size(), 0);
     int64_t oa = 0, ob = 0, oc = 0;
     for (int64_t i = 0; i < nb; ++i) {
-      gemm(la.trans, lb.trans, M, N, K, T(1), ap + oa, la.ld, bp + ob, lb.ld, beta, cp + oc, N);
+      mm(la.trans, lb.trans, M, N, K, ap + oa, la.ld, bp + ob, lb.ld, beta, cp + oc);
       for (size_t d = full.size(); d-- > 0;) {
         oa += as[d], ob += bs[d], oc += cs[d] * M * N;
         if (++idx[d] < full[d]) break;

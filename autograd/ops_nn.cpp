@@ -1,5 +1,6 @@
 // Neural-network ops: softmax, log_softmax, cross_entropy, layer_norm, embedding, dropout. Each
-// forward and backward is one kernel from backends/cpu/nn_kernels.h over contiguous buffers
+// forward and backward is one kernel from backends/cpu/nn_kernels.h (on a GPU: the launcher of
+// the same name in backends/cuda/kernels.h) over contiguous buffers
 // (a non-contiguous input is copied once); backward closures save what the kernels need
 // (outputs, per-row statistics, masks) rather than recomputing the forward.
 #include <cmath>
@@ -22,10 +23,11 @@ Tensor contiguous_nograd(const Tensor& t) {
   return t.contiguous();
 }
 
-void check_int64_cpu(std::string_view op, const Tensor& t, std::string_view what) {
+// An int64 operand (targets, indices) on the device of the float operand `like`.
+void check_int64(std::string_view op, const Tensor& t, std::string_view what, const Tensor& like) {
   check_defined(op, t, what);
   MG_CHECK(t.dtype() == DType::Int64, op, "{} must be int64, got {}", what, t.desc());
-  MG_CHECK(t.device().is_cpu(), op, "{} {} is not on the cpu", what, t.desc());
+  MG_CHECK(t.device() == like.device(), op, "devices differ: {} {} and {}", what, t.desc(), like.desc());
 }
 
 template <bool Log>
@@ -35,17 +37,25 @@ Tensor softmax_impl(std::string_view op, const Tensor& x, int64_t dim) {
   const OuterInner s = outer_inner(x.shape(), d);
   Tensor xc = contiguous_nograd(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(op, x.dtype(), [&]<typename T>() {
-    cpu::softmax_forward<T, Log>(y.data_ptr<T>(), xc.data_ptr<T>(), s.O, s.N, s.I);
-  });
+  if (on_cuda(x))
+    MG_CUDA(op, cuda::cuda_softmax_forward(x.dtype(), Log, xc.raw_device_data(), y.raw_device_data(), s.O, s.N,
+                                           s.I, cuda::stream_of(y)));
+  else
+    dispatch_float(op, x.dtype(), [&]<typename T>() {
+      cpu::softmax_forward<T, Log>(y.data_ptr<T>(), xc.data_ptr<T>(), s.O, s.N, s.I);
+    });
   if (needs_grad(x)) {
     // Both gradients need only the output y (see softmax_backward).
     record(op, {x}, y, [s, yd = y.detach()](const Tensor& g) {
       Tensor gc = contiguous_nograd(g);
       Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
-      dispatch_float("softmax", yd.dtype(), [&]<typename T>() {
-        cpu::softmax_backward<T, Log>(dx.data_ptr<T>(), gc.data_ptr<T>(), yd.data_ptr<T>(), s.O, s.N, s.I);
-      });
+      if (on_cuda(yd))
+        MG_CUDA("softmax", cuda::cuda_softmax_backward(yd.dtype(), Log, gc.raw_device_data(), yd.raw_device_data(),
+                                                       dx.raw_device_data(), s.O, s.N, s.I, cuda::stream_of(dx)));
+      else
+        dispatch_float("softmax", yd.dtype(), [&]<typename T>() {
+          cpu::softmax_backward<T, Log>(dx.data_ptr<T>(), gc.data_ptr<T>(), yd.data_ptr<T>(), s.O, s.N, s.I);
+        });
       return std::vector<Tensor>{dx};
     });
   }
@@ -67,7 +77,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
                      double label_smoothing) {
   constexpr std::string_view op = "cross_entropy";
   check_float(op, logits);
-  check_int64_cpu(op, target, "target");
+  check_int64(op, target, "target", logits);
   MG_CHECK(logits.dim() == 2, op, "logits must be (N,C), got {}", logits.desc());
   const int64_t B = logits.size(0), C = logits.size(1);
   MG_CHECK(target.dim() == 1 && target.size(0) == B, op,
@@ -75,33 +85,68 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   MG_CHECK(C > 0, op, "logits {} have no classes", logits.desc());
   MG_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, op,
            "label_smoothing must be in [0, 1], got {}", label_smoothing);
+  auto bad_target = [&](int64_t value, int64_t b) {
+    fail(op, "target {} at position {} is out of range for {} classes (valid: 0..{}, or ignore_index {})", value,
+         b, C, C - 1, ignore_index);
+  };
   Tensor tc = contiguous_nograd(target);
-  const int64_t* tp = tc.data_ptr<int64_t>();
-  int64_t count = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    if (tp[b] == ignore_index) continue;
-    MG_CHECK(tp[b] >= 0 && tp[b] < C, op,
-             "target {} at position {} is out of range for {} classes (valid: 0..{}, or "
-             "ignore_index {})", tp[b], b, C, C - 1, ignore_index);
-    ++count;
-  }
-
   Tensor xc = contiguous_nograd(logits);
-  Tensor lse = Tensor::empty({B}, logits.dtype());
-  std::vector<double> losses((size_t)B);
-  dispatch_float(op, logits.dtype(), [&]<typename T>() {
-    cpu::cross_entropy_forward<T>(losses.data(), lse.data_ptr<T>(), xc.data_ptr<T>(), tp, B, C,
-                                  ignore_index, label_smoothing);
-  });
-  double total = 0;  // in row order: the same on any thread count
-  for (double l : losses) total += l;
-  Tensor out = Tensor::scalar(count > 0 ? total / (double)count : std::numeric_limits<double>::quiet_NaN(),
-                              logits.dtype());
+  int64_t count = 0;
+  Tensor out, lse;
+  if (on_cuda(logits)) {
+    // The targets are checked on the device (one synchronisation); the per-row losses are summed
+    // there too, so the loss stays a device scalar.
+    MG_CUDA(op, cudaStream_t stream = cuda::stream_of(xc);
+            cuda::IndexCheck chk = cuda::cuda_index_check(cuda::make_view(tc), C, true, ignore_index, stream);
+            if (chk.first_bad >= 0) bad_target(chk.bad_value, chk.first_bad);
+            count = chk.kept;
+            lse = Tensor::empty({B}, logits.dtype(), logits.device());
+            Tensor losses = Tensor::empty({B}, DType::Float64, logits.device());
+            Tensor total = Tensor::empty({}, DType::Float64, logits.device());
+            cuda::cuda_cross_entropy_forward(logits.dtype(), xc.raw_device_data(), tc.device_data_ptr<int64_t>(), B,
+                                             C, ignore_index, label_smoothing, losses.device_data_ptr<double>(),
+                                             lse.raw_device_data(), stream);
+            cuda::cuda_reduce(cuda::ReduceOp::Sum, DType::Float64, losses.raw_device_data(), 1, B, 1,
+                              total.raw_device_data(), nullptr, 0, stream);
+            out = Tensor::empty({}, logits.dtype(), logits.device());
+            if (count > 0) {
+              total.mul_(1.0 / (double)count);
+              out.copy_(total);
+            } else {
+              out.fill_(std::numeric_limits<double>::quiet_NaN());
+            });
+  } else {
+    const int64_t* tp = tc.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      if (tp[b] == ignore_index) continue;
+      if (tp[b] < 0 || tp[b] >= C) bad_target(tp[b], b);
+      ++count;
+    }
+    lse = Tensor::empty({B}, logits.dtype());
+    std::vector<double> losses((size_t)B);
+    dispatch_float(op, logits.dtype(), [&]<typename T>() {
+      cpu::cross_entropy_forward<T>(losses.data(), lse.data_ptr<T>(), xc.data_ptr<T>(), tp, B, C,
+                                    ignore_index, label_smoothing);
+    });
+    double total = 0;  // in row order: the same on any thread count
+    for (double l : losses) total += l;
+    out = Tensor::scalar(count > 0 ? total / (double)count : std::numeric_limits<double>::quiet_NaN(),
+                         logits.dtype());
+  }
   if (needs_grad(logits)) {
     // d loss / d logits = (softmax - target distribution) / count on kept rows (see the kernel).
     record(op, {logits}, out, [xd = xc.detach(), lse, tc, ignore_index, label_smoothing, count, B,
                                C](const Tensor& g) {
-      Tensor dx = Tensor::empty({B, C}, xd.dtype());
+      Tensor dx = Tensor::empty({B, C}, xd.dtype(), xd.device());
+      if (on_cuda(xd)) {
+        // The loss's gradient stays on the device: the kernel reads it (no synchronisation).
+        MG_CUDA("cross_entropy", Tensor gc = contiguous_nograd(g);
+                cuda::cuda_cross_entropy_backward(xd.dtype(), xd.raw_device_data(), lse.raw_device_data(),
+                                                  tc.device_data_ptr<int64_t>(), B, C, ignore_index, label_smoothing,
+                                                  count > 0 ? 1.0 / (double)count : 0.0, gc.raw_device_data(),
+                                                  dx.raw_device_data(), cuda::stream_of(dx)));
+        return std::vector<Tensor>{dx};
+      }
       double scale = count > 0 ? g.item() / (double)count : 0.0;
       dispatch_float("cross_entropy", xd.dtype(), [&]<typename T>() {
         cpu::cross_entropy_backward<T>(dx.data_ptr<T>(), xd.data_ptr<T>(), lse.data_ptr<T>(),
@@ -133,21 +178,40 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor wc = weight.defined() ? contiguous_nograd(weight) : Tensor();
   Tensor bc = bias.defined() ? contiguous_nograd(bias) : Tensor();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean = Tensor::empty({B}, x.dtype()), rstd = Tensor::empty({B}, x.dtype());
-  dispatch_float(op, x.dtype(), [&]<typename T>() {
-    cpu::layer_norm_forward<T>(y.data_ptr<T>(), mean.data_ptr<T>(), rstd.data_ptr<T>(), xc.data_ptr<T>(),
-                               wc.defined() ? wc.data_ptr<T>() : nullptr,
-                               bc.defined() ? bc.data_ptr<T>() : nullptr, B, D, eps);
-  });
+  Tensor mean = Tensor::empty({B}, x.dtype(), x.device()), rstd = Tensor::empty({B}, x.dtype(), x.device());
+  if (on_cuda(x))
+    MG_CUDA(op, cuda::cuda_layer_norm_forward(x.dtype(), xc.raw_device_data(),
+                                              wc.defined() ? wc.raw_device_data() : nullptr,
+                                              bc.defined() ? bc.raw_device_data() : nullptr, B, D, eps,
+                                              y.raw_device_data(), mean.raw_device_data(), rstd.raw_device_data(),
+                                              cuda::stream_of(y)));
+  else
+    dispatch_float(op, x.dtype(), [&]<typename T>() {
+      cpu::layer_norm_forward<T>(y.data_ptr<T>(), mean.data_ptr<T>(), rstd.data_ptr<T>(), xc.data_ptr<T>(),
+                                 wc.defined() ? wc.data_ptr<T>() : nullptr,
+                                 bc.defined() ? bc.data_ptr<T>() : nullptr, B, D, eps);
+    });
   if (needs_grad(x, weight, bias)) {
     // From the saved mean and rstd: dx (needs weight), dweight and dbias (column sums).
     const bool nx = wants_grad(x), nw = wants_grad(weight), nb = wants_grad(bias);
     record(op, {x, weight, bias}, y, [nx, nw, nb, xd = xc.detach(), wd = nx && wc.defined() ? wc.detach() : Tensor(),
                                       mean, rstd, B, D](const Tensor& g) {
       Tensor gc = contiguous_nograd(g);
-      Tensor dx = nx ? Tensor::empty(xd.shape(), xd.dtype()) : Tensor();
-      Tensor dw = nw ? Tensor::empty({D}, xd.dtype()) : Tensor();
-      Tensor db = nb ? Tensor::empty({D}, xd.dtype()) : Tensor();
+      Tensor dx = nx ? Tensor::empty(xd.shape(), xd.dtype(), xd.device()) : Tensor();
+      Tensor dw = nw ? Tensor::empty({D}, xd.dtype(), xd.device()) : Tensor();
+      Tensor db = nb ? Tensor::empty({D}, xd.dtype(), xd.device()) : Tensor();
+      if (on_cuda(xd)) {
+        MG_CUDA("layer_norm", cudaStream_t stream = cuda::stream_of(xd);
+                if (nx) cuda::cuda_layer_norm_backward_input(
+                    xd.dtype(), gc.raw_device_data(), xd.raw_device_data(),
+                    wd.defined() ? wd.raw_device_data() : nullptr, mean.raw_device_data(), rstd.raw_device_data(), B,
+                    D, dx.raw_device_data(), stream);
+                if (nw || nb) cuda::cuda_layer_norm_backward_params(
+                    xd.dtype(), gc.raw_device_data(), xd.raw_device_data(), mean.raw_device_data(),
+                    rstd.raw_device_data(), B, D, nw ? dw.raw_device_data() : nullptr,
+                    nb ? db.raw_device_data() : nullptr, stream));
+        return std::vector<Tensor>{dx, dw, db};
+      }
       dispatch_float("layer_norm", xd.dtype(), [&]<typename T>() {
         if (nx)
           cpu::layer_norm_backward_input<T>(dx.data_ptr<T>(), gc.data_ptr<T>(), xd.data_ptr<T>(),
@@ -170,25 +234,41 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   constexpr std::string_view op = "embedding";
   check_float(op, weight);
   MG_CHECK(weight.dim() == 2, op, "weight must be (V,D), got {}", weight.desc());
-  check_int64_cpu(op, indices, "indices");
+  check_int64(op, indices, "indices", weight);
   const int64_t V = weight.size(0), D = weight.size(1), L = indices.numel();
   Tensor ic = contiguous_nograd(indices);
-  const int64_t* ip = ic.data_ptr<int64_t>();
-  for (int64_t l = 0; l < L; ++l)
-    MG_CHECK(ip[l] >= 0 && ip[l] < V, op,
-             "index {} at position {} is out of range for weight {} ({} rows)", ip[l], l,
-             weight.desc(), V);
+  auto bad_index = [&](int64_t value, int64_t l) {
+    fail(op, "index {} at position {} is out of range for weight {} ({} rows)", value, l, weight.desc(), V);
+  };
   Shape y_shape = indices.shape();
   y_shape.push_back(D);
   Tensor y = Tensor::empty(y_shape, weight.dtype(), weight.device());
-  dispatch_float(op, weight.dtype(), [&]<typename T>() {
-    cpu::embedding_forward<T>(y.data_ptr<T>(), weight.data_ptr<T>(), weight.strides()[0],
-                              weight.strides()[1], ip, L, D);
-  });
+  if (on_cuda(weight)) {
+    MG_CUDA(op, cudaStream_t stream = cuda::stream_of(y);
+            cuda::IndexCheck chk = cuda::cuda_index_check(cuda::make_view(ic), V, false, 0, stream);  // synchronises
+            if (chk.first_bad >= 0) bad_index(chk.bad_value, chk.first_bad);
+            cuda::cuda_embedding_forward(weight.dtype(), weight.raw_device_data(), weight.strides()[0],
+                                         weight.strides()[1], ic.device_data_ptr<int64_t>(), L, D,
+                                         y.raw_device_data(), stream));
+  } else {
+    const int64_t* ip = ic.data_ptr<int64_t>();
+    for (int64_t l = 0; l < L; ++l)
+      if (ip[l] < 0 || ip[l] >= V) bad_index(ip[l], l);
+    dispatch_float(op, weight.dtype(), [&]<typename T>() {
+      cpu::embedding_forward<T>(y.data_ptr<T>(), weight.data_ptr<T>(), weight.strides()[0],
+                                weight.strides()[1], ip, L, D);
+    });
+  }
   if (needs_grad(weight)) {
     // Each looked-up row's gradient adds into that row of a zero (V,D) table.
     record(op, {weight}, y, [ic, V, D, L](const Tensor& g) {
       Tensor gc = contiguous_nograd(g);
+      if (on_cuda(gc)) {  // every row of dw is written (zeros where no index points)
+        Tensor dw = Tensor::empty({V, D}, g.dtype(), g.device());
+        MG_CUDA("embedding", cuda::cuda_embedding_backward(g.dtype(), gc.raw_device_data(), ic.device_data_ptr<int64_t>(),
+                                                           V, L, D, dw.raw_device_data(), cuda::stream_of(dw)));
+        return std::vector<Tensor>{dw};
+      }
       Tensor dw = Tensor::zeros({V, D}, g.dtype());
       dispatch_float("embedding", g.dtype(), [&]<typename T>() {
         cpu::embedding_backward<T>(dw.data_ptr<T>(), gc.data_ptr<T>(), ic.data_ptr<int64_t>(), L, D);
@@ -211,17 +291,25 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   Tensor xc = contiguous_nograd(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mask = Tensor::empty(x.shape(), DType::Bool, x.device());
-  dispatch_float(op, x.dtype(), [&]<typename T>() {
-    cpu::dropout_forward<T>(y.data_ptr<T>(), mask.data_ptr<bool>(), xc.data_ptr<T>(), x.numel(), p, seed, first);
-  });
+  if (on_cuda(x))  // the same Philox stream as the CPU: the same mask for the same generator state
+    MG_CUDA(op, cuda::cuda_dropout_forward(x.dtype(), xc.raw_device_data(), y.raw_device_data(),
+                                           mask.device_data_ptr<bool>(), x.numel(), p, seed, first, cuda::stream_of(y)));
+  else
+    dispatch_float(op, x.dtype(), [&]<typename T>() {
+      cpu::dropout_forward<T>(y.data_ptr<T>(), mask.data_ptr<bool>(), xc.data_ptr<T>(), x.numel(), p, seed, first);
+    });
   if (needs_grad(x)) {
     // The saved mask (1 byte per element) and the same 1/(1-p) scale.
     record(op, {x}, y, [mask, p](const Tensor& gr) {
       Tensor gc = contiguous_nograd(gr);
-      Tensor dx = Tensor::empty(mask.shape(), gr.dtype());
-      dispatch_float("dropout", gr.dtype(), [&]<typename T>() {
-        cpu::dropout_backward<T>(dx.data_ptr<T>(), gc.data_ptr<T>(), mask.data_ptr<bool>(), mask.numel(), p);
-      });
+      Tensor dx = Tensor::empty(mask.shape(), gr.dtype(), gr.device());
+      if (on_cuda(dx))
+        MG_CUDA("dropout", cuda::cuda_dropout_backward(gr.dtype(), gc.raw_device_data(), mask.device_data_ptr<bool>(),
+                                                       dx.raw_device_data(), mask.numel(), p, cuda::stream_of(dx)));
+      else
+        dispatch_float("dropout", gr.dtype(), [&]<typename T>() {
+          cpu::dropout_backward<T>(dx.data_ptr<T>(), gc.data_ptr<T>(), mask.data_ptr<bool>(), mask.numel(), p);
+        });
       return std::vector<Tensor>{dx};
     });
   }

@@ -85,16 +85,51 @@ Tensor expand_back(const Tensor& g, const Shape& keep_shape, const Shape& x_shap
   return g.reshape(keep_shape).expand(x_shape);
 }
 
+// On a GPU: x as one contiguous (O, R, I) block, the reduced dims being R. Read in place when x
+// is contiguous and its reduced dims (of size > 1) are adjacent (sum_to's leading or broadcast
+// dims, a mean over the last dim ...); otherwise permuted to (kept, reduced) and copied once.
+struct DeviceORI {
+  Tensor x;  // x itself, or the permuted copy
+  int64_t O = 1, R = 1, I = 1;
+};
+[[maybe_unused]] DeviceORI device_ori(const Tensor& x, const ReducePlan& p) {
+  if (x.is_contiguous()) {
+    DeviceORI r{x};
+    int phase = 0;  // 0: before the reduced run, 1: in it, 2: after it
+    bool adjacent = true;
+    for (int64_t d = 0; d < x.dim() && adjacent; ++d) {
+      const int64_t s = x.shape()[(size_t)d];
+      if (s == 1) continue;
+      if (p.reduced[(size_t)d]) {
+        if (phase == 2) adjacent = false;
+        phase = 1;
+        r.R *= s;
+      } else {
+        if (phase == 1) phase = 2;
+        (phase == 0 ? r.O : r.I) *= s;
+      }
+    }
+    if (adjacent) return r;
+  }
+  no_grad g;
+  return DeviceORI{x.permute(p.perm).contiguous(), p.O, p.R, 1};
+}
+
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_float("sum", x);
   ReducePlan p = plan_reduce("sum", x, dims, keepdim);
   Tensor y = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  dispatch_float("sum", x.dtype(), [&]<typename T>() {
-    reduce_layout<T>(x, p, [&](const T* xp) { cpu::sum_rows(xp, p.O, p.R, y.data_ptr<T>(), 1.0); },
-                     [&](const T* xp) { cpu::sum_cols(xp, p.R, p.O, y.data_ptr<T>(), 1.0); });
-  });
+  if (on_cuda(x))
+    MG_CUDA("sum", DeviceORI v = device_ori(x, p);
+            cuda::cuda_reduce(cuda::ReduceOp::Sum, x.dtype(), v.x.raw_device_data(), v.O, v.R, v.I,
+                              y.raw_device_data(), nullptr, 0, cuda::stream_of(y)));
+  else
+    dispatch_float("sum", x.dtype(), [&]<typename T>() {
+      reduce_layout<T>(x, p, [&](const T* xp) { cpu::sum_rows(xp, p.O, p.R, y.data_ptr<T>(), 1.0); },
+                       [&](const T* xp) { cpu::sum_cols(xp, p.R, p.O, y.data_ptr<T>(), 1.0); });
+    });
   if (needs_grad(x)) {
     // d sum / dx = 1 everywhere: the gradient is g broadcast over the reduced dims.
     record("sum", {x}, y, [ks = p.keep_shape, xs = x.shape()](const Tensor& g) {
@@ -110,10 +145,15 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   MG_CHECK(p.R > 0, "mean", "mean over an empty set of elements of {}", x.desc());
   Tensor y = Tensor::empty(p.out_shape, x.dtype(), x.device());
   double inv = 1.0 / (double)p.R;
-  dispatch_float("mean", x.dtype(), [&]<typename T>() {
-    reduce_layout<T>(x, p, [&](const T* xp) { cpu::sum_rows(xp, p.O, p.R, y.data_ptr<T>(), inv); },
-                     [&](const T* xp) { cpu::sum_cols(xp, p.R, p.O, y.data_ptr<T>(), inv); });
-  });
+  if (on_cuda(x))
+    MG_CUDA("mean", DeviceORI v = device_ori(x, p);
+            cuda::cuda_reduce(cuda::ReduceOp::Mean, x.dtype(), v.x.raw_device_data(), v.O, v.R, v.I,
+                              y.raw_device_data(), nullptr, 0, cuda::stream_of(y)));
+  else
+    dispatch_float("mean", x.dtype(), [&]<typename T>() {
+      reduce_layout<T>(x, p, [&](const T* xp) { cpu::sum_rows(xp, p.O, p.R, y.data_ptr<T>(), inv); },
+                       [&](const T* xp) { cpu::sum_cols(xp, p.R, p.O, y.data_ptr<T>(), inv); });
+    });
   if (needs_grad(x)) {
     // d mean / dx = 1/R everywhere.
     record("mean", {x}, y, [ks = p.keep_shape, xs = x.shape(), inv](const Tensor& g) {
@@ -131,25 +171,37 @@ Tensor reduce_best(std::string_view op, const Tensor& x, const std::vector<int64
   ReducePlan p = plan_reduce(op, x, dims, keepdim);
   MG_CHECK(p.R > 0, op, "reduction over an empty set of elements of {}", x.desc());
   Tensor y = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  Tensor idx = Tensor::empty({p.O}, DType::Int64);
-  dispatch_float(op, x.dtype(), [&]<typename T>() {
-    no_grad g;
-    Tensor c = x.permute(p.perm).contiguous();
-    auto better = [](T a, T b) { return IsMax ? a > b : a < b; };
-    cpu::argbest_rows(c.data_ptr<T>(), p.O, p.R, y.data_ptr<T>(), idx.data_ptr<int64_t>(), better);
-  });
+  Tensor idx = Tensor::empty({p.O}, DType::Int64, x.device());
+  if (on_cuda(x))
+    MG_CUDA(op, DeviceORI v = device_ori(x, p);  // (O, R, I) with O*I = p.O: idx is (O, I) = (p.O)
+            cuda::cuda_reduce(IsMax ? cuda::ReduceOp::Max : cuda::ReduceOp::Min, x.dtype(), v.x.raw_device_data(),
+                              v.O, v.R, v.I, y.raw_device_data(), idx.device_data_ptr<int64_t>(), 0,
+                              cuda::stream_of(y)));
+  else
+    dispatch_float(op, x.dtype(), [&]<typename T>() {
+      no_grad g;
+      Tensor c = x.permute(p.perm).contiguous();
+      auto better = [](T a, T b) { return IsMax ? a > b : a < b; };
+      cpu::argbest_rows(c.data_ptr<T>(), p.O, p.R, y.data_ptr<T>(), idx.data_ptr<int64_t>(), better);
+    });
   if (needs_grad(x)) {
     // The gradient goes to the chosen element of each row: scatter g into a zero (O, R) matrix,
     // then undo the permutation.
     record(op, {x}, y, [p, idx, xs = x.shape()](const Tensor& g) {
-      Tensor gm = Tensor::zeros({p.O, p.R}, g.dtype());
+      Tensor gm = Tensor::zeros({p.O, p.R}, g.dtype(), g.device());
       Tensor gc = g.contiguous();
-      dispatch_float("max", g.dtype(), [&]<typename T>() {
-        const T* gp = gc.data_ptr<T>();
-        const int64_t* ip = idx.data_ptr<int64_t>();
-        T* out = gm.data_ptr<T>();
-        for (int64_t o = 0; o < p.O; ++o) out[o * p.R + ip[o]] = gp[o];
-      });
+      if (on_cuda(gc))  // gm[o, idx[o]] += g[o]: a scatter-add along dim 1 of (O, 1) views
+        MG_CUDA("max", cuda::cuda_scatter_add(
+                           g.dtype(), cuda::make_contiguous_view(gc.raw_device_data(), {p.O, 1}),
+                           cuda::make_contiguous_view(idx.raw_device_data(), {p.O, 1}),
+                           cuda::make_view(gm.raw_device_data(), {p.O, 1}, {p.R, 0}), 1, 1, cuda::stream_of(gm)));
+      else
+        dispatch_float("max", g.dtype(), [&]<typename T>() {
+          const T* gp = gc.data_ptr<T>();
+          const int64_t* ip = idx.data_ptr<int64_t>();
+          T* out = gm.data_ptr<T>();
+          for (int64_t o = 0; o < p.O; ++o) out[o * p.R + ip[o]] = gp[o];
+        });
       Shape permuted;
       for (int64_t d : p.perm) permuted.push_back(xs[(size_t)d]);
       std::vector<int64_t> inverse(p.perm.size());
@@ -209,7 +261,13 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
 Tensor argmax(const Tensor& x, int64_t dim) {
   check_float("argmax", x);
   ReducePlan p = plan_reduce("argmax", x, {dim}, false);
-  Tensor idx = Tensor::empty(p.out_shape, DType::Int64);
+  Tensor idx = Tensor::empty(p.out_shape, DType::Int64, x.device());
+  if (on_cuda(x)) {
+    MG_CUDA("argmax", DeviceORI v = device_ori(x, p);
+            cuda::cuda_reduce(cuda::ReduceOp::Max, x.dtype(), v.x.raw_device_data(), v.O, v.R, v.I, nullptr,
+                              idx.device_data_ptr<int64_t>(), 0, cuda::stream_of(idx)));
+    return idx;
+  }
   dispatch_float("argmax", x.dtype(), [&]<typename T>() {
     no_grad g;
     Tensor c = x.permute(p.perm).contiguous();

@@ -1,6 +1,7 @@
 // Views: new shape/strides/offset over the same Storage, no copy. Each records a node whose
 // backward maps the gradient back to the input's shape (reshape back, transpose back, pad the
-// narrowed slice with zeros, sum over the expanded dims ...).
+// narrowed slice with zeros, sum over the expanded dims ...). Views work on any device; the
+// copies (clone, contiguous, to(dtype)) go through copy_, which runs cuda_copy on a GPU.
 #include <algorithm>
 #include "autograd/checks.h"
 #include "autograd/grad_mode.h"
@@ -133,7 +134,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   if (needs_grad(*this)) {
     // The slice's gradient, zero elsewhere.
     record("narrow", {*this}, v, [in = shape(), dt = dtype(), d, start, length](const Tensor& g) {
-      Tensor gx = Tensor::zeros(in, g.dtype());
+      Tensor gx = Tensor::zeros(in, g.dtype(), g.device());
       gx.narrow(d, start, length).copy_(g);
       return std::vector<Tensor>{gx};
     });

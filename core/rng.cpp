@@ -2,6 +2,9 @@
 #include <cmath>
 #include "core/dispatch.h"
 #include "core/parallel.h"
+#if MEGAGRAD_HAS_CUDA
+#include "backends/cuda/views.h"
+#endif
 
 namespace megagrad {
 
@@ -44,11 +47,18 @@ double normal_at(uint64_t seed, uint64_t counter, double mean, double std) {
 }
 
 namespace {
-template <typename Draw>
-void fill_random(std::string_view op, Tensor& t, Generator* gen, Draw draw) {
+// Element i of t gets draw(seed, first + i); on a GPU, `on_device(seed, first)` runs the Philox
+// kernel that draws the same stream (backends/cuda/kernels.h).
+template <typename Draw, typename OnDevice>
+void fill_random(std::string_view op, Tensor& t, Generator* gen, Draw draw, OnDevice on_device) {
   MG_CHECK(t.is_contiguous(), op, "needs a contiguous tensor, got {}", t.desc());
   Generator& g = gen ? *gen : default_generator();
   uint64_t seed = g.seed(), first = g.advance((uint64_t)t.numel());
+  if (!t.device().is_cpu()) {
+    MG_CHECK(is_floating(t.dtype()), op, "expected a float32 or float64 tensor, got {}", t.desc());
+    on_device(seed, first);
+    return;
+  }
   dispatch_float(op, t.dtype(), [&]<typename T>() {
     T* p = t.data_ptr<T>();
     parallel_for(t.numel(), 4096, [&](int64_t b, int64_t e) {
@@ -59,10 +69,24 @@ void fill_random(std::string_view op, Tensor& t, Generator* gen, Draw draw) {
 }  // namespace
 
 void uniform_(Tensor& t, double lo, double hi, Generator* gen) {
-  fill_random("uniform_", t, gen, [&](uint64_t s, uint64_t c) { return uniform_at(s, c, lo, hi); });
+  fill_random("uniform_", t, gen, [&](uint64_t s, uint64_t c) { return uniform_at(s, c, lo, hi); },
+              [&]([[maybe_unused]] uint64_t seed, [[maybe_unused]] uint64_t first) {
+#if MEGAGRAD_HAS_CUDA
+                cuda::cuda_uniform(t.dtype(), t.raw_device_data(), t.numel(), lo, hi, seed, first, cuda::stream_of(t));
+#else
+                fail("uniform_", "tensor {} is on a gpu but megagrad was built without CUDA", t.desc());
+#endif
+              });
 }
 void normal_(Tensor& t, double mean, double std, Generator* gen) {
-  fill_random("normal_", t, gen, [&](uint64_t s, uint64_t c) { return normal_at(s, c, mean, std); });
+  fill_random("normal_", t, gen, [&](uint64_t s, uint64_t c) { return normal_at(s, c, mean, std); },
+              [&]([[maybe_unused]] uint64_t seed, [[maybe_unused]] uint64_t first) {
+#if MEGAGRAD_HAS_CUDA
+                cuda::cuda_normal(t.dtype(), t.raw_device_data(), t.numel(), mean, std, seed, first, cuda::stream_of(t));
+#else
+                fail("normal_", "tensor {} is on a gpu but megagrad was built without CUDA", t.desc());
+#endif
+              });
 }
 
 Tensor uniform(const Shape& shape, double lo, double hi, DType dtype, Generator* gen) {

@@ -6,6 +6,9 @@
 #include "backends/cpu/loops.h"
 #include "backends/cuda/allocator.h"
 #include "core/dispatch.h"
+#if MEGAGRAD_HAS_CUDA
+#include "backends/cuda/views.h"
+#endif
 
 namespace megagrad {
 
@@ -183,18 +186,32 @@ std::vector<int64_t> Tensor::to_int_vector() const {
 }
 
 // ---- in-place ----
+// Each runs its CPU loop, or on a GPU one launcher (backends/cuda/kernels.h) on the device's
+// stream.
 
 namespace {
 void check_inplace_allowed(std::string_view op, const Tensor& t) {
   MG_CHECK(!(t.requires_grad() && GradMode::is_enabled()), op,
            "in-place update of {} which requires grad; wrap it in no_grad (the graph may have saved "
            "its old value)", t.desc());
-  MG_CHECK(t.device().is_cpu(), op, "cpu only for now, got {}", t.desc());
+}
+
+// A CPU-only build has no GPU tensors (allocation fails first), so its CUDA branches only fail.
+[[maybe_unused]] [[noreturn]] void no_cuda_build(std::string_view op, const Tensor& t) {
+  fail(op, "tensor {} is on a gpu but megagrad was built without CUDA", t.desc());
 }
 }  // namespace
 
 Tensor& Tensor::fill_(double value) {
   check_inplace_allowed("fill_", *this);
+  if (!device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    cuda::cuda_fill(dtype(), cuda::make_view(*this), value, cuda::stream_of(*this));
+    return *this;
+#else
+    no_cuda_build("fill_", *this);
+#endif
+  }
   dispatch_all("fill_", dtype(), [&]<typename T>() {
     T* p = data_ptr<T>();
     T v = (T)value;
@@ -211,6 +228,17 @@ Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace_allowed("copy_", *this);
   MG_CHECK(src.shape() == shape() || broadcast_shapes("copy_", src.shape(), shape()) == shape(),
            "copy_", "cannot copy {} into {}", src.desc(), desc());
+  // From another device: one transfer of src first (a data move, never recorded).
+  if (src.device() != device()) return copy_(src.detach().to(device()));
+  if (!device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    cuda::cuda_copy(dtype(), cuda::make_view(*this), src.dtype(), cuda::make_view_broadcast(src, shape()),
+                    cuda::stream_of(*this));
+    return *this;
+#else
+    no_cuda_build("copy_", *this);
+#endif
+  }
   Strides ss = cpu::broadcast_strides(src.shape(), src.strides(), shape());
   dispatch_all("copy_", dtype(), [&]<typename D>() {
     dispatch_all("copy_", src.dtype(), [&]<typename S>() {
@@ -232,8 +260,20 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace_allowed("add_", *this);
   MG_CHECK(other.dtype() == dtype(), "add_", "dtype mismatch: {} += {}", desc(), other.desc());
+  MG_CHECK(other.device() == device(), "add_", "devices differ: {} += {}", desc(), other.desc());
   MG_CHECK(broadcast_shapes("add_", other.shape(), shape()) == shape(), "add_",
            "cannot add {} into {}", other.desc(), desc());
+  if (!device().is_cpu()) {
+    MG_CHECK(is_floating(dtype()), "add_", "expected a float tensor, got {}", desc());
+#if MEGAGRAD_HAS_CUDA
+    const cuda::CudaView self = cuda::make_view(*this);  // read and written in place, element by element
+    cuda::cuda_binary(cuda::BinaryOp::Axpy, dtype(), self, cuda::make_view_broadcast(other, shape()), self,
+                      alpha, cuda::stream_of(*this));
+    return *this;
+#else
+    no_cuda_build("add_", *this);
+#endif
+  }
   Strides os = cpu::broadcast_strides(other.shape(), other.strides(), shape());
   dispatch_float("add_", dtype(), [&]<typename T>() {
     T* d = data_ptr<T>();
@@ -253,6 +293,16 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 
 Tensor& Tensor::mul_(double s) {
   check_inplace_allowed("mul_", *this);
+  if (!device().is_cpu()) {
+    MG_CHECK(is_floating(dtype()), "mul_", "expected a float tensor, got {}", desc());
+#if MEGAGRAD_HAS_CUDA
+    const cuda::CudaView self = cuda::make_view(*this);
+    cuda::cuda_unary(cuda::UnaryOp::MulScalar, dtype(), self, self, s, cuda::stream_of(*this));
+    return *this;
+#else
+    no_cuda_build("mul_", *this);
+#endif
+  }
   dispatch_float("mul_", dtype(), [&]<typename T>() {
     T* d = data_ptr<T>();
     T a = (T)s;

@@ -8,6 +8,10 @@
 #include "autograd/ops.h"
 #include "core/dispatch.h"
 #include "mega/attention/attention_cpu.h"
+#if MEGAGRAD_HAS_CUDA
+#include "backends/cuda/stream.h"
+#include "mega/attention/attention_cuda.h"
+#endif
 
 namespace megagrad {
 
@@ -136,7 +140,7 @@ Tensor rows_ready(const Tensor& t) {
   return d.contiguous();
 }
 template <typename T> attention_cpu::Rows<T> rows_of(const Tensor& t) {
-  return {t.data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
+  return {t.device_data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
 }
 
 struct Dropout {
@@ -153,6 +157,27 @@ Dropout draw_dropout(const Checked& c, const AttentionOptions& o) {
   return d;
 }
 
+#if MEGAGRAD_HAS_CUDA
+// The CUDA kernels' view of one call: the CPU problem's scalars with device pointers.
+template <typename T>
+attention_cuda::Problem<T> device_problem(const attention_cpu::Problem<T>& cpu, const Tensor& q, const Tensor& k,
+                                          const Tensor& v, const Tensor& mask, const Tensor& rel_d) {
+  auto rows = [](const Tensor& t) {
+    return attention_cuda::Rows<T>{t.device_data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
+  };
+  attention_cuda::Problem<T> pr;
+  pr.d = {cpu.d.B, cpu.d.L, cpu.d.Z, cpu.d.H, cpu.d.C, cpu.d.NC};
+  pr.act = static_cast<attention_cuda::Act>(cpu.act);  // the same enumerators in the same order
+  pr.causal = cpu.causal;
+  pr.q = rows(q), pr.k = rows(k), pr.v = rows(v);
+  if (mask.defined()) pr.mask = mask.device_data_ptr<T>(), pr.msb = mask.strides()[0], pr.msl = mask.strides()[1];
+  pr.rel = rel_d.device_data_ptr<T>();
+  pr.softmax_scale = cpu.softmax_scale;
+  pr.p = cpu.p, pr.seed = cpu.seed, pr.first = cpu.first;
+  return pr;
+}
+#endif
+
 }  // namespace
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
@@ -164,8 +189,9 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   const Dropout drop = draw_dropout(c, o);
   std::vector<double> rel = bias_table(bias, c);
   DType dt = q.dtype();
-  Tensor out = Tensor::empty({c.B, c.L, c.H}, dt);
-  Tensor lse = softmax ? Tensor::empty({c.B, c.L}, dt) : Tensor();
+  const Device dev = q.device();
+  Tensor out = Tensor::empty({c.B, c.L, c.H}, dt, dev);
+  Tensor lse = softmax ? Tensor::empty({c.B, c.L}, dt, dev) : Tensor();
 
   // The kernel's view of one call; `rel_t` must outlive it.
   auto problem = [c, o, drop](const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
@@ -176,7 +202,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     pr.act = act_of(o.activation);
     pr.causal = o.causal;
     pr.q = rows_of<T>(q), pr.k = rows_of<T>(k), pr.v = rows_of<T>(v);
-    if (mask.defined()) pr.mask = mask.data_ptr<T>(), pr.msb = mask.strides()[0], pr.msl = mask.strides()[1];
+    if (mask.defined()) pr.mask = mask.device_data_ptr<T>(), pr.msb = mask.strides()[0], pr.msl = mask.strides()[1];
     pr.rel = rel_t;
     pr.softmax_scale = std::pow((double)c.Z, -0.5);
     pr.p = drop.p, pr.seed = drop.seed, pr.first = drop.first;
@@ -184,6 +210,15 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   };
 
   dispatch_float(kOp, dt, [&]<typename T>() {
+    if (!dev.is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+      Tensor rel_d = Tensor::from_vector(rel, {2 * c.C - 1}, dt).to(dev);
+      attention_cuda::forward<T>(device_problem<T>(problem(q, k, v, Tensor(), (const T*)nullptr), q, k, v, mask, rel_d),
+                                 out.device_data_ptr<T>(), softmax ? lse.device_data_ptr<T>() : nullptr,
+                                 cuda_stream(dev.index));
+      return;
+#endif
+    }
     std::vector<T> rel_t(rel.begin(), rel.end());
     attention_cpu::forward<T>(problem(q, k, v, mask, rel_t.data()), out.data_ptr<T>(),
                               softmax ? lse.data_ptr<T>() : nullptr);
@@ -206,11 +241,31 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
       DType dt = q.dtype();
       Tensor dout = g_out.contiguous();
       // Uninitialised: the kernel writes every row (zeroing each block of rows just before use).
-      Tensor dq = need_q ? Tensor::empty({c.B, c.L, c.Z}, dt) : Tensor();
-      Tensor dk = need_k ? Tensor::empty({c.B, c.L, c.Z}, dt) : Tensor();
-      Tensor dv = need_v ? Tensor::empty({c.B, c.L, c.H}, dt) : Tensor();
+      const Device dev = q.device();
+      Tensor dq = need_q ? Tensor::empty({c.B, c.L, c.Z}, dt, dev) : Tensor();
+      Tensor dk = need_k ? Tensor::empty({c.B, c.L, c.Z}, dt, dev) : Tensor();
+      Tensor dv = need_v ? Tensor::empty({c.B, c.L, c.H}, dt, dev) : Tensor();
       std::vector<double> drel(need_bias ? (size_t)(2 * c.C - 1) : 0, 0.0);
       dispatch_float(kOp, dt, [&]<typename T>() {
+        if (!dev.is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+          Tensor rel_d = Tensor::from_vector(rel, {2 * c.C - 1}, dt).to(dev);
+          auto pr = device_problem<T>(problem(q, k, v, Tensor(), (const T*)nullptr), q, k, v, mask, rel_d);
+          attention_cuda::Grads<T> g;
+          if (need_q) g.dq = dq.device_data_ptr<T>();
+          if (need_k) g.dk = dk.device_data_ptr<T>();
+          if (need_v) g.dv = dv.device_data_ptr<T>();
+          Tensor drel_d = need_bias ? Tensor::empty({2 * c.C - 1}, DType::Float64, dev) : Tensor();
+          if (need_bias) g.drel = drel_d.device_data_ptr<double>();
+          const size_t bytes = attention_cuda::backward_workspace_bytes<T>(pr, g);
+          Tensor ws = Tensor::empty({(int64_t)((bytes + 7) / 8)}, DType::Float64, dev);  // from the caching allocator
+          attention_cuda::backward<T>(pr, out.device_data_ptr<T>(), lse.defined() ? lse.device_data_ptr<T>() : nullptr,
+                                      dout.device_data_ptr<T>(), g, bytes ? ws.raw_device_data() : nullptr, bytes,
+                                      cuda_stream(dev.index));
+          if (need_bias) drel = drel_d.to_vector();
+          return;
+#endif
+        }
         std::vector<T> rel_t(rel.begin(), rel.end());
         attention_cpu::Grads<T> g;
         if (need_q) g.dq = dq.data_ptr<T>();
@@ -225,7 +280,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         // rel[t] = w[M-C+t]: the table's gradient lands on that slice of the weight.
         std::vector<double> dw((size_t)(2 * c.M - 1), 0.0);
         for (int64_t t = 0; t < 2 * c.C - 1; ++t) dw[(size_t)(c.M - c.C + t)] = drel[(size_t)t];
-        grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt);
+        grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt).to(q.device());
       } else if (need_bias) {
         // rel(e) = sum_k P_k cos(theta_k e) - Q_k sin(theta_k e), P = a1 b1 + a2 b2,
         // Q = a1 b2 - a2 b1. With Gc_k = sum_e drel(e) cos(theta_k e), Gs_k = sum_e drel(e) sin(..):
@@ -247,8 +302,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
           db[(size_t)kk] = a1 * gc + a2 * gs;
           db[(size_t)(kk + half)] = a2 * gc - a1 * gs;
         }
-        grads[4] = Tensor::from_vector(da, {1, c.Z}, dt);
-        grads[5] = Tensor::from_vector(db, {1, c.Z}, dt);
+        grads[4] = Tensor::from_vector(da, {1, c.Z}, dt).to(q.device());
+        grads[5] = Tensor::from_vector(db, {1, c.Z}, dt).to(q.device());
       }
       return grads;
     });

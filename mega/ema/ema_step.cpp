@@ -14,6 +14,7 @@ namespace megagrad {
 Tensor ema_step(const Tensor& x, const Tensor& mask, const EmaParams& p, const EmaOptions& o, EmaState& st) {
   constexpr std::string_view op = "ema_step";
   check_float(op, x);
+  check_cpu_kernel(op, x, "x");  // incremental decoding runs on the cpu
   MG_CHECK(!o.bidirectional, op, "incremental decoding needs a unidirectional EMA");
   MG_CHECK(x.dim() == 3 && x.size(1) >= 1, op, "x must be (B, m, D) with m >= 1, got {}", x.desc());
   const int64_t B = x.size(0), m = x.size(1), D = x.size(2), N = p.gamma.size(1);
