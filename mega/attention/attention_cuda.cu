@@ -909,29 +909,22 @@ void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, c
       MG_CUDA_CHECK(cudaGetLastError());
     }
   }
-  // dK, dV
-  if (g.dk)
-    with_act_oc(pr.act, d.Z, [&](auto a, auto oc) {
+  // dK, dV: the key kernel over the Z or the H columns.
+  auto launch_key = [&](auto kind, int64_t width, T* dst) {
+    constexpr KeyKind K = decltype(kind)::value;
+    with_act_oc(pr.act, width, [&](auto a, auto oc) {
       constexpr Act A = decltype(a)::value;
       constexpr int OC = decltype(oc)::value;
-      const dim3 grid((unsigned)tiles, (unsigned)ceil_div(d.Z, 16 * OC));
+      const dim3 grid((unsigned)tiles, (unsigned)ceil_div(width, 16 * OC));
       const size_t smem = smem_bytes<T>(OC);
-      auto kern = key_kernel<T, A, OC, KeyKind::DK>;
+      auto kern = key_kernel<T, A, OC, K>;
       prepare(kern, smem);
-      kern<<<grid, kThreads, smem, stream>>>(pr, lse, D, dout, g.dk, dr);
+      kern<<<grid, kThreads, smem, stream>>>(pr, lse, D, dout, dst, dr);
       MG_CUDA_CHECK(cudaGetLastError());
     });
-  if (g.dv)
-    with_act_oc(pr.act, d.H, [&](auto a, auto oc) {
-      constexpr Act A = decltype(a)::value;
-      constexpr int OC = decltype(oc)::value;
-      const dim3 grid((unsigned)tiles, (unsigned)ceil_div(d.H, 16 * OC));
-      const size_t smem = smem_bytes<T>(OC);
-      auto kern = key_kernel<T, A, OC, KeyKind::DV>;
-      prepare(kern, smem);
-      kern<<<grid, kThreads, smem, stream>>>(pr, lse, D, dout, g.dv, dr);
-      MG_CUDA_CHECK(cudaGetLastError());
-    });
+  };
+  if (g.dk) launch_key(std::integral_constant<KeyKind, KeyKind::DK>{}, d.Z, g.dk);
+  if (g.dv) launch_key(std::integral_constant<KeyKind, KeyKind::DV>{}, d.H, g.dv);
 }
 
 template void forward<float>(const Problem<float>&, float*, float*, cudaStream_t);
