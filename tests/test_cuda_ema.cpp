@@ -5,6 +5,7 @@
 // tests report a visible skip (the argument checks run anyway: they fail before any launch).
 #include <catch2/catch.hpp>
 #include "backends/cuda/cuda.h"
+#include "tests/cuda_test_util.h"
 
 #if MEGAGRAD_HAS_CUDA
 #include <algorithm>
@@ -21,15 +22,6 @@
 using namespace megagrad;
 
 namespace {
-
-bool skip_without_gpu() {
-  if (cuda_available()) return false;
-  std::string why = cuda_status();
-  if (why.rfind("no device: ", 0) == 0) why = why.substr(11);
-  WARN("SKIPPED: no CUDA device: " << why);
-  SUCCEED();
-  return true;
-}
 
 // A device copy of a host vector (or n uninitialised elements), freed on every path.
 template <typename T>
@@ -182,19 +174,24 @@ const Case kCases[] = {
     {"automatic chunks (two), truncation",           2,  300, 96, 16, 2, 50,  true,  false, 0},
     {"automatic: one chunk",                         2,  100, 20, 16, 1, 0,   false, true,  0},
     {"truncation >= L is none",                      1,  37,  31, 5,  1, 200, false, false, 8},
+    // Two directions without truncation and chunk 0: the shared-memory tile kernels (chunks of
+    // 256 steps in float32, 128 in float64; the last chunk here ends inside a warp's steps).
+    {"tiles: several chunks, the last one partial",  2,  600, 45, 16, 2, 0,   true,  true,  0},
+    {"tiles: N = 20, several register groups",       1,  300, 33, 20, 2, 0,   false, false, 0},
+    {"tiles: N = 3, one 32-channel tile",            3,  130, 8,  3,  2, 0,   true,  false, 0},
 };
 
 }  // namespace
 
 TEST_CASE("cuda ema: kernels match the CPU kernels (float64)", "[cuda][ema]") {
-  if (skip_without_gpu()) return;
+  if (test::skip_without_cuda()) return;
   // Same math in another order (chunked, c a folded): float64 rounding only.
   const double tol = 1e-10;
   for (const Case& c : kCases) run_case<double>(c, tol);
 }
 
 TEST_CASE("cuda ema: kernels match the CPU kernels (float32)", "[cuda][ema]") {
-  if (skip_without_gpu()) return;
+  if (test::skip_without_cuda()) return;
   // float32 recurrences over up to 300 steps with q up to 0.98, summed in another order: a few
   // 1e-6 expected; an indexing error would be O(1).
   const double tol = 1e-4;
@@ -229,7 +226,7 @@ TEST_CASE("cuda ema: bad arguments are rejected before any launch", "[cuda][ema]
 // counted as the minimal traffic (read x once, write y once), next to a device-to-device copy of
 // the same bytes; the issue's goal is a ratio of at least 0.6.
 TEST_CASE("cuda ema: forward and backward bandwidth", "[.][cuda-bench]") {
-  if (skip_without_gpu()) return;
+  if (test::skip_without_cuda()) return;
   struct Shape { int64_t B, L, D, N; int ndirs; };
   for (Shape sh : {Shape{8, 4096, 1024, 16, 1}, Shape{8, 4096, 1024, 16, 2}, Shape{64, 1024, 2048, 16, 1},
                    Shape{64, 1024, 2048, 16, 2}, Shape{1, 16384, 1024, 16, 1}}) {

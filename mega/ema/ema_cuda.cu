@@ -38,6 +38,16 @@
 // consecutive chunks of the same (b, 32 channels) and add their sums in shared memory into one
 // partial per block (double); reduce_sums adds the partials over (b, block) in a fixed order. No
 // atomics: the result does not depend on scheduling.
+//
+// Two directions without truncation take the tile kernels further down instead of chunk_states
+// and chunk_output: the chunk's x~ in shared memory, scanned by the warps in sub-chunks.
+//
+// Cost (float32, per element of x, N = 16). One direction, one chunk: 8 bytes (read x, write y)
+// and 2 FMA per (step, n): memory-bound on an H100/H200. With C > 1 chunks: x is read once more
+// by chunk_states and 1 FMA per (step, n) is added, plus R N / Lc states moved 4 times. In the
+// streaming kernels each extra direction or register group re-reads x and read-modify-writes y;
+// the tile kernels read x once each and write y once, at 6 FMA per (step, n) for two directions
+// (plus 2 in the states pass): compute-bound rather than memory-bound.
 #include "mega/ema/ema_cuda.h"
 #include <algorithm>
 #include <climits>
@@ -327,11 +337,167 @@ __device__ __forceinline__ void chunk_output_body(const In<T>& in, const Dirs<T>
   }
 }
 
+// At most 128 registers (4 blocks per SM) without truncation, 168 with it: small spills of
+// loop-invariant values only, none inside the time loops (checked in the SASS).
 template <typename T, int NT, bool TRUNC>
-__global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
+__global__ void __launch_bounds__(kWarp * kWarpsPerBlock, TRUNC ? 3 : 4)
     chunk_output_kernel(In<T> in, Dirs<T> dirs, Geo g, const T* ws, T* y, const T* omega, T* out) {
   const Item it = item_of(g);
   if (it.ok) chunk_output_body<T, NT, TRUNC>(in, dirs, g, ws, y, omega, out, it);
+}
+
+// ---------------------------------------------------------------- two directions: chunk tiles
+//
+// With two directions the streaming kernels above read x once per direction in both chunk_states
+// and chunk_output, and read and write y again for the second direction. The tile kernels hold
+// the chunk's x~ (Lc = W S steps by 32 channels) in shared memory instead and split it among the
+// W warps of the block, S steps each: the same chunked scan once more, inside the block.
+//   a. each warp runs its S steps from zero and puts its end state in shared memory;
+//   b. each warp folds the end states of the warps before it (in the direction's order) onto the
+//      chunk's carry-in (from carry_scan): the state its own steps start from;
+//   c. each warp reruns its steps from there and adds c a u into y, which stays in registers over
+//      both directions and all groups of dims; y (and out) are written once at the end.
+// The states variant (step 1 of the scan) stops after a. and folds all W end states into the
+// chunk's. So each of the two kernels reads x once, and y is written once.
+template <typename T> constexpr int kTileS = sizeof(T) == 4 ? 32 : 16;  // steps per warp
+constexpr int kTileW = 8;                                                // warps per block
+template <typename T> constexpr int kTileLc = kTileS<T> * kTileW;        // chunk: 256 or 128 steps
+
+// q^n for n >= 0, by squaring.
+template <typename T>
+__device__ __forceinline__ T powi(T q, int n) {
+  T r = T(1);
+  for (; n != 0; n >>= 1, q *= q)
+    if (n & 1) r *= q;
+  return r;
+}
+
+// Block = (32 channels, W warps) for the (b, chunk, 32 channels) of blockIdx.x (channels fastest).
+// Shared memory: the x~ tile, Lc x 32, and the warps' end states, W x NT x 32 (48 KiB in all).
+// Untruncated EMAs only (scan_plan): z = x~.
+template <typename T, int NT, bool STATES>
+__global__ void __launch_bounds__(kWarp * kTileW, 2)
+    tile_kernel(In<T> in, Dirs<T> dirs, Geo g, T* ws, T* y, const T* omega, T* out) {
+  constexpr int S = kTileS<T>, W = kTileW, Lc = kTileLc<T>;
+  __shared__ T xs[Lc][kWarp];     // x~[b, t0 + r, d]; 0 past the end and for d >= D
+  __shared__ T st[W][NT][kWarp];  // each warp's end state, of one direction and group
+  const int lane = threadIdx.x, w = threadIdx.y;
+  const unsigned blk = blockIdx.x, ndt = (unsigned)g.ndt, C = (unsigned)g.C;  // host: < 2^31 blocks
+  const int64_t c = (blk / ndt) % C, b = blk / (ndt * C), d = (int64_t)(blk % ndt) * kWarp + lane;
+  const bool dok = d < g.D;  // threads past D only help with the loads and barriers
+  const int L = (int)g.L, t0 = (int)c * Lc, t1 = min(t0 + Lc, L);
+  const int s0 = min(t0 + w * S, t1), len = min(s0 + S, t1) - s0;  // this warp's steps: [s0, s0 + len)
+  const T* xb = in.x + b * in.sb + (dok ? d : 0);
+  const T* mb = in.mask ? in.mask + b * in.mb : &kNoPad<T>;
+  const int64_t ml = in.mask ? in.ml : 0;
+  auto xt = [&](int t) { return __ldg(xb + t * in.sl) * (T(1) - __ldg(mb + t * ml)); };  // x~[t]
+  // The tile: warp w loads rows w, w + W, ..., each one coalesced row.
+#pragma unroll 4
+  for (int r = w; r < Lc; r += W) xs[r][lane] = t0 + r < t1 && dok ? xt(t0 + r) : T(0);
+  __syncthreads();
+
+  T yacc[STATES ? 1 : S];
+#pragma unroll
+  for (int j = 0; j < (STATES ? 1 : S); ++j) yacc[j] = T(0);
+#pragma unroll 1
+  for (int dir = 0; dir < dirs.n; ++dir) {
+    const Dir<T> dr = dirs[dir];
+    const bool rev = dr.rev;
+#pragma unroll 1
+    for (int64_t n0 = 0; n0 < g.N; n0 += NT) {
+      T q[NT], u[NT];
+      load_group(dr.q, g, n0, d, q);
+      // a. this warp's steps from zero: u = q u + x~
+#pragma unroll
+      for (int i = 0; i < NT; ++i) u[i] = T(0);
+#pragma unroll 4
+      for (int k = 0; k < len; ++k) {
+        const T xv = xs[(rev ? s0 + len - 1 - k : s0 + k) - t0][lane];
+#pragma unroll
+        for (int i = 0; i < NT; ++i) u[i] = mad(q[i], u[i], xv);
+      }
+#pragma unroll
+      for (int i = 0; i < NT; ++i) st[w][i][lane] = u[i];
+      __syncthreads();
+      // Folding warp v's end state onto the state before it: U = q^S U + st[v]. Only in the last
+      // chunk do warps have fewer than S steps (or none); going backward they come first, while
+      // U is still 0, and going forward after every warp with steps: so q^S serves every fold
+      // that matters.
+      T qS[NT];
+#pragma unroll
+      for (int i = 0; i < NT; ++i) qS[i] = powi(q[i], S);
+      if constexpr (STATES) {
+        // The chunk's end state from zero: all W warps folded in the direction's order. Not for
+        // the chunk that comes last in this order (nothing needs it).
+        if (w == 0 && dok && !(rev ? c == 0 : c == g.C - 1)) {
+#pragma unroll
+          for (int i = 0; i < NT; ++i) {
+            T U = T(0);
+            for (int v = 0; v < W; ++v) U = mad(qS[i], U, st[rev ? W - 1 - v : v][i][lane]);
+            if (n0 + i < g.N) ws[slot(g, dir, b, c, 1, 0, n0 + i, d)] = U;
+          }
+        }
+      } else {
+        // b. The state this warp starts from: the chunk's carry-in (the true end state of the
+        // chunk before, in this order), then the end states of the warps before this one.
+        const int64_t cp = rev ? c + 1 : c - 1;
+        const bool carry = cp >= 0 && cp < g.C;
+#pragma unroll
+        for (int i = 0; i < NT; ++i) u[i] = carry && n0 + i < g.N ? ws[slot(g, dir, b, cp, 1, 0, n0 + i, d)] : T(0);
+        for (int v = 0; v < W; ++v) {
+          const int vv = rev ? W - 1 - v : v;
+          if (vv == w) break;
+#pragma unroll
+          for (int i = 0; i < NT; ++i) u[i] = mad(qS[i], u[i], st[vv][i][lane]);
+        }
+      }
+      __syncthreads();  // st is rewritten by the next pass
+      if constexpr (!STATES) {
+        // c. Rerun this warp's steps from there, adding c a u into y.
+        T ca[NT], cc[NT];
+        load_group(dr.a, g, n0, d, ca);
+        load_group(dr.c, g, n0, d, cc);
+#pragma unroll
+        for (int i = 0; i < NT; ++i) ca[i] *= cc[i];
+        auto rerun = [&](auto reversed) {
+          constexpr bool REV = decltype(reversed)::value;
+#pragma unroll
+          for (int k = 0; k < S; ++k) {
+            const int j = REV ? S - 1 - k : k;  // compile-time index into yacc
+            if (j < len) {
+              const T xv = xs[s0 + j - t0][lane];
+              T acc = yacc[j];
+#pragma unroll
+              for (int i = 0; i < NT; ++i) {
+                u[i] = mad(q[i], u[i], xv);
+                acc = mad(ca[i], u[i], acc);
+              }
+              yacc[j] = acc;
+            }
+          }
+        };
+        if (rev) rerun(std::true_type{});
+        else     rerun(std::false_type{});
+      }
+    }
+  }
+  if constexpr (!STATES) {
+    if (dok) {  // y once, and out = silu(y + omega x) with x unmasked (read again: an L2 hit)
+      T* yb = y + b * g.L * g.D + d;
+      T* ob = out ? out + b * g.L * g.D + d : nullptr;
+      const T om = out ? omega[d] : T(0);
+#pragma unroll
+      for (int j = 0; j < S; ++j)
+        if (j < len) {
+          const int t = s0 + j;
+          yb[(int64_t)t * g.D] = yacc[j];
+          if (ob) {
+            const T v = yacc[j] + om * __ldg(xb + t * in.sl);
+            ob[(int64_t)t * g.D] = v * sigmoid(v);
+          }
+        }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- backward: parameter sums
@@ -432,6 +598,7 @@ __global__ void reduce_sums_kernel(Dirs<T> dirs, Geo g, int64_t CB, const double
 
 struct Plan {
   int64_t Lc, C;
+  bool tiled = false;  // two directions: the tile kernels, chunks of kTileLc
 };
 
 // Chunks per sequence: as few as fill the GPU with B D C threads, each at least kMinChunk steps
@@ -445,6 +612,17 @@ Plan make_plan(const Dims& s, int64_t max_chunk, int64_t chunk) {
   }
   Lc = std::max<int64_t>(1, std::min(Lc, s.L));
   return {Lc, ceil_div(s.L, Lc)};
+}
+
+// The chunks of the y and dx~ scans: with two directions and no truncation the tile kernels and
+// their chunk length, unless `chunk` asks for another one (tests do); else the streaming kernels.
+// (Truncated, the tile kernels would read the lagged inputs from memory in the unrolled rerun,
+// and their registers spill.)
+template <typename T>
+Plan scan_plan(const Dims& s, int ndirs, int64_t chunk) {
+  if (ndirs == 2 && !s.truncated() && (chunk <= 0 || chunk == kTileLc<T>))
+    return {kTileLc<T>, ceil_div(s.L, kTileLc<T>), true};
+  return make_plan(s, INT64_MAX, chunk);
 }
 
 Geo make_geo(const Dims& s, const Plan& p) {
@@ -506,8 +684,23 @@ unsigned item_grid(const Geo& g) {
 
 // The three kernels of the chunked scan: y (+ epilogue) from x.
 template <typename T, int NT, bool TRUNC>
-void scan(const In<T>& in, const Dirs<T>& dirs, const Geo& g, T* ws, T* y, const T* omega, T* out,
+void scan(const In<T>& in, const Dirs<T>& dirs, const Geo& g, bool tiled, T* ws, T* y, const T* omega, T* out,
           cudaStream_t stream) {
+  if (tiled) {  // scan_plan tiles untruncated EMAs only
+    const dim3 block(kWarp, kTileW);
+    const int64_t blocks = g.B * g.C * g.ndt;
+    MG_CHECK(blocks <= INT_MAX, "ema_cuda", "{} tiles (B={} chunks={} channel tiles={}) exceed 2^31", blocks, g.B,
+             g.C, g.ndt);
+    if (g.C > 1) {
+      tile_kernel<T, NT, true><<<grid_of(blocks), block, 0, stream>>>(in, dirs, g, ws, nullptr, nullptr, nullptr);
+      MG_CUDA_CHECK(cudaGetLastError());
+      carry_scan_kernel<T, false><<<grid_of(ceil_div(dirs.n * g.B * g.N * g.D, 256)), 256, 0, stream>>>(dirs, g, ws);
+      MG_CUDA_CHECK(cudaGetLastError());
+    }
+    tile_kernel<T, NT, false><<<grid_of(blocks), block, 0, stream>>>(in, dirs, g, ws, y, omega, out);
+    MG_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   const dim3 block(kWarp, kWarpsPerBlock);
   const unsigned grid = item_grid(g);
   if (g.C > 1) {
@@ -561,14 +754,14 @@ void dispatch(const Dims& s, F&& f) {
 template <typename T>
 size_t forward_workspace_bytes(const Dims& s, int ndirs, int64_t chunk) {
   if (empty(s)) return 0;
-  return states_bytes<T>(s, ndirs, make_plan(s, INT64_MAX, chunk), 1);
+  return states_bytes<T>(s, ndirs, scan_plan<T>(s, ndirs, chunk), 1);
 }
 
 template <typename T>
 size_t backward_workspace_bytes(const Dims& s, int ndirs, int64_t chunk) {
   if (empty(s)) return 0;
   // The dx~ scan and then the parameter pass use the same memory, one after the other.
-  return std::max(states_bytes<T>(s, ndirs, make_plan(s, INT64_MAX, chunk), 1),
+  return std::max(states_bytes<T>(s, ndirs, scan_plan<T>(s, ndirs, chunk), 1),
                   param_bytes<T>(s, ndirs, make_plan(s, kMaxParamChunk, chunk)));
 }
 
@@ -581,10 +774,11 @@ void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s
   MG_CHECK(in.x != nullptr && y != nullptr, "ema_cuda", "forward: null x or y");
   const In<T> din{in.x, in.sb, in.sl, in.mask, in.mb, in.ml};
   const Dirs<T> dd = make_dirs(dirs, ndirs, false);
-  const Geo g = make_geo(s, make_plan(s, INT64_MAX, chunk));
+  const Plan p = scan_plan<T>(s, ndirs, chunk);
+  const Geo g = make_geo(s, p);
   T* ws = static_cast<T*>(workspace);
   dispatch<T>(s, [&](auto nt, auto trunc) {
-    scan<T, decltype(nt)::value, decltype(trunc)::value>(din, dd, g, ws, y, omega, out, stream);
+    scan<T, decltype(nt)::value, decltype(trunc)::value>(din, dd, g, p.tiled, ws, y, omega, out, stream);
   });
 }
 
@@ -600,10 +794,12 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
   if (dxt) {  // dx~: the forward scan on gy with each direction's time order reversed
     const In<T> gin{gy, s.L * s.D, s.D, nullptr, 0, 0};
     const Dirs<T> flipped = make_dirs(dirs, ndirs, true);
-    const Geo g = make_geo(s, make_plan(s, INT64_MAX, chunk));
+    const Plan p = scan_plan<T>(s, ndirs, chunk);
+    const Geo g = make_geo(s, p);
     T* ws = static_cast<T*>(workspace);
     dispatch<T>(s, [&](auto nt, auto trunc) {
-      scan<T, decltype(nt)::value, decltype(trunc)::value>(gin, flipped, g, ws, dxt, nullptr, nullptr, stream);
+      scan<T, decltype(nt)::value, decltype(trunc)::value>(gin, flipped, g, p.tiled, ws, dxt, nullptr, nullptr,
+                                                           stream);
     });
   }
   if (sums) {  // parameter sums: the tangent sweep on x~ with gy
