@@ -209,10 +209,11 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     return pr;
   };
 
+  Tensor rel_d;  // the bias table on the device; the backward reuses it
   dispatch_float(kOp, dt, [&]<typename T>() {
     if (!dev.is_cpu()) {
 #if MEGAGRAD_HAS_CUDA
-      Tensor rel_d = Tensor::from_vector(rel, {2 * c.C - 1}, dt).to(dev);
+      rel_d = Tensor::from_vector(rel, {2 * c.C - 1}, dt).to(dev);
       attention_cuda::forward<T>(device_problem<T>(problem(q, k, v, Tensor(), (const T*)nullptr), q, k, v, mask, rel_d),
                                  out.device_data_ptr<T>(), softmax ? lse.device_data_ptr<T>() : nullptr,
                                  cuda_stream(dev.index));
@@ -235,7 +236,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     record("attention", {q_in, k_in, v_in, c.rotary ? Tensor() : w, c.rotary ? alpha : Tensor(),
                          c.rotary ? beta : Tensor()},
            out,
-           [c, problem, need_q, need_k, need_v, need_bias, saved, rel, q, k, v, mask, lse,
+           [c, problem, need_q, need_k, need_v, need_bias, saved, rel, rel_d, q, k, v, mask, lse,
             out = out.detach()](const Tensor& g_out) {
       std::vector<Tensor> grads(6);
       DType dt = q.dtype();
@@ -249,7 +250,6 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
       dispatch_float(kOp, dt, [&]<typename T>() {
         if (!dev.is_cpu()) {
 #if MEGAGRAD_HAS_CUDA
-          Tensor rel_d = Tensor::from_vector(rel, {2 * c.C - 1}, dt).to(dev);
           auto pr = device_problem<T>(problem(q, k, v, Tensor(), (const T*)nullptr), q, k, v, mask, rel_d);
           attention_cuda::Grads<T> g;
           if (need_q) g.dq = dq.device_data_ptr<T>();

@@ -169,8 +169,9 @@ Tensor ema_on_device(const Tensor& x_in, const Tensor& x, const Tensor& mask_in,
   Tensor y = Tensor::empty({k.B, k.L, k.D}, x.dtype(), dev);
   Tensor out = Tensor::empty({k.B, k.L, k.D}, x.dtype(), dev);
   Tensor omega = p.omega.contiguous();
+  Tensor coeffs;  // on the device; the backward reuses it (the parameters do not change in between)
   dispatch_float("ema", x.dtype(), [&]<typename T>() {
-    Tensor coeffs = device_coeffs<T>(p, k, dims);
+    coeffs = device_coeffs<T>(p, k, dims);
     auto dirs = coeff_pointers<T>(coeffs);
     const size_t bytes = ema_cuda::forward_workspace_bytes<T>(cd, k.ndirs);
     Tensor ws = device_workspace(bytes, dev);
@@ -185,7 +186,7 @@ Tensor ema_on_device(const Tensor& x_in, const Tensor& x, const Tensor& mask_in,
                            wants_grad(p.omega);
   EmaParams saved{p.delta.detach(), p.alpha.detach(), p.beta.detach(), p.gamma.detach(), p.omega.detach()};
   record("ema", {x_in, p.delta, p.alpha, p.beta, p.gamma, p.omega}, out,
-         [k, dims, cd, need_x, need_params, saved, x = x.detach(), mask = mask.defined() ? mask.detach() : Tensor(),
+         [k, dims, cd, need_x, need_params, saved, coeffs, x = x.detach(), mask = mask.defined() ? mask.detach() : Tensor(),
           y](const Tensor& g_out) {
     std::vector<Tensor> grads(6);
     // 1. gy = g_out * silu'(pre), pre = y + omega x; domega = sum_{b,t} gy x (ops on the device).
@@ -194,7 +195,6 @@ Tensor ema_on_device(const Tensor& x_in, const Tensor& x, const Tensor& mask_in,
     Tensor gy = mul(mul(g_out, s), add_scalar(mul(pre, add_scalar(neg(s), 1.0)), 1.0)).contiguous();
     dispatch_float("ema", x.dtype(), [&]<typename T>() {
       // 2. The recurrences: dx~ and the parameter sums (4, R, N, Dp), already summed over b.
-      auto coeffs = device_coeffs<T>(saved, k, dims);
       auto dirs = coeff_pointers<T>(coeffs);
       Tensor dxt = need_x ? Tensor::empty({k.B, k.L, k.D}, x.dtype(), x.device()) : Tensor();
       Tensor sums = need_params ? Tensor::empty({4, k.ndirs, k.N, dims.Dp()}, DType::Float64, x.device()) : Tensor();
