@@ -24,7 +24,7 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	./$(BUILD)/megagrad train --task listops --out runs/listops
+	./$(BUILD)/megagrad train --task listops --force
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

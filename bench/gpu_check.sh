@@ -31,7 +31,7 @@ for c in A B C D; do
 done
 
 step "ListOps training steps on the GPU (100 steps, 'short' preset)"
-timeout 120 "$BUILD/megagrad" train --task listops --device cuda --steps 100 --out "$BUILD/runs/listops-gpu" \
+timeout 120 "$BUILD/megagrad" train --task listops --device cuda --steps 100 --out "$BUILD/runs/listops-gpu" --force \
   2>&1 | tail -n 4 || status=$?
 
 step "done (exit $status)"

@@ -1,5 +1,6 @@
 // megagrad train / eval / generate: training runs on the built-in tasks, evaluation of a
 // checkpoint, and text generation from a language-model checkpoint.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include "backends/cpu/blas.h"
@@ -19,6 +20,12 @@ double parse_double(const std::string& cmd, const std::string& what, const std::
   if (text.empty() || *end != '\0' || !std::isfinite(v))
     throw UsageError(fmt::format("megagrad {}: {} expects a number, got '{}'", cmd, what, text));
   return v;
+}
+// load_checkpoint_with_finite_weights, with the warning of a format-1 file on stderr.
+Checkpoint load_for(const std::string& path, const char* cmd) {
+  Checkpoint ck = load_checkpoint_with_finite_weights(path, cmd);
+  if (!ck.unverified.empty()) std::fprintf(stderr, "megagrad %s: warning: %s\n", cmd, ck.unverified.c_str());
+  return ck;
 }
 }  // namespace
 
@@ -54,8 +61,9 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--lr", "X", "peak learning rate"},
                          {"--seed", "N", "seed of the initialisation and the batch order"},
                          {"--data", "PATH", "listops: a folder with train/val/test .tsv (LRA format); charlm: a text file"},
-                         {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>)"},
+                         {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>-<model>; with --resume, the checkpoint's folder)"},
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
+                         {"--force", "", "--out holds another run: move it aside to DIR.old-<time>/ and start over"},
                          device_option(),
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
@@ -99,10 +107,24 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
   }
   TrainOptions o = train_options(cfg);
-  o.out_dir = opts.get("--out").value_or("runs/" + task);
   o.resume = opts.get("--resume").value_or("");
+  o.force = opts.has("--force");
+  if (o.force && !o.resume.empty())
+    throw UsageError("megagrad train: --force starts over and --resume continues a run: give one of them");
+  const std::string model_type = cfg.at("model").at("type").get_string();
+  const std::string resume_dir = std::filesystem::path(o.resume).parent_path().string();
+  o.out_dir = opts.get("--out").value_or(o.resume.empty() ? "runs/" + task + "-" + model_type
+                                                          : (resume_dir.empty() ? "." : resume_dir));
   o.detect_anomaly = opts.has("--detect-anomaly");
   o.device = device;
+  // Before the data is loaded: a folder that holds another run is refused at once.
+  try {
+    const std::string moved = prepare_run_dir(o);
+    if (!moved.empty()) std::printf("megagrad train: moved the old run in %s to %s\n", o.out_dir.c_str(), moved.c_str());
+    o.force = false;  // done: train() finds an empty folder
+  } catch (const RunExistsError& e) {
+    throw UsageError(fmt::format("megagrad train: {}", std::string_view(e.what()).substr(8)));
+  }
   std::printf("megagrad train: task %s, model %s; OpenBLAS core %s, %d thread(s)\n", task.c_str(),
               cfg.at("model").at("type").get_string().c_str(), blas_core_name().c_str(), get_num_threads());
   std::fflush(stdout);
@@ -115,7 +137,9 @@ int cmd_train(const std::vector<std::string>& args) {
   std::printf("validation %s %.4g (loss %.4f, %lld predictions)\n", t->metric_name().c_str(), s.val.metric, s.val.loss,
               (long long)s.val.count);
   std::printf("%s\n", t->describe().c_str());
-  std::printf("checkpoint %s\nmetrics    %s\nplot       %s\n", s.checkpoint.c_str(), s.metrics.c_str(), s.plot.c_str());
+  std::printf("checkpoint %s\nmetrics    %s\nplot       %s\n",
+              s.checkpoint.empty() ? "(none: no step passed the checks)" : s.checkpoint.c_str(), s.metrics.c_str(),
+              s.plot.c_str());
   return s.stopped_on_nan ? 1 : 0;
 }
 
@@ -138,8 +162,9 @@ int cmd_eval(const std::vector<std::string>& args) {
   const std::string split = opts.get("--split").value_or("val");
   if (split != "val" && split != "test")
     throw UsageError(fmt::format("megagrad eval: --split must be val or test, got '{}'", split));
-  Checkpoint ck = load_checkpoint(opts.positional()[0]);
-  MG_CHECK(ck.meta.count("config"), "eval", "{}: no run configuration in the checkpoint", opts.positional()[0]);
+  const std::string path = opts.positional()[0];
+  Checkpoint ck = load_for(path, "eval");
+  MG_CHECK(ck.meta.count("config"), "eval", "{}: no run configuration in the checkpoint", path);
   Json cfg = Json::parse(ck.meta.at("config"), "checkpoint config");
   if (auto f = opts.get("--data")) {
     if (cfg.at("task").get_string() != "listops")
@@ -152,6 +177,8 @@ int cmd_eval(const std::vector<std::string>& args) {
   t->model().load_state_dict(ck.model);
   t->to(device);
   EvalResult r = t->evaluate(split, 0);
+  MG_CHECK(std::isfinite(r.loss) && std::isfinite(r.metric), "eval", "{}: the {} loss is {} with finite weights",
+           path, split, r.loss);
   std::printf("%s\n%s %s %.4g (loss %.4f, %lld predictions)\n", t->describe().c_str(), split.c_str(),
               t->metric_name().c_str(), r.metric, r.loss, (long long)r.count);
   return 0;
@@ -177,7 +204,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   if (!opts.has("--prompt")) throw UsageError("megagrad generate: --prompt is required");
   const double temperature = parse_double("generate", "--temperature", opts.get("--temperature").value_or("0.8"));
   if (!(temperature > 0)) throw UsageError("megagrad generate: --temperature must be positive");
-  Checkpoint ck = load_checkpoint(opts.positional()[0]);
+  Checkpoint ck = load_for(opts.positional()[0], "generate");
   std::string out = generate_from_checkpoint(ck, *opts.get("--prompt"), opts.get_int("--length", 300, 1, 1000000),
                                              temperature, opts.get_int("--top-k", 0, 0, 1000000),
                                              (uint64_t)opts.get_int("--seed", 0, 0, INT64_MAX));

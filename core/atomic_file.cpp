@@ -13,12 +13,15 @@ namespace megagrad {
 
 namespace {
 std::atomic<uint64_t> g_temp_counter{0};
+std::atomic<AtomicWriteHook> g_write_hook{nullptr};
 
 std::string parent_dir(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   return dir.empty() ? "." : dir;
 }
 }  // namespace
+
+void set_atomic_write_hook_for_tests(AtomicWriteHook hook) { g_write_hook = hook; }
 
 void write_file_atomic(const std::string& path, std::string_view bytes, std::string_view op) {
   std::string tmp = fmt::format("{}.tmp.{}.{}", path, (long)::getpid(), g_temp_counter++);
@@ -35,13 +38,16 @@ void write_file_atomic(const std::string& path, std::string_view bytes, std::str
     fail(op, "cannot write {}: {} (creating the temp file {})", path, std::strerror(err), tmp);
   }
   size_t done = 0;
+  const AtomicWriteHook hook = g_write_hook;
   while (done < bytes.size()) {
     size_t chunk = std::min<size_t>(bytes.size() - done, size_t(1) << 30);
+    if (hook && done == 0) chunk = std::max<size_t>(1, bytes.size() / 2);
     ssize_t w = ::write(fd, bytes.data() + done, chunk);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) fail_write(errno, "writing the temp file");
     if (w == 0) fail_write(ENOSPC, "writing the temp file");  // no progress: treat as a full disk
     done += (size_t)w;
+    if (hook) hook(done, bytes.size());
   }
   if (::fsync(fd) != 0) fail_write(errno, "fsync of the temp file");
   int rc = ::close(fd);  // close may report delayed write errors (NFS, quotas)

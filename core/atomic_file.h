@@ -13,6 +13,11 @@ namespace megagrad {
 // file is left untouched, and "[<op>] cannot write <path>: <reason>" is thrown.
 void write_file_atomic(const std::string& path, std::string_view bytes, std::string_view op);
 
+// For tests that kill a writer mid-write: when set, write_file_atomic writes the temp file in two
+// halves and calls the hook after each write with the bytes written so far and the total.
+using AtomicWriteHook = void (*)(size_t written, size_t total);
+void set_atomic_write_hook_for_tests(AtomicWriteHook hook);
+
 // Reads a whole regular file. Throws "[<op>] cannot read <path>: <reason>" (missing, a directory,
 // I/O error) or "[<op>] <path> is N bytes, more than the limit of M bytes".
 std::string read_file(const std::string& path, std::string_view op, size_t max_bytes);

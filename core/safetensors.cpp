@@ -300,4 +300,83 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   write_file_atomic(path, serialize_safetensors(tensors, metadata), kSave);
 }
 
+// ---------------------------------------------------------------- whole-file checksum
+
+namespace {
+constexpr size_t kChecksumDigits = 16;
+
+// FNV-1a 64 over bytes[0, size), with the kChecksumDigits bytes at `hole` read as '0'.
+uint64_t fnv1a_with_hole(std::string_view bytes, size_t hole) {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&h](const unsigned char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  add(b, hole);
+  const unsigned char zeros[kChecksumDigits] = {'0', '0', '0', '0', '0', '0', '0', '0',
+                                                '0', '0', '0', '0', '0', '0', '0', '0'};
+  add(zeros, kChecksumDigits);
+  add(b + hole + kChecksumDigits, bytes.size() - hole - kChecksumDigits);
+  return h;
+}
+
+// Where the checksum's digits stand in the file: the one `"checksum":"` in the header as our
+// writer prints it. Inside a JSON string value every quote is escaped, so no metadata value or
+// tensor entry can contain this text. npos when the header has none.
+size_t checksum_position(std::string_view bytes, std::string_view what) {
+  uint64_t n = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), what);
+  std::string_view header = bytes.substr(8, n);
+  const std::string needle = fmt::format("\"{}\":\"", kFileChecksumKey);
+  size_t at = header.find(needle);
+  if (at == std::string_view::npos) return std::string_view::npos;
+  if (header.find(needle, at + 1) != std::string_view::npos)
+    fail(kLoad, "{}: the header holds the key \"{}\" more than once", what, kFileChecksumKey);
+  size_t pos = 8 + at + needle.size();
+  if (pos + kChecksumDigits >= 8 + n || bytes[pos + kChecksumDigits] != '"')
+    fail(kLoad, "{}: the checksum is not {} hex digits", what, kChecksumDigits);
+  return pos;
+}
+}  // namespace
+
+std::string serialize_safetensors_checksummed(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                              std::map<std::string, std::string> metadata) {
+  if (metadata.count(std::string(kFileChecksumKey)))
+    fail(kSave, "metadata key \"{}\" is reserved for the file's checksum", kFileChecksumKey);
+  metadata[std::string(kFileChecksumKey)] = std::string(kChecksumDigits, '0');
+  std::string bytes = serialize_safetensors(tensors, metadata);
+  size_t pos = checksum_position(bytes, "serialize_safetensors_checksummed");
+  std::string digits = fmt::format("{:016x}", fnv1a_with_hole(bytes, pos));
+  bytes.replace(pos, kChecksumDigits, digits);
+  return bytes;
+}
+
+FileChecksum verify_file_checksum(std::string_view bytes, std::string_view what) {
+  // The structure first (sizes, offsets, JSON), without copying any tensor data.
+  if (bytes.size() < 8)
+    fail(kLoad, "{}: file is {} bytes, shorter than the 8-byte header length", what, bytes.size());
+  const uint64_t n = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), what);
+  const Header h = parse_header(bytes.substr(8, n), bytes.size() - 8 - n, what);
+  auto it = h.metadata.find(std::string(kFileChecksumKey));
+  size_t pos = checksum_position(bytes, what);
+  if (it == h.metadata.end()) {
+    if (pos != std::string_view::npos) fail(kLoad, "{}: the checksum is not in the metadata", what);
+    return FileChecksum::absent;
+  }
+  if (pos == std::string_view::npos || it->second != bytes.substr(pos, kChecksumDigits))
+    fail(kLoad, "{}: the checksum is not in the form megagrad writes (\"{}\":\"<{} hex digits>\")", what,
+         kFileChecksumKey, kChecksumDigits);
+  const std::string computed = fmt::format("{:016x}", fnv1a_with_hole(bytes, pos));
+  if (computed != it->second)
+    fail(kLoad, "{}: checksum mismatch (stored {}, computed {}): the file was changed or corrupted after it "
+         "was written", what, it->second, computed);
+  return FileChecksum::verified;
+}
+
+SafeTensors load_safetensors_verified(const std::string& path, FileChecksum* state) {
+  const std::string bytes = read_file(path, kLoad, (size_t)1 << 40);
+  FileChecksum s = verify_file_checksum(bytes, path);
+  if (state) *state = s;
+  return parse_safetensors(bytes, path);
+}
+
 }  // namespace megagrad

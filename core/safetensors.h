@@ -44,4 +44,24 @@ std::string serialize_safetensors(const std::vector<std::pair<std::string, Tenso
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
+// ---- Whole-file checksums: every file megagrad writes (checkpoints, weight exports) carries one.
+// The metadata key "checksum" holds 16 hex digits: FNV-1a 64 of every byte of the file, with
+// those 16 digits read as '0'. The header length, every tensor entry, all metadata, the padding
+// and every data byte are covered, so an edit anywhere but in the checksum itself is caught (and
+// an edit of the checksum no longer matches the rest).
+inline constexpr std::string_view kFileChecksumKey = "checksum";
+
+// serialize_safetensors with metadata["checksum"] filled in; the caller must not set that key.
+std::string serialize_safetensors_checksummed(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                              std::map<std::string, std::string> metadata);
+
+enum class FileChecksum { verified, absent };
+// Checks the whole-file checksum of a safetensors file in memory, if it has one. Throws
+// "[load_safetensors] <what>: checksum mismatch ..." when it does not match, or when the header
+// holds the key in a form megagrad never writes (so a checksum cannot be dodged by reformatting).
+FileChecksum verify_file_checksum(std::string_view bytes, std::string_view what);
+// load_safetensors + verify_file_checksum (the file is read whole, then parsed). `state`, when
+// given, says whether the file had a checksum; a file without one is loaded unverified.
+SafeTensors load_safetensors_verified(const std::string& path, FileChecksum* state = nullptr);
+
 }  // namespace megagrad

@@ -4,12 +4,15 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 #include <filesystem>
+#include <cmath>
 #include <fstream>
+#include <iterator>
 #include "autograd/ops.h"
 #include "core/json.h"
 #include "mega/data/listops.h"
 #include "mega/train/checkpoint.h"
 #include "mega/train/tasks.h"
+#include "mega/train/trainer.h"
 
 using namespace megagrad;
 using Catch::Contains;
@@ -101,20 +104,103 @@ TEST_CASE("train: the loss falls on a learnable task", "[train]") {
   CHECK(fs::exists(s.plot));
 }
 
-TEST_CASE("train: a NaN loss stops the run and keeps the last good checkpoint", "[train]") {
-  RunDir d("nan");
-  Json cfg = tiny_listops_config(d);
+namespace {
+// The run diverges: lr 1e30 without clipping gives weights of about 1e30, finite in float32, and
+// the forward pass after them is not.
+Json diverging(Json cfg) {
   Json t = cfg.at("train");
-  t.set("lr", 1e30), t.set("clip", 0.0), t.set("warmup", 0);  // diverges
+  t.set("lr", 1e30), t.set("clip", 0.0), t.set("warmup", 0);
   t.set("steps", 50), t.set("checkpoint_every", 1), t.set("eval_every", 100);
   cfg.set("train", t);
+  return cfg;
+}
+
+// Every weight and optimizer moment is finite, and so is the loss of a forward pass with the weights.
+void require_good_checkpoint(const Json& cfg, const std::string& path) {
+  Checkpoint k = load_checkpoint(path);
+  REQUIRE_FALSE(first_non_finite(k.model).has_value());
+  REQUIRE_FALSE(first_non_finite(k.optimizer).has_value());
+  std::unique_ptr<TrainTask> t = make_task(cfg);
+  t->model().load_state_dict(k.model);
+  EvalResult r = t->evaluate("val", 0);
+  REQUIRE(std::isfinite(r.loss));
+}
+
+std::string bytes_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+}  // namespace
+
+TEST_CASE("train: a NaN loss stops the run, and a checkpoint is only written once its weights gave a finite loss",
+          "[train]") {
+  RunDir d("nan");
+  const Json cfg = diverging(tiny_listops_config(d));
   TrainSummary s = run(cfg, d.sub("run"));
   CHECK(s.stopped_on_nan);
   CHECK(s.step < 50);
-  if (s.step > 0) {  // the checkpoint of the last good step loads and holds finite weights
-    Checkpoint k = load_checkpoint(s.checkpoint);
-    CHECK(std::stoll(k.meta.at("step")) == s.step);
+  // Before: step 1's weights (about 1e30) were written and called "the last good checkpoint".
+  // Now the only candidates failed their next forward pass, so there is none, and it says so.
+  if (s.checkpoint.empty()) {
+    CHECK_FALSE(fs::exists(d.sub("run/checkpoint.safetensors")));
+  } else {
+    require_good_checkpoint(cfg, s.checkpoint);
   }
+}
+
+TEST_CASE("train: a diverging resumed run keeps the good checkpoint it started from", "[train]") {
+  RunDir d("keep");
+  Json good = tiny_listops_config(d);
+  TrainSummary a = run(good, d.sub("run"));
+  REQUIRE(a.checkpoint == d.sub("run/checkpoint.safetensors"));
+  require_good_checkpoint(good, a.checkpoint);
+  const std::string before = bytes_of(a.checkpoint), metrics_before = bytes_of(a.metrics);
+  REQUIRE(a.step == 8);
+
+  // Another run into the same folder is refused: it would overwrite the run.
+  const Json bad = diverging(good);
+  REQUIRE_THROWS_AS(run(bad, d.sub("run")), RunExistsError);
+  REQUIRE_THROWS_WITH(run(bad, d.sub("run")), Contains("already holds a run") && Contains("--resume") &&
+                                                  Contains("--force"));
+  CHECK(bytes_of(a.checkpoint) == before);
+  CHECK(bytes_of(a.metrics) == metrics_before);
+
+  // Continued with lr 1e30: it diverges, and the checkpoint it resumed from stays, byte for byte,
+  // named as the last good one.
+  Json more = bad;
+  Json t = more.at("train");
+  t.set("steps", 60);
+  more.set("train", t);
+  TrainSummary r = run(more, d.sub("run"), a.checkpoint);
+  CHECK(r.stopped_on_nan);
+  CHECK(r.checkpoint == a.checkpoint);
+  CHECK(bytes_of(a.checkpoint) == before);
+  require_good_checkpoint(good, a.checkpoint);
+  // The metrics log keeps the good run's records.
+  CHECK(bytes_of(a.metrics).rfind(metrics_before, 0) == 0);
+}
+
+TEST_CASE("train: force moves an old run aside instead of deleting it", "[train]") {
+  RunDir d("force");
+  Json cfg = tiny_listops_config(d);
+  TrainSummary a = run(cfg, d.sub("run"));
+  const std::string before = bytes_of(a.checkpoint);
+  TrainOptions o = train_options(cfg);
+  o.out_dir = d.sub("run"), o.force = true;
+  std::unique_ptr<TrainTask> task = make_task(cfg);
+  TrainSummary b = train(*task, o);
+  REQUIRE_FALSE(b.moved_aside.empty());
+  CHECK(b.moved_aside.rfind(d.sub("run.old-"), 0) == 0);
+  CHECK(bytes_of(b.moved_aside + "/checkpoint.safetensors") == before);
+  CHECK(fs::exists(b.checkpoint));
+  // --force with --resume is a contradiction.
+  o.resume = b.checkpoint;
+  REQUIRE_THROWS_WITH(prepare_run_dir(o), Contains("--force") && Contains("--resume"));
+  // A file in the way of the output folder: our message, not std::filesystem's.
+  { std::ofstream(d.sub("afile")) << "x"; }
+  TrainOptions f = train_options(cfg);
+  f.out_dir = d.sub("afile/run");
+  REQUIRE_THROWS_WITH(prepare_run_dir(f), Contains("[train] cannot create the output folder") && Contains("afile/run"));
 }
 
 TEST_CASE("train: with detect_anomaly the same divergence stops at the op that made the first NaN/Inf", "[train][anomaly]") {

@@ -62,30 +62,152 @@ TEST_CASE("checkpoint: corruption and foreign files are clear errors", "[train_i
   REQUIRE_THROWS_WITH(load_checkpoint(d.file("missing.ckpt")), Contains("missing.ckpt"));
 }
 
+namespace {
+// `bytes` with the first occurrence of `from` replaced by `to` (the same length, so the file
+// stays a valid safetensors file and only the checksum can notice).
+std::string edit(std::string bytes, const std::string& from, const std::string& to) {
+  REQUIRE(from.size() == to.size());
+  size_t at = bytes.find(from);
+  REQUIRE(at != std::string::npos);
+  return bytes.replace(at, from.size(), to);
+}
+}  // namespace
+
+TEST_CASE("checkpoint: the checksum covers the header and the metadata, not only the data", "[train_io]") {
+  TmpDir d;
+  Checkpoint c = sample_checkpoint(1.5);
+  c.meta["rng"] = "12345 0";
+  c.meta["config"] = R"({"model":{"attention_activation":"softmax"}})";
+  std::string path = d.file("a.ckpt");
+  save_checkpoint(path, c);
+  const std::string bytes = read_file(path, "test", 1 << 20);
+  REQUIRE_NOTHROW(load_checkpoint(path));
+  // Format 1 covered only the tensors: each of these edits loaded silently and changed the run.
+  const std::vector<std::pair<std::string, std::string>> edits = {
+      {R"("step":"17")", R"("step":"97")"},                            // --resume at the wrong step
+      {R"("rng":"12345 0")", R"("rng":"12344 0")"},                    // the data seed (a bit flip)
+      {"softmax", "laplace"},                                          // another activation
+      {R"("shape":[3,4])", R"("shape":[4,3])"},                        // a tensor entry of the header
+      {R"("dtype":"F64")", R"("dtype":"I64")"},                        // a dtype
+  };
+  for (const auto& [from, to] : edits) {
+    INFO(from << " -> " << to);
+    write_file_atomic(d.file("edited.ckpt"), edit(bytes, from, to), "test");
+    REQUIRE_THROWS_WITH(load_checkpoint(d.file("edited.ckpt")), Contains("checksum mismatch"));
+  }
+  // One bit flipped anywhere in the header (but in the checksum's own digits, tested below) is
+  // refused: as a checksum mismatch, or as a header that no longer parses.
+  size_t header_end = 0;
+  for (int i = 7; i >= 0; --i) header_end = header_end * 256 + (unsigned char)bytes[(size_t)i];
+  header_end += 8;
+  const size_t digits = bytes.find(R"("checksum":")") + 12;
+  int refused = 0, tried = 0;
+  for (size_t i = 0; i < header_end; i += 7) {
+    if (i >= digits && i < digits + 16) continue;
+    std::string b = bytes;
+    b[i] ^= 0x01;
+    write_file_atomic(d.file("bit.ckpt"), b, "test");
+    ++tried;
+    try {
+      load_checkpoint(d.file("bit.ckpt"));
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  CHECK(refused == tried);
+  // An edited checksum no longer matches the rest.
+  std::string b = bytes;
+  b[digits] = b[digits] == '0' ? '1' : '0';
+  write_file_atomic(d.file("sum.ckpt"), b, "test");
+  REQUIRE_THROWS_WITH(load_checkpoint(d.file("sum.ckpt")), Contains("checksum mismatch"));
+}
+
+TEST_CASE("checkpoint: a format-1 file loads with its metadata marked unverified", "[train_io]") {
+  TmpDir d;
+  // A format-1 file as the previous version wrote it: the checksum over tensor names, dtypes,
+  // shapes and data (FNV-1a 64), computed here independently.
+  NamedTensors all = {{"model.w", Tensor::full({2}, 0.5)}};
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&h](const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
+  };
+  add("model.w", 8), add("float32", 8);
+  int64_t dim = 2;
+  add(&dim, 8);
+  add(all[0].second.raw_data(), 8);
+  save_safetensors(d.file("v1.ckpt"), all,
+                   {{"format", "megagrad-checkpoint-1"}, {"checksum", fmt::format("{:016x}", h)}, {"step", "3"}});
+  Checkpoint c = load_checkpoint(d.file("v1.ckpt"));
+  CHECK(c.meta.at("step") == "3");
+  CHECK_THAT(c.unverified, Contains("format-1") && Contains("metadata"));
+  // Its tensors are still verified.
+  all[0].second = Tensor::full({2}, 0.25);
+  save_safetensors(d.file("v1bad.ckpt"), all,
+                   {{"format", "megagrad-checkpoint-1"}, {"checksum", fmt::format("{:016x}", h)}, {"step", "3"}});
+  REQUIRE_THROWS_WITH(load_checkpoint(d.file("v1bad.ckpt")), Contains("checksum mismatch"));
+  // A format-2 file is fully verified.
+  save_checkpoint(d.file("v2.ckpt"), sample_checkpoint(1.0));
+  CHECK(load_checkpoint(d.file("v2.ckpt")).unverified.empty());
+}
+
+TEST_CASE("checkpoint: first_non_finite names the tensor and the index", "[train_io]") {
+  NamedTensors t = {{"a", Tensor::full({2, 3}, 1.0)}, {"b", Tensor::full({2, 2}, 1.0)}};
+  CHECK_FALSE(first_non_finite(t).has_value());
+  t[1].second = Tensor::from_vector(std::vector<double>{1.0, 2.0, INFINITY, NAN}, {2, 2});
+  auto bad = first_non_finite(t);
+  REQUIRE(bad.has_value());
+  CHECK_THAT(*bad, Contains("b: Inf at [1, 0]") && Contains("2 of 4"));
+}
+
+namespace {
+int g_pipe_write = -1;
+// In the writer child: on the first half written, tell the parent and wait to be killed.
+void pause_mid_write(size_t written, size_t total) {
+  if (written >= total) return;
+  char c = 'w';
+  if (::write(g_pipe_write, &c, 1) != 1) _exit(3);
+  for (;;) pause();
+}
+}  // namespace
+
 TEST_CASE("checkpoint: a process killed while writing leaves the previous checkpoint intact", "[train_io]") {
   TmpDir d;
   std::string path = d.file("run.ckpt");
   save_checkpoint(path, sample_checkpoint(1.0));
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
   pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    // Writes large checkpoints in a loop until killed.
+    ::close(fds[0]);
+    g_pipe_write = fds[1];
+    set_atomic_write_hook_for_tests(pause_mid_write);
     Checkpoint big;
-    big.model.emplace_back("w", Tensor::full({4'000'000}, 7.0));
-    for (;;) save_checkpoint(path, big);
+    big.model.emplace_back("w", Tensor::full({1'000'000}, 7.0));
+    save_checkpoint(path, big);
+    _exit(4);  // not reached: the hook waits to be killed
   }
-  usleep(150 * 1000);  // let it get into the middle of a write
+  ::close(fds[1]);
+  char c = 0;
+  const ssize_t got = ::read(fds[0], &c, 1);  // blocks until the child is half-way through the write
+  ::close(fds[0]);
   kill(child, SIGKILL);
   int status = 0;
   waitpid(child, &status, 0);
+  REQUIRE(got == 1);
   REQUIRE(WIFSIGNALED(status));
-  // Either the old checkpoint or a complete new one: never a torn file.
-  Checkpoint c = load_checkpoint(path);
-  bool old_one = c.model.size() == 2 && c.model[0].second.at({0, 0}) == 1.0;
-  bool new_one = c.model.size() == 1 && c.model[0].second.numel() == 4'000'000;
-  CHECK((old_one || new_one));
-  // The killed writer may leave its temporary file; it is never mistaken for the checkpoint.
-  for (auto& e : fs::directory_iterator(d.path)) INFO(e.path().string());
+  // The old checkpoint, untouched.
+  Checkpoint k = load_checkpoint(path);
+  REQUIRE(k.model.size() == 2);
+  CHECK(k.model[0].second.at({0, 0}) == 1.0);
+  // The killed writer left its half-written temp file beside it: proof that the kill landed
+  // mid-write. It is never mistaken for the checkpoint, and it is refused if given by hand.
+  std::vector<std::string> temps;
+  for (auto& e : fs::directory_iterator(d.path))
+    if (e.path().filename().string().rfind("run.ckpt.tmp.", 0) == 0) temps.push_back(e.path().string());
+  REQUIRE(temps.size() == 1);
+  CHECK(fs::file_size(temps[0]) < 4'000'000);
+  REQUIRE_THROWS_WITH(load_checkpoint(temps[0]), Contains("[load_checkpoint]"));
 }
 
 TEST_CASE("metrics log: a resumed run drops the records after the checkpoint", "[train_io]") {
@@ -133,4 +255,18 @@ TEST_CASE("progress: plain log lines when the output is not a terminal", "[train
   CHECK(out.find("step 3/10") == std::string::npos);
   CHECK(out.find("\r") == std::string::npos);
   CHECK(out.find("done\n") != std::string::npos);
+}
+
+TEST_CASE("checkpoint: eval and generate refuse weights that are not finite", "[train_io]") {
+  TmpDir d;
+  Checkpoint c = sample_checkpoint(1.0);
+  c.model[1].second = Tensor::from_vector(std::vector<double>{0.0, 1.0, NAN, 3.0, 4.0}, {5}, DType::Float64);
+  save_checkpoint(d.file("nan.ckpt"), c);
+  // Before: eval loaded it and printed "loss nan" with exit 0.
+  REQUIRE_NOTHROW(load_checkpoint(d.file("nan.ckpt")));
+  REQUIRE_THROWS_WITH(load_checkpoint_with_finite_weights(d.file("nan.ckpt"), "eval"),
+                      Contains("[eval]") && Contains("nan.ckpt: the weights are not finite") &&
+                          Contains("encoder.b: NaN at [2]"));
+  save_checkpoint(d.file("ok.ckpt"), sample_checkpoint(1.0));
+  REQUIRE_NOTHROW(load_checkpoint_with_finite_weights(d.file("ok.ckpt"), "eval"));
 }

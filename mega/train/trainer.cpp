@@ -1,10 +1,13 @@
 #include "mega/train/trainer.h"
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <cmath>
 #include <filesystem>
 #include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/atomic_file.h"
 #include "core/rng.h"
 #include "mega/optim.h"
 #include "mega/train/checkpoint.h"
@@ -13,10 +16,13 @@
 namespace megagrad {
 
 namespace {
+// The files a run writes into its folder; any of them marks the folder as holding a run.
+constexpr const char* kRunFiles[] = {"checkpoint.safetensors", "metrics.jsonl", "curves.svg"};
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-void save(const std::string& path, TrainTask& task, const Optimizer& opt, const TrainOptions& o, int64_t step) {
+// The checkpoint of the state after `step` (weights, optimizer, data position, RNG).
+Checkpoint snapshot(TrainTask& task, const Optimizer& opt, const TrainOptions& o, int64_t step) {
   Checkpoint ck;
   ck.model = task.model().state_dict();
   ck.optimizer = opt.state_dict();
@@ -25,17 +31,61 @@ void save(const std::string& path, TrainTask& task, const Optimizer& opt, const 
   Generator& g = default_generator();
   ck.meta["rng"] = fmt::format("{} {}", g.seed(), g.offset());
   ck.meta["config"] = o.config.dump();
-  save_checkpoint(path, ck);
+  return ck;
+}
+
+// The first file of a run in `dir`, or "" when it holds none.
+std::string run_file_in(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (const char* f : kRunFiles)
+    if (std::filesystem::exists(dir / f, ec)) return (dir / f).string();
+  return "";
 }
 }  // namespace
+
+std::string prepare_run_dir(const TrainOptions& o) {
+  namespace fs = std::filesystem;
+  MG_CHECK(!o.out_dir.empty(), "train", "the output folder is empty");
+  const fs::path dir(o.out_dir);
+  std::error_code ec;
+  std::string moved;
+  if (const std::string found = run_file_in(dir); !found.empty()) {
+    const fs::path ckpt = dir / "checkpoint.safetensors";
+    const bool continues = !o.resume.empty() && !o.force && fs::equivalent(o.resume, ckpt, ec);
+    if (o.force) {
+      MG_CHECK(o.resume.empty(), "train", "--force starts {} over and --resume continues a run: give one of them",
+               o.out_dir);
+      // Never delete a run: move it aside to "<dir>.old-<local time>[-k]".
+      const std::time_t now = std::time(nullptr);
+      std::tm tm{};
+      localtime_r(&now, &tm);
+      const std::string base = fmt::format("{}.old-{:04}{:02}{:02}-{:02}{:02}{:02}", (dir.has_filename() ? dir : dir.parent_path()).string(),
+                                           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+      moved = base;
+      for (int k = 1; fs::exists(moved, ec); ++k) moved = fmt::format("{}-{}", base, k);
+      fs::rename(dir, moved, ec);
+      MG_CHECK(!ec, "train", "cannot move the old run {} aside to {}: {}", o.out_dir, moved, ec.message());
+    } else if (!continues) {
+      throw RunExistsError(fmt::format(
+          "[train] {} already holds a run ({} is there). Continue it with --resume {}, or start over with "
+          "--force (the old run is moved to {}.old-<time>/, not deleted), or choose another --out",
+          o.out_dir, found, ckpt.string(), o.out_dir));
+    }
+  }
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir, ec))
+    fail("train", "cannot create the output folder {}: {}", o.out_dir,
+         ec ? ec.message() : "a file of that name is in the way");
+  return moved;
+}
 
 TrainSummary train(TrainTask& task, const TrainOptions& o) {
   MG_CHECK(o.steps >= 1 && o.accum >= 1 && o.log_every >= 1 && o.eval_every >= 1 && o.checkpoint_every >= 1,
            "train", "steps, accum, log_every, eval_every and checkpoint_every must be >= 1");
   namespace fs = std::filesystem;
-  fs::create_directories(o.out_dir);
   TrainSummary sum;
-  sum.checkpoint = (fs::path(o.out_dir) / "checkpoint.safetensors").string();
+  sum.moved_aside = prepare_run_dir(o);
+  const std::string checkpoint_path = (fs::path(o.out_dir) / "checkpoint.safetensors").string();
   sum.metrics = (fs::path(o.out_dir) / "metrics.jsonl").string();
   sum.plot = (fs::path(o.out_dir) / "curves.svg").string();
 
@@ -69,6 +119,10 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     const uint64_t seed = parse_uint64(rng.substr(0, space), "rng seed", o.resume);
     const uint64_t offset = parse_uint64(rng.substr(space + 1), "rng offset", o.resume);
     Json data_state = Json::parse(ck.meta.at("data"), o.resume);
+    if (auto bad = first_non_finite(ck.model)) fail("train", "{}: the weights are not finite ({})", o.resume, *bad);
+    if (auto bad = first_non_finite(ck.optimizer))
+      fail("train", "{}: the optimizer state is not finite ({})", o.resume, *bad);
+    if (!ck.unverified.empty()) std::fprintf(stderr, "megagrad: warning: %s\n", ck.unverified.c_str());
     model.load_state_dict(ck.model);
     opt.load_state_dict(ck.optimizer);
     step = (int64_t)ck_step;
@@ -87,8 +141,40 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   int64_t tokens_total = 0;
   model.train();
 
+  // A checkpoint is committed (written over checkpoint.safetensors) only once a forward pass with
+  // exactly its weights has given a finite loss, and every weight and optimizer moment in it is
+  // finite: weights of 1e30 are finite in float32, but the next forward pass is not. Until then
+  // it waits in memory, serialised. `last_good` is the newest checkpoint that passed: this run's,
+  // or the one it resumed from.
+  std::string last_good = o.resume, pending;
+  int64_t pending_step = 0, val_step = -1;  // val_step: the step of the last evaluation
+  auto commit = [&] {
+    if (pending.empty()) return;
+    write_file_atomic(checkpoint_path, pending, "train");
+    last_good = checkpoint_path;
+    pending.clear();
+  };
+  auto take_checkpoint = [&](int64_t at) {
+    Checkpoint ck = snapshot(task, opt, o, at);
+    auto bad = first_non_finite(ck.model);
+    if (!bad) bad = first_non_finite(ck.optimizer);
+    if (bad) {
+      pending.clear();
+      progress.message(fmt::format("train: not saving step {}: {}", at, *bad));
+      return;
+    }
+    pending = serialize_checkpoint(ck), pending_step = at;
+    // An evaluation at this step was a forward pass with exactly these weights.
+    if (val_step == at && std::isfinite(sum.val.loss)) commit();
+  };
+  auto last_good_text = [&] {
+    return last_good.empty() ? std::string("No checkpoint passed the checks, so none was written")
+                             : "The last good checkpoint is " + last_good;
+  };
+
   auto evaluate = [&](int64_t at) {
     sum.val = task.evaluate("val", o.eval_batches);
+    val_step = at;
     Json j = Json::object();
     j.set("step", at), j.set("split", "val"), j.set("loss", sum.val.loss), j.set(task.metric_name(), sum.val.metric);
     log.write(j);
@@ -114,16 +200,18 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     }
     if (!std::isfinite(loss_value)) {
       sum.stopped_on_nan = true;
-      progress.message(fmt::format("train: the loss is {} at step {}: stopping. The last good checkpoint is {}", loss_value,
-                                   s, std::filesystem::exists(sum.checkpoint) ? sum.checkpoint : "(none yet)"));
+      progress.message(fmt::format("train: the loss is {} at step {}: stopping{}. {}.", loss_value, s,
+                                   pending.empty() ? "" : fmt::format(" without saving step {}", pending_step),
+                                   last_good_text()));
       break;
     }
+    commit();  // the forward pass with the pending checkpoint's weights was finite
     auto t2 = Clock::now();
     double norm = o.clip > 0 ? clip_grad_norm(opt.params(), o.clip) : global_grad_norm(opt.params());
     if (!std::isfinite(norm)) {
       sum.stopped_on_nan = true;
-      progress.message(fmt::format("train: the gradient norm is {} at step {}: stopping. The last good checkpoint is {}",
-                                   norm, s, std::filesystem::exists(sum.checkpoint) ? sum.checkpoint : "(none yet)"));
+      progress.message(fmt::format("train: the gradient norm is {} at step {}: stopping. {}.", norm, s,
+                                   last_good_text()));
       break;
     }
     opt.set_lr(schedule.lr(opt.num_steps()));
@@ -153,9 +241,19 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
                     (double)tokens_total / std::max(elapsed, 1e-9));
     if (step % o.eval_every == 0 || step == o.steps) evaluate(step);
     const bool stop = o.stop_after > 0 && step == o.stop_after;
-    if (step % o.checkpoint_every == 0 || step == o.steps || stop) save(sum.checkpoint, task, opt, o, step);
+    if (step % o.checkpoint_every == 0 || step == o.steps || stop) take_checkpoint(step);
     if (stop) break;
   }
+  if (!pending.empty() && !sum.stopped_on_nan) {
+    // The run ended (or stopped) without a forward pass on these weights: one validation batch
+    // is that pass. It is not logged, so an interrupted run's log still equals an uninterrupted one's.
+    const EvalResult check = task.evaluate("val", 1);
+    model.train();
+    if (std::isfinite(check.loss)) commit();
+    else progress.message(fmt::format("train: not saving step {}: the validation loss with its weights is {}. {}.",
+                                      pending_step, check.loss, last_good_text()));
+  }
+  sum.checkpoint = last_good;
   progress.finish();
   sum.seconds = since(t_run);
   sum.tokens_per_s = (double)tokens_total / std::max(sum.seconds, 1e-9);

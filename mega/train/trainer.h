@@ -63,6 +63,7 @@ struct TrainOptions {
   int64_t checkpoint_every = 500;
   std::string out_dir = "runs/run";  // checkpoint.safetensors, metrics.jsonl, curves.svg
   std::string resume;            // a checkpoint to continue from ("" : start fresh)
+  bool force = false;            // out_dir holds another run: move it aside to "<out_dir>.old-<time>" first
   uint64_t seed = 1;             // seeds the dropout masks (the default generator) of a fresh run
   Device device = Device::cpu();  // where the model, the batches and the optimizer live
   bool detect_anomaly = false;    // check every op's output and gradient for NaN/Inf (autograd/anomaly.h); slow
@@ -78,9 +79,25 @@ struct TrainSummary {
   EvalResult val;                   // the last evaluation
   double seconds = 0, tokens_per_s = 0;
   double forward_s = 0, backward_s = 0, optimizer_s = 0;  // summed over the run
-  std::string checkpoint, metrics, plot;
+  std::string checkpoint;            // the last good checkpoint (this run's or the resumed one), "" if none
+  std::string metrics, plot;
+  std::string moved_aside;           // where --force moved an old run, "" if nowhere
 };
 
+// out_dir already holds a run (a checkpoint, metrics log or plot) and the options neither
+// continue it (resume from its checkpoint) nor force a new start. The CLI turns it into exit 2.
+struct RunExistsError : Error {
+  using Error::Error;
+};
+
+// Makes out_dir ready for a run: refuses one that holds another run (RunExistsError), unless the
+// run resumes from that folder's checkpoint, or `force` moves the old run aside (never deleted);
+// then creates the folder. Returns where the old run went ("" if nowhere). train() calls it; a
+// caller may call it earlier, e.g. before loading data.
+std::string prepare_run_dir(const TrainOptions& options);
+
+// Trains; the checkpoint in out_dir is only ever replaced by one whose weights gave a finite
+// loss in a forward pass (see TrainSummary::checkpoint).
 TrainSummary train(TrainTask& task, const TrainOptions& options);
 
 }  // namespace megagrad
