@@ -32,5 +32,12 @@ std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& pr
                                      double temperature, int64_t top_k, uint64_t seed);
 // TrainOptions from the "train" section (steps, lr, ...); out_dir and resume come from the caller.
 TrainOptions train_options(const Json& run_config);
+// Checks a whole run configuration without loading any data or building the model: the keys and
+// their types (those of the task's defaults), the values train() and its optimizer and schedule
+// accept, the model section (the layer configuration, the model-level keys) and the data section
+// (e.g. ListOps' preset and lengths). Throws "[config] <path>: ..." naming the key, e.g.
+// "[config] run config: train.steps: expected an integer, got string "5"" or
+// "[config] train.steps must be >= 1, got 0". make_task calls it first.
+void validate_run_config(const Json& run_config);
 
 }  // namespace megagrad
