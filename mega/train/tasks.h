@@ -21,7 +21,10 @@ namespace megagrad {
 // The defaults of a task ("listops", "fmnist", "charlm"); unknown task -> error.
 Json default_run_config(const std::string& task);
 // `base` with every key of `overrides` replaced, recursively for objects; unknown keys are errors
-// (a misspelt option must not be silently ignored).
+// (a misspelt option must not be silently ignored), and so is a value whose type is not its
+// default's ("[config] x.json: train.steps: expected an integer, got string "5""; the keys whose
+// default is null take null or an integer, or null or a string), and a "task" other than base's
+// (a configuration written for another task).
 Json merge_run_config(const Json& base, const Json& overrides, const std::string& what);
 
 // Builds the task's model and data. out_dir is where the data may be cached.
