@@ -39,15 +39,19 @@ int cmd_ref_check(const std::vector<std::string>& args) {
     std::printf("%-44s", results[0].rows[i].name.c_str());
     for (auto& r : results) {
       const RefCheckRow& row = r.rows[i];
-      std::printf(" %10.2e%s", row.error, row.error <= r.tolerance ? "  " : " !");
+      std::printf(" %10.2e%s", row.error, row.error <= r.tolerance && row.problem.empty() ? "  " : " !");
     }
     std::printf("\n");
   }
   bool ok = true;
   std::printf("\n");
+  for (auto& r : results)
+    for (auto& row : r.rows)
+      if (!row.problem.empty()) std::printf("%s: %s\n", dtype_name(r.dtype).data(), row.problem.c_str());
   for (auto& r : results) {
     double worst = 0;
-    for (auto& row : r.rows) worst = std::max(worst, row.error);
+    for (auto& row : r.rows)
+      if (!(row.error <= worst)) worst = row.error;  // a NaN is the worst, not skipped
     std::printf("%s: worst %.2e, tolerance %.0e: %s\n", dtype_name(r.dtype).data(), worst, r.tolerance,
                 r.passed() ? "PASS" : "FAIL");
     ok = ok && r.passed();

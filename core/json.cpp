@@ -349,6 +349,45 @@ const Json& Json::at(size_t index) const {
   return a[index];
 }
 
+// ---- access by path ----
+
+std::string json_path(std::string_view path, std::string_view key) {
+  return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
+}
+
+const Json& json_member(const Json& obj, std::string_view path, std::string_view key) {
+  if (!obj.is_object())
+    fail("json", "{}: expected an object (looking up key \"{}\"), got {}", path.empty() ? "the root" : path, key,
+         obj.describe());
+  if (const Json* v = obj.find(key)) return *v;
+  std::string keys;
+  const Json::Object& items = obj.items();
+  for (size_t i = 0; i < items.size() && i < 10; ++i) keys += fmt::format("{}\"{}\"", i ? ", " : "", items[i].first);
+  if (items.size() > 10) keys += ", ...";
+  fail("json", "{}key \"{}\" not found (keys: {})", path.empty() ? "" : fmt::format("{}: ", path), key,
+       items.empty() ? "none" : keys);
+}
+int64_t json_int(const Json& obj, std::string_view path, std::string_view key) {
+  const Json& v = json_member(obj, path, key);
+  if (!v.is_integer()) fail("json", "{}: expected an integer, got {}", json_path(path, key), v.describe());
+  return v.get_int();
+}
+double json_double(const Json& obj, std::string_view path, std::string_view key) {
+  const Json& v = json_member(obj, path, key);
+  if (!v.is_number()) fail("json", "{}: expected a number, got {}", json_path(path, key), v.describe());
+  return v.get_double();
+}
+bool json_bool(const Json& obj, std::string_view path, std::string_view key) {
+  const Json& v = json_member(obj, path, key);
+  if (!v.is_bool()) fail("json", "{}: expected true or false, got {}", json_path(path, key), v.describe());
+  return v.get_bool();
+}
+const std::string& json_string(const Json& obj, std::string_view path, std::string_view key) {
+  const Json& v = json_member(obj, path, key);
+  if (!v.is_string()) fail("json", "{}: expected a string, got {}", json_path(path, key), v.describe());
+  return v.get_string();
+}
+
 Json& Json::push_back(Json v) {
   if (!is_array()) fail("json", "push_back on {}: expected an array", describe());
   arr_.push_back(std::move(v));

@@ -87,6 +87,18 @@ class Json {
   Object obj_;
 };
 
+// Typed access to a member of an object, for readers of nested configurations: every error names
+// the member's path, e.g. "[json] train.steps: expected an integer, got string "5"" or
+// "[json] train: key "steps" not found (keys: ...)". `path` is the object's own path ("" for the
+// root; then the member's path is its key).
+const Json& json_member(const Json& obj, std::string_view path, std::string_view key);
+int64_t json_int(const Json& obj, std::string_view path, std::string_view key);
+double json_double(const Json& obj, std::string_view path, std::string_view key);
+bool json_bool(const Json& obj, std::string_view path, std::string_view key);
+const std::string& json_string(const Json& obj, std::string_view path, std::string_view key);
+// "train.steps" from ("train", "steps"); "steps" from ("", "steps").
+std::string json_path(std::string_view path, std::string_view key);
+
 // Appends s as a quoted, escaped JSON string.
 void json_escape_to(std::string& out, std::string_view s);
 

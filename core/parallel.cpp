@@ -3,10 +3,13 @@
 #include <sched.h>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 #include "backends/cpu/blas.h"
@@ -17,15 +20,6 @@ namespace {
 
 thread_local bool t_in_pool = false;
 
-int default_threads() {
-  if (const char* e = std::getenv("MEGAGRAD_NUM_THREADS")) {
-    int n = std::atoi(e);
-    if (n >= 1) return n;
-  }
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
 
 // A fixed set of workers; job k of a parallel_for runs on worker k-1, job 0 on the caller.
 class Pool {
@@ -124,20 +118,38 @@ class Pool {
 };
 
 std::mutex g_pool_mu;
+// Sized by its users (set_num_threads, parallel_for) to the thread count in force.
 Pool& pool() {
-  static Pool p(default_threads());
+  static Pool p(1);
   return p;
 }
 std::atomic<int> g_threads{0};  // read by every parallel_for, from any thread
 
 }  // namespace
 
+int parse_num_threads(const std::string& text, std::string_view what) {
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || std::isspace((unsigned char)text[0]) || *end != '\0' || errno == ERANGE || v < 1 ||
+      v > kMaxThreads)
+    fail("threads", "{} expects an integer in [1, {}], got '{}'", what, kMaxThreads, text);
+  return (int)v;
+}
+
+int default_num_threads() {
+  if (const char* e = std::getenv("MEGAGRAD_NUM_THREADS")) return parse_num_threads(e, "MEGAGRAD_NUM_THREADS");
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 int get_num_threads() {
   static std::once_flag once;
   std::call_once(once, [] {
     std::lock_guard g(g_pool_mu);
     if (g_threads.load() == 0) {
-      g_threads = default_threads();
+      g_threads = default_num_threads();
       blas_set_num_threads(g_threads);
     }
   });
@@ -145,7 +157,7 @@ int get_num_threads() {
 }
 
 void set_num_threads(int n) {
-  MG_CHECK(n >= 1, "set_num_threads", "thread count must be >= 1, got {}", n);
+  MG_CHECK(n >= 1 && n <= kMaxThreads, "set_num_threads", "thread count must be in [1, {}], got {}", kMaxThreads, n);
   get_num_threads();  // the default is settled first, so it cannot overwrite n later
   std::lock_guard g(g_pool_mu);
   g_threads = n;

@@ -8,13 +8,25 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <string_view>
 
 namespace megagrad {
 
 // Threads used by parallel_for and by OpenBLAS. Default: MEGAGRAD_NUM_THREADS, else the number
-// of cores this process may run on.
+// of cores this process may run on. An invalid MEGAGRAD_NUM_THREADS (not an integer in
+// [1, kMaxThreads], as --threads) is an error: "[threads] MEGAGRAD_NUM_THREADS expects an integer
+// in [1, 4096], got 'zz'", thrown by the first get_num_threads() (and so by set_num_threads and
+// the first parallel op) until the variable is fixed.
 int get_num_threads();
 void set_num_threads(int n);
+
+inline constexpr int kMaxThreads = 4096;
+// The default thread count: MEGAGRAD_NUM_THREADS checked now (see above), else the cores.
+int default_num_threads();
+// `text` as a thread count in [1, kMaxThreads]; else "[threads] <what> expects an integer in
+// [1, 4096], got '<text>'".
+int parse_num_threads(const std::string& text, std::string_view what);
 
 // Runs f(begin, end) over [0, n) split into at most get_num_threads() contiguous pieces of at
 // least `grain` elements each. Runs inline when n < 2 * grain or when already inside the pool.

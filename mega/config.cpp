@@ -6,19 +6,29 @@ namespace megagrad {
 
 namespace {
 template <typename T>
-T pick(std::string_view what, std::string_view key, const std::string& value,
-       std::initializer_list<std::pair<const char*, T>> choices) {
+T pick(const std::string& name, const std::string& value, std::initializer_list<std::pair<const char*, T>> choices) {
   std::string names;
-  for (auto& [name, v] : choices) {
-    if (value == name) return v;
-    names += names.empty() ? name : std::string(", ") + name;
+  for (auto& [choice, v] : choices) {
+    if (value == choice) return v;
+    names += names.empty() ? choice : std::string(", ") + choice;
   }
-  fail("config", "{}: {} must be one of {}, got \"{}\"", what, key, names, value);
+  fail("config", "{}: must be one of {}, got \"{}\"", name, names, value);
 }
 }  // namespace
 
-LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) {
-  MG_CHECK(j.is_object(), "config", "{}: expected a JSON object", what);
+LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) { return parse_layer_config(j, what, ""); }
+
+LayerCaseConfig parse_layer_config(const Json& j, std::string_view what, std::string_view path) {
+  // "<what>: <path>" (either part may be empty): the prefix of every message.
+  const std::string where = what.empty() ? std::string(path.empty() ? "layer config" : path)
+                            : path.empty() ? std::string(what)
+                                           : fmt::format("{}: {}", what, path);
+  // The name of a key in messages: "<what>: <key>" or "<what>: <path>.<key>" or "<path>.<key>".
+  auto name_of = [&](const std::string& key) {
+    std::string p = json_path(path, key);
+    return what.empty() ? p : fmt::format("{}: {}", what, p);
+  };
+  MG_CHECK(j.is_object(), "config", "{}: expected a JSON object, got {}", where, j.describe());
   LayerCaseConfig c;
   MegaLayerConfig& L = c.layer;
   std::set<std::string> seen;
@@ -27,20 +37,21 @@ LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) {
     const std::string& key = item.first;
     const Json& v = item.second;
     if (!key.empty() && key[0] == '_') continue;  // provenance
+    const std::string name = name_of(key);
     auto integer = [&] {
-      MG_CHECK(v.is_integer(), "config", "{}: {} must be an integer, got {}", what, key, v.dump());
+      MG_CHECK(v.is_integer(), "config", "{}: expected an integer, got {}", name, v.describe());
       return v.get_int();
     };
     auto boolean = [&] {
-      MG_CHECK(v.is_bool(), "config", "{}: {} must be true or false, got {}", what, key, v.dump());
+      MG_CHECK(v.is_bool(), "config", "{}: expected true or false, got {}", name, v.describe());
       return v.get_bool();
     };
     auto number = [&] {
-      MG_CHECK(v.is_number(), "config", "{}: {} must be a number, got {}", what, key, v.dump());
+      MG_CHECK(v.is_number(), "config", "{}: expected a number, got {}", name, v.describe());
       return v.get_double();
     };
     auto string = [&]() -> std::string {
-      MG_CHECK(v.is_string(), "config", "{}: {} must be a string, got {}", what, key, v.dump());
+      MG_CHECK(v.is_string(), "config", "{}: expected a string, got {}", name, v.describe());
       return v.get_string();
     };
     if (key == "embed_dim") L.embed_dim = integer();
@@ -51,15 +62,15 @@ LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) {
     else if (key == "chunk_size") L.chunk_size = integer();
     else if (key == "truncation") L.truncation = v.is_null() ? std::nullopt : std::optional<int64_t>(integer());
     else if (key == "rel_pos_bias")
-      L.rel_pos_bias = pick(what, key, string(), {std::pair{"simple", RelPosBias::Kind::Simple},
+      L.rel_pos_bias = pick(name, string(), {std::pair{"simple", RelPosBias::Kind::Simple},
                                                   std::pair{"rotary", RelPosBias::Kind::Rotary}});
     else if (key == "max_positions") L.max_positions = integer();
     else if (key == "attention_activation")
-      L.attention_activation = pick(what, key, string(), {std::pair{"softmax", AttentionActivation::Softmax},
+      L.attention_activation = pick(name, string(), {std::pair{"softmax", AttentionActivation::Softmax},
                                                           std::pair{"laplace", AttentionActivation::Laplace},
                                                           std::pair{"relu2", AttentionActivation::Relu2}});
     else if (key == "norm_type")
-      L.norm_type = pick(what, key, string(), {std::pair{"layernorm", NormType::LayerNorm},
+      L.norm_type = pick(name, string(), {std::pair{"layernorm", NormType::LayerNorm},
                                                std::pair{"scalenorm", NormType::ScaleNorm},
                                                std::pair{"rmsnorm", NormType::RMSNorm},
                                                std::pair{"batchnorm", NormType::BatchNorm}});
@@ -70,30 +81,31 @@ LayerCaseConfig parse_layer_config(const Json& j, std::string_view what) {
     else if (key == "dropout") L.dropout = number();
     else if (key == "attention_dropout") L.attention_dropout = number();
     else if (key == "hidden_dropout") L.hidden_dropout = number();
-    else if (key == "activation") pick(what, key, string(), {std::pair{"silu", 0}});
+    else if (key == "activation") pick(name, string(), {std::pair{"silu", 0}});
     else if (key == "seq_len") c.seq_len = integer();
     else if (key == "batch") c.batch = integer();
     else if (key == "with_padding") c.with_padding = boolean();
     else if (key == "pad_lengths") {
       if (!v.is_null()) {
-        MG_CHECK(v.is_array(), "config", "{}: pad_lengths must be null or an array, got {}", what, v.dump());
+        MG_CHECK(v.is_array(), "config", "{}: expected null or an array, got {}", name, v.describe());
         for (const Json& e : v.elements()) {
-          MG_CHECK(e.is_integer() && e.get_int() >= 0, "config", "{}: pad_lengths holds {}", what, e.dump());
+          MG_CHECK(e.is_integer() && e.get_int() >= 0, "config", "{}: expected integers >= 0, holds {}", name,
+                   e.describe());
           c.pad_lengths.push_back(e.get_int());
         }
       }
     } else if (key == "param_noise") c.param_noise = number();
-    else fail("config", "{}: unknown key \"{}\"", what, key);
+    else fail("config", "{}: unknown key \"{}\"", where, key);
     seen.insert(key);
   }
   for (const char* required : {"embed_dim", "hidden_dim", "z_dim", "n_dim"})
-    MG_CHECK(seen.count(required), "config", "{}: missing key \"{}\"", what, required);
+    MG_CHECK(seen.count(required), "config", "{}: missing key \"{}\"", where, required);
   try {
     L.validate();
   } catch (const Error& e) {
-    fail("config", "{}: {}", what, e.what());
+    fail("config", "{}: {}", where, e.what());
   }
-  MG_CHECK(c.seq_len >= 0 && c.batch >= 0, "config", "{}: seq_len and batch must be >= 0", what);
+  MG_CHECK(c.seq_len >= 0 && c.batch >= 0, "config", "{}: seq_len and batch must be >= 0", where);
   return c;
 }
 

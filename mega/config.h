@@ -18,7 +18,11 @@ struct LayerCaseConfig {
 };
 
 // Keys starting with '_' are provenance and are skipped. `what` names the source in errors.
+// Errors name the key: "[config] <what>: <key>: expected an integer, got string "5"". With a
+// `path` (the object's place in a larger configuration, e.g. "model"), keys are named by their
+// path, "model.embed_dim", and `what` may be "" (no source to name).
 LayerCaseConfig parse_layer_config(const Json& json, std::string_view what);
+LayerCaseConfig parse_layer_config(const Json& json, std::string_view what, std::string_view path);
 LayerCaseConfig load_layer_config(const std::string& path);
 
 }  // namespace megagrad

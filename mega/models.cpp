@@ -181,31 +181,53 @@ Tensor MegaLM::forward_incremental(const Tensor& tokens, State& state) {
 std::vector<int64_t> MegaLM::generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
                                       int64_t top_k, uint64_t seed) {
   MG_CHECK(!prompt.empty(), "generate", "the prompt must hold at least one token");
-  MG_CHECK(temperature > 0, "generate", "temperature must be positive, got {}", temperature);
+  MG_CHECK(count >= 0, "generate", "count must be >= 0, got {}", count);
+  MG_CHECK(temperature > 0 && std::isfinite(temperature), "generate", "temperature must be positive and finite, got {}",
+           temperature);
   MG_CHECK(top_k >= 0, "generate", "top_k must be >= 0, got {}", top_k);
+  const int64_t V = cfg.vocab_size;
   State st;
   Tensor logits = forward_incremental(Tensor::from_vector(prompt, {1, (int64_t)prompt.size()}), st);
+  MG_CHECK(logits.dim() == 3 && logits.size(2) == V, "generate", "logits are {}, expected (1, L, {})", logits.desc(), V);
   std::vector<int64_t> out;
   uint64_t counter = 0;
   for (int64_t i = 0; i < count; ++i) {
     std::vector<double> l = logits.select(1, logits.size(1) - 1).to_vector();  // (V)
-    // Top-k: keep the k largest logits; then softmax(l / temperature) and one uniform draw.
-    std::vector<double> sorted = l;
+    // Only real tokens may be drawn: the padding id's logit (and any id outside [0, V)) is -inf
+    // before top-k and the softmax, so that neither a large padding logit nor rounding can pick it.
+    std::vector<int64_t> allowed;
+    for (int64_t v = 0; v < V; ++v) {
+      MG_CHECK(!std::isnan(l[(size_t)v]), "generate", "the logit of id {} is NaN at step {}", v, i);
+      if (v == cfg.padding_idx) l[(size_t)v] = -INFINITY;
+      else allowed.push_back(v);
+    }
+    MG_CHECK(!allowed.empty(), "generate", "the vocabulary of {} ids holds only the padding id", V);
+    // Top-k among the allowed ids: keep the k largest logits (ties at the k-th are all kept).
     double cut = -INFINITY;
-    if (top_k > 0 && top_k < (int64_t)l.size()) {
+    if (top_k > 0 && top_k < (int64_t)allowed.size()) {
+      std::vector<double> sorted;
+      for (int64_t v : allowed) sorted.push_back(l[(size_t)v]);
       std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<double>());
       cut = sorted[(size_t)(top_k - 1)];
     }
     double mx = -INFINITY;
-    for (double v : l) mx = std::max(mx, v);
-    std::vector<double> p(l.size());
+    for (int64_t v : allowed) mx = std::max(mx, l[(size_t)v]);
+    MG_CHECK(mx > -INFINITY && mx < INFINITY, "generate", "the largest logit is {} at step {}", mx, i);
+    // softmax(l / temperature) over the kept ids, then one uniform draw.
+    std::vector<double> p((size_t)V, 0.0);
     double total = 0;
-    for (size_t v = 0; v < l.size(); ++v) total += p[v] = l[v] >= cut ? std::exp((l[v] - mx) / temperature) : 0.0;
+    int64_t last = -1;  // the last id with a positive probability: the draw's fallback for rounding
+    for (int64_t v : allowed)
+      if (l[(size_t)v] >= cut) {
+        total += p[(size_t)v] = std::exp((l[(size_t)v] - mx) / temperature);
+        if (p[(size_t)v] > 0) last = v;
+      }
+    MG_CHECK(last >= 0 && std::isfinite(total), "generate", "no id has a positive probability at step {}", i);
     double r = uniform_at(seed, counter++, 0.0, total), acc = 0;
-    int64_t next = (int64_t)l.size() - 1;
-    for (size_t v = 0; v < l.size(); ++v)
-      if ((acc += p[v]) > r && p[v] > 0) {
-        next = (int64_t)v;
+    int64_t next = last;
+    for (int64_t v : allowed)
+      if (p[(size_t)v] > 0 && (acc += p[(size_t)v]) > r) {
+        next = v;
         break;
       }
     out.push_back(next);

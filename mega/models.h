@@ -62,7 +62,9 @@ class MegaLM : public Module {
     std::vector<LayerState> layers;
   };
   Tensor forward_incremental(const Tensor& tokens, State& state);
-  // Samples `count` tokens after `prompt` (1-D int64) with temperature and top-k (0: all).
+  // Samples `count` tokens after `prompt` (1-D int64) with temperature and top-k (0: all). The
+  // padding id is never sampled (its logit is masked to -inf before top-k and the softmax): every
+  // id returned is in [1, vocab_size) when padding_idx is 0. A NaN logit is an error.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
                                 int64_t top_k, uint64_t seed);
   const LMConfig cfg;

@@ -9,7 +9,10 @@ namespace megagrad {
 
 struct RefCheckRow {
   std::string name;  // "out", "grad.x", "grad.mega_layer.move.alpha", ...
-  double error = 0;  // max |ours - ref| / max |ref|
+  double error = 0;  // max |ours - ref| / max |ref|; infinite when a value is not finite
+  // "" or the first non-finite value on either side, e.g. "the reference grad.x[3, 0, 1] is nan"
+  // (the index in the reference's layout): such a row fails, whatever the other values.
+  std::string problem;
 };
 
 struct RefCheckResult {
@@ -21,7 +24,9 @@ struct RefCheckResult {
 
 // Builds the layer from config.json, loads the weights and the input of ref_<dtype>.safetensors,
 // runs forward and backward of loss = sum(out * G), and measures every error. Throws
-// "[ref-check] ..." for a malformed case (unknown tensor, missing gradient, wrong shape).
+// "[ref-check] ..." for a malformed case (unknown tensor, missing gradient, a reference tensor
+// whose shape differs from ours: the message names the tensor and both shapes). A NaN or an
+// infinity on either side fails that row (RefCheckRow::problem names it): it is never skipped.
 RefCheckResult ref_check(const std::string& case_dir, DType dtype);
 
 }  // namespace megagrad

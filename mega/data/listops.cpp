@@ -186,7 +186,7 @@ struct Chunk {
 
 }  // namespace
 
-ListOpsData generate_listops(const ListOpsConfig& c) {
+void validate_listops_config(const ListOpsConfig& c) {
   MG_CHECK(c.min_len >= 1 && c.min_len <= c.max_len, kOp, "length range [{}, {}] is empty or invalid", c.min_len,
            c.max_len);
   MG_CHECK(c.max_depth >= 1, kOp, "max_depth must be at least 1, got {}", c.max_depth);
@@ -195,6 +195,10 @@ ListOpsData generate_listops(const ListOpsConfig& c) {
            c.op_probability);
   MG_CHECK(c.num_train >= 0 && c.num_val >= 0 && c.num_test >= 0, kOp, "negative split size ({}/{}/{})",
            c.num_train, c.num_val, c.num_test);
+}
+
+ListOpsData generate_listops(const ListOpsConfig& c) {
+  validate_listops_config(c);
   ListOpsData data;
   SequenceDataset* splits[3] = {&data.test, &data.val, &data.train};
   const int64_t want[3] = {c.num_test, c.num_val, c.num_train};

@@ -82,6 +82,8 @@ struct ListOpsData {
 // and when 1000 times the requested number of trees are drawn without collecting enough
 // distinct ones (a length range the generator can hardly reach).
 ListOpsData generate_listops(const ListOpsConfig& config);
+// The configuration checks of generate_listops alone (nothing is generated).
+void validate_listops_config(const ListOpsConfig& config);
 
 // LRA's TSV files: a header "Source<TAB>Target", then one row per example: the expression with
 // parentheses, e.g. "( ( ( [MAX 2 ) 9 ) ] )" (they are dropped), and the label 0-9. Lines may end

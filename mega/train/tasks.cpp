@@ -1,6 +1,7 @@
 // The three training tasks and the run configuration (defaults, merging, model construction).
 #include "mega/train/tasks.h"
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -12,6 +13,7 @@
 #include "mega/data/listops.h"
 #include "mega/data/text.h"
 #include "mega/models.h"
+#include "mega/optim.h"
 
 namespace megagrad {
 
@@ -59,16 +61,96 @@ Json train_defaults(const std::string& task) {
   return t;
 }
 
+// One section ("model", "data", "train") of a run configuration. Every error names the key's
+// path: "[json] train.steps: expected an integer, got string "5"".
+struct Section {
+  const Json& j;
+  std::string path;
+  Section(const Json& cfg, std::string_view key) : j(json_member(cfg, "", key)), path(key) {
+    MG_CHECK(j.is_object(), "json", "{}: expected an object, got {}", path, j.describe());
+  }
+  const Json& at(std::string_view k) const { return json_member(j, path, k); }
+  bool null(std::string_view k) const { return at(k).is_null(); }
+  int64_t i(std::string_view k) const { return json_int(j, path, k); }
+  double d(std::string_view k) const { return json_double(j, path, k); }
+  bool b(std::string_view k) const { return json_bool(j, path, k); }
+  const std::string& s(std::string_view k) const { return json_string(j, path, k); }
+  std::string name(std::string_view k) const { return json_path(path, k); }
+};
+
 // The model section as a layer config: the keys of mega/config.h minus the model-level ones.
-MegaLayerConfig layer_config(const Json& model, bool decoder) {
+MegaLayerConfig layer_config(const Section& model, bool decoder) {
   Json layer = Json::object();
-  for (const auto& [k, v] : model.items())
+  for (const auto& [k, v] : model.j.items())
     if (k != "type" && k != "layers" && k != "classifier_dim" && k != "heads") layer.set(k, v);
   layer.set("bidirectional", !decoder), layer.set("causal", decoder);
-  return parse_layer_config(layer, "model").layer;
+  return parse_layer_config(layer, "", model.path).layer;
 }
 
-int64_t get_int(const Json& j, const char* key) { return j.at(key).get_int(); }
+// What a key may hold when its default is null (any other key takes the type of its default).
+std::string_view nullable_kind(std::string_view key) {
+  if (key == "truncation" || key == "min_len" || key == "max_len" || key == "num_train") return "an integer";
+  if (key == "dir" || key == "eval_file" || key == "file") return "a string";
+  return "";
+}
+
+// The type check of merge_run_config: `v` must have the type of the default `base`.
+void check_type(const Json& base, const Json& v, const std::string& what, const std::string& path) {
+  std::string_view expected;
+  bool ok = true;
+  if (base.is_integer()) expected = "an integer", ok = v.is_integer();
+  else if (base.is_number()) expected = "a number", ok = v.is_number();
+  else if (base.is_string()) expected = "a string", ok = v.is_string();
+  else if (base.is_bool()) expected = "true or false", ok = v.is_bool();
+  else if (base.is_object()) expected = "an object", ok = v.is_object();
+  else if (base.is_null()) {
+    std::string_view kind = nullable_kind(path.substr(path.rfind('.') + 1));
+    if (kind == "an integer") expected = "null or an integer", ok = v.is_null() || v.is_integer();
+    if (kind == "a string") expected = "null or a string", ok = v.is_null() || v.is_string();
+  }
+  MG_CHECK(ok, "config", "{}: {}: expected {}, got {}", what, path, expected, v.describe());
+}
+
+Json merge_impl(const Json& base, const Json& over, const std::string& what, const std::string& path) {
+  MG_CHECK(over.is_object(), "config", "{}: {}expected an object, got {}", what,
+           path.empty() ? "" : path + ": ", over.describe());
+  Json out = base;
+  for (const auto& [k, v] : over.items()) {
+    if (!k.empty() && k[0] == '_') continue;  // comments
+    const Json* b = base.find(k);
+    MG_CHECK(b != nullptr, "config", "{}: unknown key \"{}\"", path.empty() ? what : what + "." + path, k);
+    const std::string key_path = json_path(path, k);
+    check_type(*b, v, what, key_path);
+    // A configuration written for another task has other data keys ("file" for charlm, "dir"
+    // for listops): name the conflict instead of failing later on a missing key.
+    if (path.empty() && k == "task" && b->is_string())
+      MG_CHECK(v.get_string() == b->get_string(), "config",
+               "{}: \"task\" is \"{}\", but the run is for task \"{}\" (its defaults, or --task {}): the model, "
+               "data and train keys of one task do not fit another; use --task {} or drop \"task\" from {}",
+               what, v.get_string(), b->get_string(), b->get_string(), v.get_string(), what);
+    out.set(k, b->is_object() ? merge_impl(*b, v, what, key_path) : v);
+  }
+  return out;
+}
+
+// The generated ListOps data of the data section (its preset, with min_len, max_len and
+// num_train when they are set), checked but not generated.
+data::ListOpsConfig listops_config(const Section& d) {
+  const int64_t seed = d.i("seed");
+  MG_CHECK(seed >= 0, "config", "{} must be >= 0, got {}", d.name("seed"), seed);
+  data::ListOpsConfig lc = data::listops_preset(d.s("preset"), (uint64_t)seed);
+  if (!d.null("min_len")) lc.min_len = d.i("min_len");
+  if (!d.null("max_len")) lc.max_len = d.i("max_len");
+  if (!d.null("num_train")) lc.num_train = d.i("num_train");
+  MG_CHECK(lc.num_train >= 1, "config", "{} must be >= 1 (the training split), got {}", d.name("num_train"),
+           lc.num_train);
+  try {
+    data::validate_listops_config(lc);
+  } catch (const Error& e) {
+    fail("config", "{} (min_len {}, max_len {}): {}", d.path, lc.min_len, lc.max_len, e.what());
+  }
+  return lc;
+}
 
 // ---------------------------------------------------------------- classification tasks
 
@@ -95,9 +177,12 @@ class ClassifierTask : public TrainTask {
   }
 
   EvalResult evaluate(const std::string& split, int64_t max_batches) override {
+    const int64_t n = split_size(split);
+    MG_CHECK(n > 0, "eval", "the {} split has no examples ({}): an accuracy over 0 predictions means nothing", split,
+             split_source(split));
+    MG_CHECK(batch_size_ >= 1, "eval", "batch_size must be >= 1, got {}", batch_size_);
     no_grad g;
     model_->eval();
-    const int64_t n = split_size(split);
     StepStats st;
     double loss_sum = 0;
     int64_t batches = 0;
@@ -117,6 +202,8 @@ class ClassifierTask : public TrainTask {
  protected:
   virtual std::pair<Tensor, Tensor> batch(const std::string& split, const std::vector<int64_t>& idx) = 0;
   virtual int64_t split_size(const std::string& split) const = 0;
+  // Where a split comes from, for messages (a file, "generated", ...).
+  virtual std::string split_source(const std::string& split) const = 0;
   Tensor forward(const Tensor& input) {
     if (auto* m = dynamic_cast<MegaClassifier*>(model_.get())) return m->forward(input);
     return static_cast<TransformerClassifier*>(model_.get())->forward(input);
@@ -127,21 +214,21 @@ class ClassifierTask : public TrainTask {
     st.count += (int64_t)y.size();
   }
   // The model of the "model" section for token input (vocab) or real-valued input (vocab 0).
-  void build_model(const Json& model, int64_t vocab, int64_t classes, uint64_t seed) {
-    const std::string type = model.at("type").get_string();
+  void build_model(const Section& model, int64_t vocab, int64_t classes, uint64_t seed) {
+    const std::string type = model.s("type");
     if (type == "mega") {
       ClassifierConfig c;
       c.layer = layer_config(model, false);
-      c.num_layers = get_int(model, "layers"), c.vocab_size = vocab, c.real_valued_input = vocab == 0;
-      c.classifier_dim = get_int(model, "classifier_dim"), c.num_classes = classes;
+      c.num_layers = model.i("layers"), c.vocab_size = vocab, c.real_valued_input = vocab == 0;
+      c.classifier_dim = model.i("classifier_dim"), c.num_classes = classes;
       model_ = std::make_unique<MegaClassifier>(c, seed);
     } else if (type == "transformer") {
       MG_CHECK(vocab > 0, "train", "the Transformer baseline needs token input");
       TransformerConfig c;
-      c.embed_dim = get_int(model, "embed_dim"), c.ffn_dim = get_int(model, "ffn_hidden_dim");
-      c.num_heads = get_int(model, "heads"), c.num_layers = get_int(model, "layers"), c.vocab_size = vocab;
-      c.max_positions = get_int(model, "max_positions"), c.classifier_dim = get_int(model, "classifier_dim");
-      c.num_classes = classes, c.dropout = model.at("dropout").get_double();
+      c.embed_dim = model.i("embed_dim"), c.ffn_dim = model.i("ffn_hidden_dim");
+      c.num_heads = model.i("heads"), c.num_layers = model.i("layers"), c.vocab_size = vocab;
+      c.max_positions = model.i("max_positions"), c.classifier_dim = model.i("classifier_dim");
+      c.num_classes = classes, c.dropout = model.d("dropout");
       model_ = std::make_unique<TransformerClassifier>(c, seed);
     } else {
       fail("train", "model type must be \"mega\" or \"transformer\", got \"{}\"", type);
@@ -155,39 +242,45 @@ class ClassifierTask : public TrainTask {
 class ListOpsTask : public ClassifierTask {
  public:
   explicit ListOpsTask(const Json& cfg) {
-    const Json& d = cfg.at("data");
-    const Json& t = cfg.at("train");
-    if (!d.at("eval_file").is_null()) {  // evaluation of a checkpoint on one TSV file: no training data
-      data_.val = data_.test = data::read_listops_tsv(d.at("eval_file").get_string());
-      source_ = "ListOps from " + d.at("eval_file").get_string();
-    } else if (d.at("dir").is_null()) {
-      const std::string preset = d.at("preset").get_string();
-      data::ListOpsConfig lc = data::listops_preset(preset, (uint64_t)get_int(d, "seed"));
-      if (!d.at("min_len").is_null()) lc.min_len = get_int(d, "min_len");
-      if (!d.at("max_len").is_null()) lc.max_len = get_int(d, "max_len");
-      if (!d.at("num_train").is_null()) lc.num_train = get_int(d, "num_train");
+    const Section d(cfg, "data"), t(cfg, "train");
+    // A TSV file with the header and no rows is an error here, not an accuracy over 0 examples.
+    auto read = [](const std::string& path, const char* role) {
+      data::SequenceDataset ds = data::read_listops_tsv(path);
+      MG_CHECK(ds.size() > 0, "listops", "{}: no examples (only the header): the {} is empty", path, role);
+      return ds;
+    };
+    if (!d.null("eval_file")) {  // evaluation of a checkpoint on one TSV file: no training data
+      const std::string file = d.s("eval_file");
+      data_.val = data_.test = read(file, "evaluation data");
+      source_ = "ListOps from " + file;
+      sources_ = {"none: evaluation only", file, file};
+    } else if (d.null("dir")) {
+      const std::string preset = d.s("preset");
+      const data::ListOpsConfig lc = listops_config(d);
       data_ = data::generate_listops(lc);
       source_ = fmt::format("ListOps, generated ('{}' preset, lengths {}-{}, seed {})", preset, lc.min_len, lc.max_len,
-                            get_int(d, "seed"));
+                            d.i("seed"));
+      sources_ = {source_, source_, source_};
     } else {
       namespace fs = std::filesystem;
-      const std::string dir = d.at("dir").get_string();
+      const std::string dir = d.s("dir");
       auto pick = [&](const char* split) {
         for (std::string name : {std::string(split) + ".tsv", "basic_" + std::string(split) + ".tsv"})
           if (fs::exists(fs::path(dir) / name)) return (fs::path(dir) / name).string();
         fail("train", "no {}.tsv or basic_{}.tsv in {}", split, split, dir);
       };
-      data_.train = data::read_listops_tsv(pick("train"));
-      data_.val = data::read_listops_tsv(pick("val"));
-      data_.test = data::read_listops_tsv(pick("test"));
+      sources_ = {pick("train"), pick("val"), pick("test")};
+      data_.train = read(sources_[0], "training split");
+      data_.val = read(sources_[1], "validation split");
+      data_.test = read(sources_[2], "test split");
       source_ = "ListOps from " + dir;
     }
-    batch_size_ = get_int(t, "batch_size");
-    const Json& m = cfg.at("model");
-    chunk_ = std::max<int64_t>(1, get_int(m, "chunk_size"));
-    build_model(m, data::kListOpsVocabSize, data::kListOpsClasses, (uint64_t)get_int(t, "seed"));
+    batch_size_ = t.i("batch_size");
+    const Section m(cfg, "model");
+    chunk_ = std::max<int64_t>(1, m.i("chunk_size"));
+    build_model(m, data::kListOpsVocabSize, data::kListOpsClasses, (uint64_t)t.i("seed"));
     if (data_.train.size() > 0)
-      iterator_ = std::make_unique<data::BatchIterator>(data_.train.size(), batch_size_, (uint64_t)get_int(t, "seed"));
+      iterator_ = std::make_unique<data::BatchIterator>(data_.train.size(), batch_size_, (uint64_t)t.i("seed"));
   }
   std::string describe() const override {
     auto majority = [](const data::SequenceDataset& ds) {
@@ -214,21 +307,26 @@ class ListOpsTask : public ClassifierTask {
     return {b.tokens, b.labels};
   }
   int64_t split_size(const std::string& s) const override { return split(s).size(); }
+  std::string split_source(const std::string& s) const override {
+    return s == "train" ? sources_[0] : s == "val" ? sources_[1] : sources_[2];
+  }
   data::ListOpsData data_;
   std::string source_;
+  std::array<std::string, 3> sources_;  // where train, val and test come from
 };
 
 class FashionMnistTask : public ClassifierTask {
  public:
   explicit FashionMnistTask(const Json& cfg) {
-    const Json& d = cfg.at("data");
-    const Json& t = cfg.at("train");
-    data_ = data::load_fashion_mnist(d.at("dir").get_string());
-    val_size_ = get_int(d, "val_size");
-    MG_CHECK(val_size_ > 0 && val_size_ < data_.train.count, "train", "val_size must be in (0, {})", data_.train.count);
-    batch_size_ = get_int(t, "batch_size");
-    build_model(cfg.at("model"), 0, 10, (uint64_t)get_int(t, "seed"));
-    iterator_ = std::make_unique<data::BatchIterator>(data_.train.count - val_size_, batch_size_, (uint64_t)get_int(t, "seed"));
+    const Section d(cfg, "data"), t(cfg, "train");
+    dir_ = d.s("dir");
+    data_ = data::load_fashion_mnist(dir_);
+    val_size_ = d.i("val_size");
+    MG_CHECK(val_size_ > 0 && val_size_ < data_.train.count, "train", "data.val_size must be in (0, {}), got {}",
+             data_.train.count, val_size_);
+    batch_size_ = t.i("batch_size");
+    build_model(Section(cfg, "model"), 0, 10, (uint64_t)t.i("seed"));
+    iterator_ = std::make_unique<data::BatchIterator>(data_.train.count - val_size_, batch_size_, (uint64_t)t.i("seed"));
   }
   std::string describe() const override {
     return fmt::format("sequential Fashion-MNIST: {} train / {} val / {} test images as sequences of 784 pixels; chance 10%",
@@ -247,7 +345,9 @@ class FashionMnistTask : public ClassifierTask {
   int64_t split_size(const std::string& s) const override {
     return s == "train" ? data_.train.count - val_size_ : s == "val" ? val_size_ : data_.test.count;
   }
+  std::string split_source(const std::string&) const override { return "Fashion-MNIST in " + dir_; }
   data::FashionMnist data_;
+  std::string dir_;
   int64_t val_size_ = 5000;
 };
 
@@ -255,18 +355,17 @@ class FashionMnistTask : public ClassifierTask {
 
 class CharLMTask : public TrainTask {
  public:
-  explicit CharLMTask(const Json& cfg) : gen_((uint64_t)get_int(cfg.at("train"), "seed")) {
-    const Json& d = cfg.at("data");
-    const Json& t = cfg.at("train");
-    file_ = d.at("file").is_null() ? data::ensure_kjv_corpus() : d.at("file").get_string();
-    text_ = data::load_text(file_, d.at("val_fraction").get_double());
-    seq_len_ = get_int(d, "seq_len"), batch_size_ = get_int(t, "batch_size");
+  explicit CharLMTask(const Json& cfg) : gen_((uint64_t)json_int(Section(cfg, "train").j, "train", "seed")) {
+    const Section d(cfg, "data"), t(cfg, "train");
+    file_ = d.null("file") ? data::ensure_kjv_corpus() : d.s("file");
+    text_ = data::load_text(file_, d.d("val_fraction"));
+    seq_len_ = d.i("seq_len"), batch_size_ = t.i("batch_size");
     LMConfig c;
-    const Json& m = cfg.at("model");
-    MG_CHECK(m.at("type").get_string() == "mega", "train", "charlm trains a Mega language model (model type \"mega\")");
+    const Section m(cfg, "model");
+    MG_CHECK(m.s("type") == "mega", "train", "charlm trains a Mega language model (model type \"mega\")");
     c.layer = layer_config(m, true);
-    c.num_layers = get_int(m, "layers"), c.vocab_size = text_.vocab.size();
-    model_ = std::make_unique<MegaLM>(c, (uint64_t)get_int(t, "seed"));
+    c.num_layers = m.i("layers"), c.vocab_size = text_.vocab.size();
+    model_ = std::make_unique<MegaLM>(c, (uint64_t)t.i("seed"));
   }
   Module& model() override { return *model_; }
   std::string metric_name() const override { return "bpc"; }
@@ -279,9 +378,11 @@ class CharLMTask : public TrainTask {
   }
   EvalResult evaluate(const std::string& split, int64_t max_batches) override {
     MG_CHECK(split == "val", "train", "the text task has train and val splits only, not '{}'", split);
+    const int64_t windows = data::num_eval_windows(text_.val, seq_len_);
+    MG_CHECK(windows > 0, "eval", "the val split of {} has {} characters: too few for one window of seq_len {} + 1",
+             file_, text_.val.size(), seq_len_);
     no_grad g;
     model_->eval();
-    const int64_t windows = data::num_eval_windows(text_.val, seq_len_);
     double loss_sum = 0;
     int64_t n = 0, batches = 0;
     for (int64_t w = 0; w < windows && (max_batches == 0 || batches < max_batches); w += batch_size_, ++batches) {
@@ -300,10 +401,10 @@ class CharLMTask : public TrainTask {
     return j;
   }
   void load_data_state(const Json& j) override {
-    MG_CHECK(data::CharVocab::from_json(j.at("vocab")).to_json().dump() == text_.vocab.to_json().dump(), "train",
+    MG_CHECK(data::CharVocab::from_json(json_member(j, "data", "vocab")).to_json().dump() == text_.vocab.to_json().dump(), "train",
              "the checkpoint's character vocabulary differs from {}'s", file_);
-    gen_.set_state(parse_uint64(j.at("sampler_seed").get_string(), "sampler_seed", "data state"),
-                   parse_uint64(j.at("sampler_offset").get_string(), "sampler_offset", "data state"));
+    gen_.set_state(parse_uint64(json_string(j, "data", "sampler_seed"), "sampler_seed", "data state"),
+                   parse_uint64(json_string(j, "data", "sampler_offset"), "sampler_offset", "data state"));
   }
   std::string describe() const override {
     return fmt::format("character LM on {}: {} train / {} val characters, vocabulary {}; uniform guess {:.2f} bpc", file_,
@@ -332,19 +433,26 @@ std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& pr
                                      double temperature, int64_t top_k, uint64_t seed) {
   MG_CHECK(ck.meta.count("config") && ck.meta.count("data"), "generate", "not a training checkpoint");
   Json cfg = Json::parse(ck.meta.at("config"), "checkpoint config");
-  MG_CHECK(cfg.at("task").get_string() == "charlm", "generate", "the checkpoint is a '{}' model, not a language model",
-           cfg.at("task").get_string());
-  data::CharVocab vocab = data::CharVocab::from_json(Json::parse(ck.meta.at("data"), "checkpoint data").at("vocab"));
+  const std::string task = json_string(cfg, "", "task");
+  MG_CHECK(task == "charlm", "generate", "the checkpoint is a '{}' model, not a language model", task);
+  data::CharVocab vocab =
+      data::CharVocab::from_json(json_member(Json::parse(ck.meta.at("data"), "checkpoint data"), "data", "vocab"));
+  MG_CHECK(vocab.size() >= 2, "generate", "the checkpoint's vocabulary holds no character");
   LMConfig c;
-  const Json& m = cfg.at("model");
+  const Section m(cfg, "model");
   c.layer = layer_config(m, true);
-  c.num_layers = get_int(m, "layers"), c.vocab_size = vocab.size();
+  c.num_layers = m.i("layers"), c.vocab_size = vocab.size();
   MegaLM lm(c, 0);
   lm.load_state_dict(ck.model);
   lm.eval();
   std::vector<int64_t> ids = vocab.encode_ids(prompt);
   MG_CHECK(!ids.empty(), "generate", "the prompt is empty");
+  // The model's outputs are the vocabulary's ids: MegaLM::generate never samples the padding id 0
+  // or an id >= vocab.size(), so every sampled id is a character.
   std::vector<int64_t> out = lm.generate(ids, length, temperature, top_k, seed);
+  for (size_t i = 0; i < out.size(); ++i)
+    MG_CHECK(out[i] >= 1 && out[i] < vocab.size(), "generate", "sampled id {} at position {} is not a character "
+             "(vocabulary of {} ids, 0 = padding)", out[i], i, vocab.size());
   return vocab.decode(out);
 }
 
@@ -358,19 +466,12 @@ Json default_run_config(const std::string& task) {
 }
 
 Json merge_run_config(const Json& base, const Json& over, const std::string& what) {
-  MG_CHECK(over.is_object(), "config", "{}: expected an object", what);
-  Json out = base;
-  for (const auto& [k, v] : over.items()) {
-    if (!k.empty() && k[0] == '_') continue;  // comments
-    const Json* b = base.find(k);
-    MG_CHECK(b != nullptr, "config", "{}: unknown key \"{}\"", what, k);
-    out.set(k, b->is_object() ? merge_run_config(*b, v, what + "." + k) : v);
-  }
-  return out;
+  return merge_impl(base, over, what, "");
 }
 
 std::unique_ptr<TrainTask> make_task(const Json& cfg) {
-  const std::string task = cfg.at("task").get_string();
+  validate_run_config(cfg);
+  const std::string task = json_string(cfg, "", "task");
   if (task == "listops") return std::make_unique<ListOpsTask>(cfg);
   if (task == "fmnist") return std::make_unique<FashionMnistTask>(cfg);
   if (task == "charlm") return std::make_unique<CharLMTask>(cfg);
@@ -378,18 +479,93 @@ std::unique_ptr<TrainTask> make_task(const Json& cfg) {
 }
 
 TrainOptions train_options(const Json& cfg) {
-  const Json& t = cfg.at("train");
+  const Section t(cfg, "train");
   TrainOptions o;
-  o.steps = get_int(t, "steps"), o.accum = get_int(t, "accum"), o.lr = t.at("lr").get_double();
-  o.end_lr = t.at("end_lr").get_double(), o.warmup = get_int(t, "warmup");
-  o.beta1 = t.at("beta1").get_double(), o.beta2 = t.at("beta2").get_double(), o.eps = t.at("eps").get_double();
-  o.weight_decay = t.at("weight_decay").get_double(), o.clip = t.at("clip").get_double();
-  o.log_every = get_int(t, "log_every"), o.eval_every = get_int(t, "eval_every");
-  o.eval_batches = get_int(t, "eval_batches"), o.checkpoint_every = get_int(t, "checkpoint_every");
-  o.seed = (uint64_t)get_int(t, "seed");
+  o.steps = t.i("steps"), o.accum = t.i("accum"), o.lr = t.d("lr");
+  o.end_lr = t.d("end_lr"), o.warmup = t.i("warmup");
+  o.beta1 = t.d("beta1"), o.beta2 = t.d("beta2"), o.eps = t.d("eps");
+  o.weight_decay = t.d("weight_decay"), o.clip = t.d("clip");
+  o.log_every = t.i("log_every"), o.eval_every = t.i("eval_every");
+  o.eval_batches = t.i("eval_batches"), o.checkpoint_every = t.i("checkpoint_every");
+  const int64_t seed = t.i("seed");
+  MG_CHECK(seed >= 0, "config", "{} must be >= 0, got {}", t.name("seed"), seed);
+  o.seed = (uint64_t)seed;
   o.config = cfg;
-  o.title = fmt::format("{} ({} model)", cfg.at("task").get_string(), cfg.at("model").at("type").get_string());
+  o.title = fmt::format("{} ({} model)", json_string(cfg, "", "task"), Section(cfg, "model").s("type"));
   return o;
+}
+
+void validate_run_config(const Json& cfg) {
+  const std::string task = json_string(cfg, "", "task");
+  // The keys and their types: those of the task's defaults ("train.steps: expected an integer").
+  (void)merge_run_config(default_run_config(task), cfg, "run config");
+  const Section model(cfg, "model"), d(cfg, "data"), t(cfg, "train");
+
+  // train: what train() and its optimizer and schedule check, before any data is loaded.
+  TrainOptions o = train_options(cfg);
+  auto at_least = [&](const char* key, int64_t v, int64_t lo) {
+    MG_CHECK(v >= lo, "config", "{} must be >= {}, got {}", t.name(key), lo, v);
+  };
+  at_least("steps", o.steps, 1), at_least("accum", o.accum, 1), at_least("log_every", o.log_every, 1);
+  at_least("eval_every", o.eval_every, 1), at_least("checkpoint_every", o.checkpoint_every, 1);
+  at_least("eval_batches", o.eval_batches, 0), at_least("warmup", o.warmup, 0);
+  at_least("batch_size", t.i("batch_size"), 1);
+  auto finite_at_least_0 = [&](const char* key, double v) {
+    MG_CHECK(std::isfinite(v) && v >= 0, "config", "{} must be finite and >= 0, got {}", t.name(key), v);
+  };
+  finite_at_least_0("lr", o.lr), finite_at_least_0("end_lr", o.end_lr), finite_at_least_0("eps", o.eps);
+  finite_at_least_0("weight_decay", o.weight_decay), finite_at_least_0("clip", o.clip);
+  for (const char* key : {"beta1", "beta2"}) {
+    const double b = t.d(key);
+    MG_CHECK(b >= 0 && b < 1, "config", "{} must be in [0, 1), got {}", t.name(key), b);
+  }
+  try {  // the optimizer's and the schedule's own checks, as train() builds them
+    AdamWOptions ao;
+    ao.lr = o.lr, ao.beta1 = o.beta1, ao.beta2 = o.beta2, ao.eps = o.eps, ao.weight_decay = o.weight_decay;
+    AdamW opt({{"p", Tensor::zeros({1})}}, ao);
+    LinearWarmupDecay schedule(o.lr, o.warmup < o.steps ? o.warmup : o.steps / 10, o.steps, o.end_lr);
+  } catch (const Error& e) {
+    fail("config", "train: {}", e.what());
+  }
+
+  // model: the layer configuration and the model-level keys.
+  const std::string type = model.s("type");
+  MG_CHECK(type == "mega" || type == "transformer", "config",
+           "{}: model type must be \"mega\" or \"transformer\", got \"{}\"", model.name("type"), type);
+  MG_CHECK(task != "charlm" || type == "mega", "config",
+           "{}: charlm trains a Mega language model (model type \"mega\"), got \"{}\"", model.name("type"), type);
+  MG_CHECK(task != "fmnist" || type == "mega", "config",
+           "{}: the Transformer baseline needs token input; fmnist feeds pixels (model type \"mega\")",
+           model.name("type"));
+  MG_CHECK(model.i("layers") >= 1, "config", "{} must be >= 1, got {}", model.name("layers"), model.i("layers"));
+  if (task != "charlm")
+    MG_CHECK(model.i("classifier_dim") >= 1, "config", "{} must be >= 1, got {}", model.name("classifier_dim"),
+             model.i("classifier_dim"));
+  if (type == "mega") {
+    (void)layer_config(model, task == "charlm");
+  } else {
+    const int64_t D = model.i("embed_dim"), heads = model.i("heads");
+    MG_CHECK(D >= 1 && heads >= 1 && D % heads == 0, "config",
+             "{} ({}) must be a positive multiple of {} ({}) for the Transformer", model.name("embed_dim"), D,
+             model.name("heads"), heads);
+    MG_CHECK(model.i("ffn_hidden_dim") >= 1, "config", "{} must be >= 1 for the Transformer, got {}",
+             model.name("ffn_hidden_dim"), model.i("ffn_hidden_dim"));
+    MG_CHECK(model.i("max_positions") >= 1, "config", "{} must be >= 1, got {}", model.name("max_positions"),
+             model.i("max_positions"));
+    const double p = model.d("dropout");
+    MG_CHECK(p >= 0 && p < 1, "config", "{} must be in [0, 1), got {}", model.name("dropout"), p);
+  }
+
+  // data: everything but the files.
+  if (task == "listops") {
+    if (d.null("eval_file") && d.null("dir")) (void)listops_config(d);  // generated data
+  } else if (task == "fmnist") {
+    MG_CHECK(d.i("val_size") >= 1, "config", "{} must be >= 1, got {}", d.name("val_size"), d.i("val_size"));
+  } else {
+    MG_CHECK(d.i("seq_len") >= 1, "config", "{} must be >= 1, got {}", d.name("seq_len"), d.i("seq_len"));
+    const double f = d.d("val_fraction");  // training ends with an evaluation: the split cannot be empty
+    MG_CHECK(f > 0 && f < 1, "config", "{} must be in (0, 1), got {}", d.name("val_fraction"), f);
+  }
 }
 
 }  // namespace megagrad

@@ -21,7 +21,10 @@ namespace megagrad {
 // The defaults of a task ("listops", "fmnist", "charlm"); unknown task -> error.
 Json default_run_config(const std::string& task);
 // `base` with every key of `overrides` replaced, recursively for objects; unknown keys are errors
-// (a misspelt option must not be silently ignored).
+// (a misspelt option must not be silently ignored), and so is a value whose type is not its
+// default's ("[config] x.json: train.steps: expected an integer, got string "5""; the keys whose
+// default is null take null or an integer, or null or a string), and a "task" other than base's
+// (a configuration written for another task).
 Json merge_run_config(const Json& base, const Json& overrides, const std::string& what);
 
 // Builds the task's model and data. out_dir is where the data may be cached.
@@ -32,5 +35,12 @@ std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& pr
                                      double temperature, int64_t top_k, uint64_t seed);
 // TrainOptions from the "train" section (steps, lr, ...); out_dir and resume come from the caller.
 TrainOptions train_options(const Json& run_config);
+// Checks a whole run configuration without loading any data or building the model: the keys and
+// their types (those of the task's defaults), the values train() and its optimizer and schedule
+// accept, the model section (the layer configuration, the model-level keys) and the data section
+// (e.g. ListOps' preset and lengths). Throws "[config] <path>: ..." naming the key, e.g.
+// "[config] run config: train.steps: expected an integer, got string "5"" or
+// "[config] train.steps must be >= 1, got 0". make_task calls it first.
+void validate_run_config(const Json& run_config);
 
 }  // namespace megagrad
