@@ -102,6 +102,7 @@ int cmd_train(const std::vector<std::string>& args) {
     else if (task == "charlm") set("data", "file", *v);
     else set("data", "dir", *v);
   }
+  validate_run_config(cfg);  // before --show-config, so that it never prints an invalid configuration back
   if (opts.has("--show-config")) {
     std::printf("%s\n", cfg.dump(2).c_str());
     return 0;

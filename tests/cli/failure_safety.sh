@@ -6,6 +6,7 @@
 #      exit 1, names the checkpoint it resumed from as the last good one, and leaves it byte for byte.
 #   3. `eval` and `--resume` refuse a checkpoint whose metadata was edited (exit 1).
 #   4. --force moves the old run aside to DIR.old-<time>/.
+#   5. --show-config refuses an invalid configuration instead of printing it back.
 set -uo pipefail
 BIN=$(realpath "$1")
 W=$(mktemp -d)
@@ -56,4 +57,7 @@ rc=$(run train --task listops --config tiny.json --out R --force)
 old=$(ls -d R.old-* | head -n 1)
 [ -n "$old" ] && cmp -s "$old/checkpoint.safetensors" good.safetensors || fail "--force did not keep the old run in R.old-<time>"
 grep -q "moved the old run" out.txt || fail "--force does not say where the old run went"
+# --show-config validates before it prints.
+rc=$(run train --task listops --show-config --lr -1)
+[ "$rc" = 1 ] && grep -q "train.lr" out.txt && ! grep -q '"model"' out.txt || { cat out.txt; fail "--show-config printed an invalid configuration: exit $rc"; }
 echo "failure safety: all checks passed"
