@@ -61,6 +61,9 @@ MegaClassifier::MegaClassifier(const ClassifierConfig& c, uint64_t seed) : cfg(c
   MG_CHECK(c.real_valued_input || c.vocab_size > 0, "MegaClassifier", "vocab_size must be positive for token input");
   MG_CHECK(c.num_layers >= 1 && c.num_classes >= 2 && c.classifier_dim >= 1, "MegaClassifier",
            "needs >= 1 layer, >= 2 classes and a positive classifier width");
+  MG_CHECK(c.classifier_layers >= 1, "MegaClassifier", "classifier_layers must be >= 1, got {}", c.classifier_layers);
+  MG_CHECK(c.real_valued_input || (c.padding_idx >= 0 && c.padding_idx < c.vocab_size), "MegaClassifier",
+           "padding_idx {} is not an id of the vocabulary of {}", c.padding_idx, c.vocab_size);
   Generator gen(seed);
   const int64_t D = c.layer.embed_dim;
   auto outer = std::make_shared<Container>();
@@ -80,15 +83,20 @@ MegaClassifier::MegaClassifier(const ClassifierConfig& c, uint64_t seed) : cfg(c
     enc->layers.push_back(list->add_module(std::to_string(i), std::make_shared<MegaLayer>(c.layer, seed + 1 + (uint64_t)i)));
   if (c.layer.prenorm)
     enc->final_norm = enc->add_module("final_norm", std::make_shared<SequenceNorm>(c.layer.norm_type, D, c.layer.norm_affine));
+  // The head: classifier.<j> is the official nn.Sequential(Linear, dropout), so the Linear is
+  // classifier.<j>.0. Xavier-uniform weights and zero biases, as the official Linear().
   auto cls = register_module("classifier", std::make_shared<Container>());
-  auto cls0 = cls->add_module("0", std::make_shared<Container>());
-  classifier_ = cls0->add_module("0", std::make_shared<Linear>(D, c.classifier_dim, gen));
-  {
+  for (int64_t j = 0; j < c.classifier_layers; ++j) {
+    const int64_t in = j == 0 ? D : c.classifier_dim;
+    auto block = cls->add_module(std::to_string(j), std::make_shared<Container>());
+    auto lin = block->add_module("0", std::make_shared<Linear>(in, c.classifier_dim, gen));
     no_grad g;
-    classifier_->weight.copy_(xavier_uniform(c.classifier_dim, D, gen));
+    lin->weight.copy_(xavier_uniform(c.classifier_dim, in, gen));
+    classifier_.push_back(lin);
   }
   auto proj = register_module("sentence_projection_layer", std::make_shared<Container>());
   projection_ = &proj->add_parameter("weight", xavier_uniform(c.num_classes, c.classifier_dim, gen));
+  if (c.projection_bias) projection_bias_ = &proj->add_parameter("bias", Tensor::zeros({c.num_classes}));
 }
 
 Tensor MegaClassifier::forward(const Tensor& input) {
@@ -113,12 +121,15 @@ Tensor MegaClassifier::forward(const Tensor& input) {
   if (keep.defined()) x = mul(x, keep);
   for (auto& layer : enc_->layers) x = layer->forward(x, mask);
   if (enc_->final_norm) x = enc_->final_norm->forward(x);
-  // Mean pooling over the non-pad positions ('mp').
+  // Mean pooling over the non-pad positions ('mp'): the padded positions zeroed again (the final
+  // norm and the layers' residuals make them nonzero), the sum divided by the unpadded length.
   Tensor rep;
   if (keep.defined()) rep = div(sum(mul(x, keep), {1}), sum(keep, {1}));
   else rep = mean(x, {1});
-  Tensor h = dropout(gelu(classifier_->forward(rep)), L.dropout, train, dropout_generator_);
-  return linear(h, *projection_);
+  // Per classifier layer the official activation(Sequential(Linear, dropout)(rep)): dropout
+  // before gelu.
+  for (auto& lin : classifier_) rep = gelu(dropout(lin->forward(rep), L.dropout, train, dropout_generator_));
+  return projection_bias_ ? linear(rep, *projection_, *projection_bias_) : linear(rep, *projection_);
 }
 
 // ---------------------------------------------------------------- MegaLM

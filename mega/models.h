@@ -2,7 +2,8 @@
 // compared with PyTorch's:
 //   MegaClassifier  the LRA encoder:   encoder.encoder.embed_tokens.embed.weight,
 //                   encoder.encoder.layers.<i>.*, encoder.encoder.final_norm.norm.* (prenorm),
-//                   classifier.0.0.{weight,bias}, sentence_projection_layer.weight
+//                   classifier.<j>.0.{weight,bias} (j < classifier_layers),
+//                   sentence_projection_layer.weight (+ .bias with projection_bias)
 //   MegaLM          the language model: decoder.embed_tokens.weight, decoder.layers.<i>.*,
 //                   decoder.final_norm.norm.*, decoder.output_projection.weight
 //   TransformerClassifier  a plain multi-head softmax Transformer with the same embedding,
@@ -14,13 +15,24 @@
 
 namespace megagrad {
 
+// The official LRA model (MegaLRAEncoder + LRAModel's head). Where a default differs from the
+// official one it says so; tests/data/ref_models/ holds the official model run by its authors.
 struct ClassifierConfig {
   MegaLayerConfig layer;      // every encoder layer (bidirectional EMA)
   int64_t num_layers = 6;
   int64_t vocab_size = 0;     // token input; 0 with real-valued input
+  // The id whose positions are padding (masked in every layer, zeroed, left out of the mean).
+  // Official: fairseq's dictionary pad index, 1 (ids 0, 2, 3 are <s>, </s>, <unk>). Ours: 0, the
+  // pad id of megagrad's datasets; the math is the same, only the id differs.
   int64_t padding_idx = 0;
   bool real_valued_input = false;  // pixels as one real number per step (official embedding_type linear)
   int64_t classifier_dim = 160;    // classifier_out_dim
+  // Linear + activation blocks before the projection (official classifier_layers, default 1):
+  // classifier.0.0 is (D -> classifier_dim), classifier.<j>.0 for j >= 1 (classifier_dim -> classifier_dim).
+  int64_t classifier_layers = 1;
+  // A bias on sentence_projection_layer. The official LRAModel (commit aeaa4b4) builds it with
+  // bias=False, as our default; the reference cases in tests/data/ref_models/ carry one.
+  bool projection_bias = false;
   int64_t num_classes = 10;
 };
 
@@ -28,8 +40,11 @@ class MegaClassifier : public Module {
  public:
   MegaClassifier(const ClassifierConfig& cfg, uint64_t seed);
   // tokens: int64 (B, L) (token input) or float (B, L) (real-valued input). Returns logits
-  // (B, classes). Token input is padded up to a multiple of the chunk size, as the official
-  // encoder does; pads are excluded from the mean pooling.
+  // (B, classes). The official order: embed; zero the padded positions; the layers (with the
+  // padding mask, none when nothing is padded); the final norm (prenorm only); zero the padded
+  // positions again; the mean over the unpadded positions; per classifier layer
+  // gelu(dropout(Linear)); the projection. Token input is padded up to a multiple of the chunk
+  // size with padding_idx, as the official encoder does.
   Tensor forward(const Tensor& tokens);
   const ClassifierConfig cfg;
 
@@ -37,8 +52,9 @@ class MegaClassifier : public Module {
   struct Encoder;
   std::shared_ptr<Module> encoder_outer_;  // "encoder" (the official LRAEncoder wrapper)
   Encoder* enc_ = nullptr;
-  std::shared_ptr<Linear> classifier_;     // classifier.0.0
+  std::vector<std::shared_ptr<Linear>> classifier_;  // classifier.<j>.0
   Tensor* projection_ = nullptr;           // sentence_projection_layer.weight
+  Tensor* projection_bias_ = nullptr;      // sentence_projection_layer.bias (projection_bias only)
   Generator* dropout_generator_ = nullptr;
 };
 

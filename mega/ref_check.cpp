@@ -2,6 +2,7 @@
 #include <cmath>
 #include <set>
 #include "autograd/ops.h"
+#include "core/atomic_file.h"
 #include "core/safetensors.h"
 #include "mega/config.h"
 
@@ -54,9 +55,45 @@ bool is_data_name(const std::string& n) {
   return n == "x" || n == "G" || n == "out" || n == "loss" || n == "padding_mask" || n == "attn_mask" ||
          n.rfind("grad.", 0) == 0 || n.rfind("inter.", 0) == 0;
 }
+
+bool is_model_data_name(const std::string& n) {
+  return n == "tokens" || n == "lengths" || n == "G" || n == "logits" || n == "loss" || n.rfind("grad.", 0) == 0 ||
+         n.rfind("inter.", 0) == 0;
+}
+
+// Every tensor of a case must have the case's dtype, and its inputs (weights, x, G, tokens, the
+// masks) must be finite: a non-finite input makes the case meaningless. The additive attn_mask
+// holds -inf where attention is masked: only NaN and +inf are wrong there.
+void check_inputs(const SafeTensors& st, DType dtype, const std::string& file) {
+  for (auto& [name, t] : st.tensors) {
+    MG_CHECK(t.dtype() == dtype, kOp, "{}: tensor {} is {}, expected {}", file, name, t.desc(), dtype_name(dtype));
+    if (name.rfind("grad.", 0) == 0 || name == "out" || name == "logits" || name == "loss" ||
+        name.rfind("inter.", 0) == 0)
+      continue;
+    std::vector<double> v = t.to_vector();
+    for (size_t i = 0; i < v.size(); ++i)
+      MG_CHECK(std::isfinite(v[i]) || (name == "attn_mask" && v[i] == -INFINITY), kOp,
+               "{}: the reference input {}{} is {}", file, name, index_str((int64_t)i, t.shape()), v[i]);
+  }
+}
+
+RefCheckResult ref_check_layer(const std::string& dir, DType dtype);
+RefCheckResult ref_check_model(const std::string& dir, const Json& config, DType dtype);
 }  // namespace
 
 RefCheckResult ref_check(const std::string& dir, DType dtype) {
+  const std::string path = dir + "/config.json";
+  Json config = Json::parse(read_file(path, "config", 16 << 20), path);
+  const Json* kind = config.is_object() ? config.find("kind") : nullptr;
+  if (kind == nullptr) return ref_check_layer(dir, dtype);
+  MG_CHECK(kind->is_string() && kind->get_string() == "lra_classifier", "config",
+           "{}: kind: the cases known are layers (no \"kind\") and \"lra_classifier\", got {}", path,
+           kind->describe());
+  return ref_check_model(dir, config, dtype);
+}
+
+namespace {
+RefCheckResult ref_check_layer(const std::string& dir, DType dtype) {
   constexpr std::string_view op = kOp;
   LayerCaseConfig cfg = load_layer_config(dir + "/config.json");
   std::string file = dir + (dtype == DType::Float64 ? "/ref_f64.safetensors" : "/ref_f32.safetensors");
@@ -64,19 +101,10 @@ RefCheckResult ref_check(const std::string& dir, DType dtype) {
 
   MegaLayer layer(cfg.layer, 0);
   layer.to(dtype);
+  check_inputs(st, dtype, file);
   NamedTensors weights;
-  for (auto& [name, t] : st.tensors) {
-    MG_CHECK(t.dtype() == dtype, op, "{}: tensor {} is {}, expected {}", file, name, t.desc(), dtype_name(dtype));
+  for (auto& [name, t] : st.tensors)
     if (!is_data_name(name)) weights.emplace_back(name, t);
-    // An input (a weight, x, G, the padding mask) that is not finite makes the case meaningless.
-    // The additive attn_mask holds -inf where attention is masked: only NaN and +inf are wrong there.
-    if (name.rfind("grad.", 0) != 0 && name != "out" && name != "loss" && name.rfind("inter.", 0) != 0) {
-      std::vector<double> v = t.to_vector();
-      for (size_t i = 0; i < v.size(); ++i)
-        MG_CHECK(std::isfinite(v[i]) || (name == "attn_mask" && v[i] == -INFINITY), op,
-                 "{}: the reference input {}{} is {}", file, name, index_str((int64_t)i, t.shape()), v[i]);
-    }
-  }
   layer.load_state_dict(weights, /*strict=*/true);
 
   const Tensor& x_ref = st.at("x");  // (L, B, D), time-major
@@ -111,6 +139,145 @@ RefCheckResult ref_check(const std::string& dir, DType dtype) {
     res.rows.push_back(compare(gname, p.grad(), st.at(gname), file));
   }
   return res;
+}
+
+// The official LRA classifier (shared/ref/README.md, 'Whole models'): tokens (B, L) as floats,
+// lengths (B), the weights under their state_dict names, logits (B, classes) and every gradient
+// of loss = sum(logits * G).
+RefCheckResult ref_check_model(const std::string& dir, const Json& config, DType dtype) {
+  constexpr std::string_view op = kOp;
+  LraCaseConfig cfg = parse_lra_case_config(config, dir + "/config.json");
+  const std::string file = dir + (dtype == DType::Float64 ? "/ref_f64.safetensors" : "/ref_f32.safetensors");
+  SafeTensors st = load_safetensors(file);
+  check_inputs(st, dtype, file);
+  // The case format has no key for it: the official LRAModel's projection has no bias, these
+  // cases' one has. The weights say which (a strict load then refuses any other mismatch).
+  cfg.model.projection_bias = st.contains("sentence_projection_layer.bias");
+  MegaClassifier model(cfg.model, 0);
+  model.to(dtype);
+  NamedTensors weights;
+  for (auto& [name, t] : st.tensors)
+    if (!is_model_data_name(name)) weights.emplace_back(name, t);
+  model.load_state_dict(weights, /*strict=*/true);
+
+  const int64_t B = cfg.batch, L = cfg.seq_len, V = cfg.model.vocab_size, pad = cfg.model.padding_idx;
+  const Tensor& tok_ref = st.at("tokens");
+  MG_CHECK(tok_ref.shape() == (Shape{B, L}), op, "{}: tokens is {}, config says ({},{})", file, tok_ref.desc(), B, L);
+  std::vector<double> tv = tok_ref.to_vector();
+  std::vector<int64_t> ids(tv.size());
+  for (size_t i = 0; i < tv.size(); ++i) {
+    MG_CHECK(tv[i] == std::floor(tv[i]) && tv[i] >= 0 && tv[i] < (double)V, op,
+             "{}: tokens{} is {}: not an id of the vocabulary of {}", file, index_str((int64_t)i, tok_ref.shape()),
+             tv[i], V);
+    ids[i] = (int64_t)tv[i];
+  }
+  // The official mean divides by `lengths`, ours by the number of unpadded positions: the same
+  // only when lengths[b] counts the ids before the right padding of row b. Checked, not assumed.
+  const Tensor& len_ref = st.at("lengths");
+  MG_CHECK(len_ref.shape() == (Shape{B}), op, "{}: lengths is {}, config says ({})", file, len_ref.desc(), B);
+  std::vector<double> lv = len_ref.to_vector();
+  MG_CHECK(cfg.lengths.empty() || cfg.lengths.size() == lv.size(), op, "{}: config.json's lengths has {} values, the batch {}",
+           file, cfg.lengths.size(), lv.size());
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t n = 0;
+    while (n < L && ids[(size_t)(b * L + n)] != pad) ++n;
+    for (int64_t i = n; i < L; ++i)
+      MG_CHECK(ids[(size_t)(b * L + i)] == pad, op, "{}: tokens[{}] has id {} at {} after the padding at {}: "
+               "only right padding is supported", file, b, ids[(size_t)(b * L + i)], i, n);
+    MG_CHECK(lv[(size_t)b] == (double)n, op, "{}: lengths[{}] is {} but row {} holds {} ids before its padding (id {})",
+             file, b, lv[(size_t)b], b, n, pad);
+    MG_CHECK(cfg.lengths.empty() || cfg.lengths[(size_t)b] == n, op, "{}: config.json's lengths[{}] is {}, the tokens' {}",
+             file, b, cfg.lengths.empty() ? 0 : cfg.lengths[(size_t)b], n);
+    MG_CHECK(n >= 1, op, "{}: row {} is all padding: the official mean divides by 0", file, b);
+  }
+  const int64_t C = cfg.model.num_classes;
+  MG_CHECK(st.at("G").shape() == (Shape{B, C}), op, "{}: G is {} in the reference but ({}, {}) here", file,
+           shape_str(st.at("G").shape()), B, C);
+
+  Tensor logits = model.forward(Tensor::from_vector(ids, {B, L}));  // (B, C)
+  Tensor loss = sum(mul(logits, st.at("G")));
+  loss.backward();
+
+  RefCheckResult res{dtype, dtype == DType::Float64 ? 1e-8 : 1e-4, {}, "lra_classifier"};
+  res.rows.push_back(compare("logits", logits, st.at("logits"), file));
+  res.rows.push_back(compare("loss", loss.reshape({1}), st.at("loss"), file));
+  std::set<std::string> ours;
+  for (auto& [name, p] : model.named_parameters()) {
+    const std::string gname = "grad." + name;
+    ours.insert(gname);
+    MG_CHECK(st.contains(gname), op, "{}: no reference gradient {}", file, gname);
+    MG_CHECK(p.grad().defined(), op, "parameter {} received no gradient", name);
+    res.rows.push_back(compare(gname, p.grad(), st.at(gname), file));
+  }
+  for (auto& [name, t] : st.tensors)  // a reference gradient nothing here is compared with
+    MG_CHECK(name.rfind("grad.", 0) != 0 || ours.count(name), op, "{}: the reference gradient {} is of no parameter "
+             "of the model", file, name);
+  return res;
+}
+}  // namespace
+
+LraCaseConfig parse_lra_case_config(const Json& j, std::string_view what) {
+  MG_CHECK(j.is_object(), "config", "{}: expected a JSON object, got {}", what, j.describe());
+  LraCaseConfig c;
+  ClassifierConfig& m = c.model;
+  Json layer = Json::object();  // the layer keys, for parse_layer_config
+  std::set<std::string> seen;
+  for (const auto& item : j.items()) {
+    const std::string& key = item.first;
+    const Json& v = item.second;
+    if (!key.empty() && key[0] == '_') continue;  // provenance
+    auto integer = [&](int64_t lo) {
+      MG_CHECK(v.is_integer(), "config", "{}: {}: expected an integer, got {}", what, key, v.describe());
+      MG_CHECK(v.get_int() >= lo, "config", "{}: {}: must be >= {}, got {}", what, key, lo, v.get_int());
+      return v.get_int();
+    };
+    auto string_is = [&](std::string_view expected, std::string_view why) {
+      MG_CHECK(v.is_string() && v.get_string() == expected, "config", "{}: {}: only \"{}\" is supported ({}), got {}",
+               what, key, expected, why, v.describe());
+    };
+    if (key == "kind") string_is("lra_classifier", "a whole LRA classifier");
+    else if (key == "vocab_size") m.vocab_size = integer(1);
+    else if (key == "padding_idx") m.padding_idx = integer(0);
+    else if (key == "layers") m.num_layers = integer(1);
+    else if (key == "sen_rep_type") string_is("mp", "the mean over the unpadded positions");
+    else if (key == "classifier_layers") m.classifier_layers = integer(1);
+    else if (key == "classifier_out_dim") m.classifier_dim = integer(1);
+    else if (key == "classifier_activation") string_is("gelu", "the head's activation");
+    else if (key == "num_classes") m.num_classes = integer(2);
+    else if (key == "seq_len") c.seq_len = integer(1);
+    else if (key == "batch") c.batch = integer(1);
+    else if (key == "lengths") {
+      if (!v.is_null()) {
+        MG_CHECK(v.is_array(), "config", "{}: lengths: expected null or an array, got {}", what, v.describe());
+        for (const Json& e : v.elements()) {
+          MG_CHECK(e.is_integer() && e.get_int() >= 1, "config", "{}: lengths: expected integers >= 1, holds {}", what,
+                   e.describe());
+          c.lengths.push_back(e.get_int());
+        }
+      }
+    } else if (key == "param_noise") {
+      MG_CHECK(v.is_number(), "config", "{}: param_noise: expected a number, got {}", what, v.describe());
+      c.param_noise = v.get_double();
+    } else if (key == "embed_dim" || key == "hidden_dim" || key == "ffn_hidden_dim" || key == "z_dim" ||
+               key == "n_dim" || key == "chunk_size" || key == "truncation" || key == "rel_pos_bias" ||
+               key == "max_positions" || key == "attention_activation" || key == "norm_type" ||
+               key == "norm_affine" || key == "prenorm" || key == "activation") {
+      layer.set(key, v);
+    } else {
+      fail("config", "{}: unknown key \"{}\"", what, key);
+    }
+    seen.insert(key);
+  }
+  for (const char* required : {"kind", "vocab_size", "padding_idx", "layers", "classifier_layers", "classifier_out_dim",
+                               "num_classes", "seq_len", "batch"})
+    MG_CHECK(seen.count(required), "config", "{}: missing key \"{}\"", what, required);
+  layer.set("bidirectional", true), layer.set("causal", false);  // the encoder's layers
+  m.layer = parse_layer_config(layer, what).layer;
+  MG_CHECK(m.padding_idx < m.vocab_size, "config", "{}: padding_idx {} is not an id of the vocabulary of {}", what,
+           m.padding_idx, m.vocab_size);
+  MG_CHECK(c.lengths.empty() || (int64_t)c.lengths.size() == c.batch, "config", "{}: lengths has {} values, batch is {}",
+           what, c.lengths.size(), c.batch);
+  return c;
 }
 
 }  // namespace megagrad

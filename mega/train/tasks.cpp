@@ -29,6 +29,15 @@ Json model_defaults(const std::string& task) {
   m.set("attention_activation", "softmax"), m.set("norm_type", "layernorm"), m.set("norm_affine", true);
   m.set("prenorm", true), m.set("dropout", 0.0), m.set("attention_dropout", 0.0), m.set("hidden_dropout", 0.0);
   m.set("classifier_dim", 128), m.set("heads", 4);
+  if (task != "charlm") {
+    // The head of the official LRAModel: classifier_layers Linear+gelu blocks (official default 1)
+    // and a projection without bias (bias=False in the official model.py): both as the official.
+    m.set("classifier_layers", 1), m.set("projection_bias", false);
+  }
+  // The token id of padding. Official: 1 (fairseq's dictionary: <s> 0, <pad> 1, </s> 2, <unk> 3).
+  // Ours: 0, the pad id of megagrad's data; with another id the data's tokens are renumbered
+  // (listops_model_ids). Only token input has padding: not fmnist.
+  if (task == "listops") m.set("padding_idx", 0);
   if (task == "fmnist") m.set("max_positions", 784), m.set("chunk_size", 196);
   if (task == "charlm") {
     m.set("layers", 4), m.set("embed_dim", 128), m.set("hidden_dim", 256), m.set("ffn_hidden_dim", 256);
@@ -78,11 +87,17 @@ struct Section {
   std::string name(std::string_view k) const { return json_path(path, k); }
 };
 
+// The model-level keys of the model section (the others are the layer's, mega/config.h).
+bool is_model_level_key(const std::string& k) {
+  return k == "type" || k == "layers" || k == "classifier_dim" || k == "heads" || k == "classifier_layers" ||
+         k == "projection_bias" || k == "padding_idx";
+}
+
 // The model section as a layer config: the keys of mega/config.h minus the model-level ones.
 MegaLayerConfig layer_config(const Section& model, bool decoder) {
   Json layer = Json::object();
   for (const auto& [k, v] : model.j.items())
-    if (k != "type" && k != "layers" && k != "classifier_dim" && k != "heads") layer.set(k, v);
+    if (!is_model_level_key(k)) layer.set(k, v);
   layer.set("bidirectional", !decoder), layer.set("causal", decoder);
   return parse_layer_config(layer, "", model.path).layer;
 }
@@ -152,6 +167,16 @@ data::ListOpsConfig listops_config(const Section& d) {
   return lc;
 }
 
+// ListOps' ids as the model sees them with padding_idx `pad`. The data's pad (0) becomes `pad`;
+// the other ids keep their order and skip `pad` (k -> k below pad, k + 1 from it), so that with
+// the official pad id 1 the tokens are 2..16 and id 0 is unused, as fairseq's <s>. pad 0: as is.
+int64_t listops_model_id(int64_t id, int64_t pad) {
+  if (pad == data::kListOpsPad) return id;
+  if (id == data::kListOpsPad) return pad;
+  return id < pad ? id : id + 1;
+}
+int64_t listops_model_vocab(int64_t pad) { return data::kListOpsVocabSize + (pad == data::kListOpsPad ? 0 : 1); }
+
 // ---------------------------------------------------------------- classification tasks
 
 // Shared by ListOps and Fashion-MNIST: a classifier over (B, L) inputs, cross-entropy, accuracy.
@@ -214,17 +239,21 @@ class ClassifierTask : public TrainTask {
     st.count += (int64_t)y.size();
   }
   // The model of the "model" section for token input (vocab) or real-valued input (vocab 0).
-  void build_model(const Section& model, int64_t vocab, int64_t classes, uint64_t seed) {
+  // padding_idx: the model's pad id (token input only).
+  void build_model(const Section& model, int64_t vocab, int64_t classes, uint64_t seed, int64_t padding_idx = 0) {
     const std::string type = model.s("type");
     if (type == "mega") {
       ClassifierConfig c;
       c.layer = layer_config(model, false);
       c.num_layers = model.i("layers"), c.vocab_size = vocab, c.real_valued_input = vocab == 0;
       c.classifier_dim = model.i("classifier_dim"), c.num_classes = classes;
+      c.classifier_layers = model.i("classifier_layers"), c.projection_bias = model.b("projection_bias");
+      c.padding_idx = padding_idx;
       model_ = std::make_unique<MegaClassifier>(c, seed);
     } else if (type == "transformer") {
       MG_CHECK(vocab > 0, "train", "the Transformer baseline needs token input");
       TransformerConfig c;
+      c.padding_idx = padding_idx;
       c.embed_dim = model.i("embed_dim"), c.ffn_dim = model.i("ffn_hidden_dim");
       c.num_heads = model.i("heads"), c.num_layers = model.i("layers"), c.vocab_size = vocab;
       c.max_positions = model.i("max_positions"), c.classifier_dim = model.i("classifier_dim");
@@ -278,7 +307,8 @@ class ListOpsTask : public ClassifierTask {
     batch_size_ = t.i("batch_size");
     const Section m(cfg, "model");
     chunk_ = std::max<int64_t>(1, m.i("chunk_size"));
-    build_model(m, data::kListOpsVocabSize, data::kListOpsClasses, (uint64_t)t.i("seed"));
+    pad_ = m.i("padding_idx");
+    build_model(m, listops_model_vocab(pad_), data::kListOpsClasses, (uint64_t)t.i("seed"), pad_);
     if (data_.train.size() > 0)
       iterator_ = std::make_unique<data::BatchIterator>(data_.train.size(), batch_size_, (uint64_t)t.i("seed"));
   }
@@ -304,7 +334,10 @@ class ListOpsTask : public ClassifierTask {
     data::PadOptions po;
     po.multiple_of = chunk_;
     data::PaddedBatch b = data::make_batch(split(s), idx, po);
-    return {b.tokens, b.labels};
+    if (pad_ == data::kListOpsPad) return {b.tokens, b.labels};
+    std::vector<int64_t> ids = b.tokens.to_int_vector();
+    for (int64_t& id : ids) id = listops_model_id(id, pad_);
+    return {Tensor::from_vector(ids, b.tokens.shape()), b.labels};
   }
   int64_t split_size(const std::string& s) const override { return split(s).size(); }
   std::string split_source(const std::string& s) const override {
@@ -313,6 +346,7 @@ class ListOpsTask : public ClassifierTask {
   data::ListOpsData data_;
   std::string source_;
   std::array<std::string, 3> sources_;  // where train, val and test come from
+  int64_t pad_ = data::kListOpsPad;     // the model's padding_idx
 };
 
 class FashionMnistTask : public ClassifierTask {
@@ -460,7 +494,29 @@ Json default_run_config(const std::string& task) {
   MG_CHECK(task == "listops" || task == "fmnist" || task == "charlm", "train",
            "unknown task '{}' (tasks: listops, fmnist, charlm)", task);
   Json j = Json::object();
-  j.set("task", task), j.set("model", model_defaults(task)), j.set("data", data_defaults(task));
+  j.set("task", task), j.set("model", model_defaults(task));
+  // Shown by --show-config next to the model; a comment ('_'), so never a setting.
+  if (task == "listops") {
+    Json notes = Json::array();
+    for (const char* line :
+         {"model defaults that differ from the official LRA ListOps model (fairseq/models/lra/model.py "
+          "mega_lra_listop, examples/mega/README.lra.md):",
+          "padding_idx 0 (official 1, fairseq's dictionary pad; the same model, the ids renumbered)",
+          "prenorm true (official false: postnorm, no final norm)",
+          "layers 2, embed_dim 64, hidden_dim 128, ffn_hidden_dim 128, z_dim 32, classifier_dim 128 "
+          "(official 6, 80, 160, 160, 64, 160): sized for a short CPU run",
+          "truncation null (official 1024), max_positions 512 (official 2002), dropout 0.0 (official 0.1)",
+          "as the official: classifier_layers 1, projection_bias false, n_dim 16, layernorm, softmax, silu, "
+          "mean pooling, gelu head",
+          "tests/data/ref_models/ checks the official model itself: padding_idx 1, classifier_layers 2, "
+          "projection_bias true"})
+      notes.push_back(Json(line));
+    j.set("_model_vs_official", notes);
+  }
+  if (task == "fmnist")
+    j.set("_model_vs_official", "no official Fashion-MNIST model; the head is the official LRAModel's "
+                                "(classifier_layers 1, projection_bias false, gelu)");
+  j.set("data", data_defaults(task));
   j.set("train", train_defaults(task));
   return j;
 }
@@ -469,7 +525,10 @@ Json merge_run_config(const Json& base, const Json& over, const std::string& wha
   return merge_impl(base, over, what, "");
 }
 
-std::unique_ptr<TrainTask> make_task(const Json& cfg) {
+std::unique_ptr<TrainTask> make_task(const Json& given) {
+  // A configuration from before a key existed (a checkpoint's) takes that key's default, which
+  // keeps the model it was trained with (e.g. classifier_layers 1, padding_idx 0).
+  const Json cfg = merge_run_config(default_run_config(json_string(given, "", "task")), given, "run config");
   validate_run_config(cfg);
   const std::string task = json_string(cfg, "", "task");
   if (task == "listops") return std::make_unique<ListOpsTask>(cfg);
@@ -495,10 +554,11 @@ TrainOptions train_options(const Json& cfg) {
   return o;
 }
 
-void validate_run_config(const Json& cfg) {
-  const std::string task = json_string(cfg, "", "task");
+void validate_run_config(const Json& given) {
+  const std::string task = json_string(given, "", "task");
   // The keys and their types: those of the task's defaults ("train.steps: expected an integer").
-  (void)merge_run_config(default_run_config(task), cfg, "run config");
+  // A key the configuration lacks (one from before the key existed) is checked as its default.
+  const Json cfg = merge_run_config(default_run_config(task), given, "run config");
   const Section model(cfg, "model"), d(cfg, "data"), t(cfg, "train");
 
   // train: what train() and its optimizer and schedule check, before any data is loaded.
@@ -538,9 +598,20 @@ void validate_run_config(const Json& cfg) {
            "{}: the Transformer baseline needs token input; fmnist feeds pixels (model type \"mega\")",
            model.name("type"));
   MG_CHECK(model.i("layers") >= 1, "config", "{} must be >= 1, got {}", model.name("layers"), model.i("layers"));
-  if (task != "charlm")
+  if (task != "charlm") {
     MG_CHECK(model.i("classifier_dim") >= 1, "config", "{} must be >= 1, got {}", model.name("classifier_dim"),
              model.i("classifier_dim"));
+    MG_CHECK(model.i("classifier_layers") >= 1, "config", "{} must be >= 1, got {}", model.name("classifier_layers"),
+             model.i("classifier_layers"));
+    MG_CHECK(type == "mega" || (model.i("classifier_layers") == 1 && !model.b("projection_bias")), "config",
+             "{} and {}: the Transformer baseline has one classifier layer and no projection bias",
+             model.name("classifier_layers"), model.name("projection_bias"));
+  }
+  if (task == "listops") {  // the data's ids are renumbered around it: any id up to the vocabulary's size
+    const int64_t pad = model.i("padding_idx");
+    MG_CHECK(pad >= 0 && pad <= data::kListOpsVocabSize, "config", "{} must be in [0, {}], got {}",
+             model.name("padding_idx"), data::kListOpsVocabSize, pad);
+  }
   if (type == "mega") {
     (void)layer_config(model, task == "charlm");
   } else {

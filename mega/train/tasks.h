@@ -4,7 +4,9 @@
 //
 //   {"task": "listops" | "fmnist" | "charlm",
 //    "model": {"type": "mega" | "transformer", "layers": N, ... the layer keys of
-//              mega/config.h (embed_dim, hidden_dim, ...), "classifier_dim": N, "heads": N},
+//              mega/config.h (embed_dim, hidden_dim, ...), "classifier_dim": N, "heads": N,
+//              listops and fmnist: "classifier_layers": N, "projection_bias": B (the official
+//              LRAModel head), listops: "padding_idx": N (0; the official model's is 1)},
 //    "data":  {"preset": "short" | "lra", "seed": N, "dir": PATH, "file": PATH, "seq_len": N},
 //    "train": {"steps": N, "batch_size": N, "lr": X, "warmup": N, ...}}
 //
