@@ -508,8 +508,8 @@ Json default_run_config(const std::string& task) {
           "truncation null (official 1024), max_positions 512 (official 2002), dropout 0.0 (official 0.1)",
           "as the official: classifier_layers 1, projection_bias false, n_dim 16, layernorm, softmax, silu, "
           "mean pooling, gelu head",
-          "tests/data/ref_models/ checks the official model itself: padding_idx 1, classifier_layers 2, "
-          "projection_bias true"})
+          "tests/data/ref_models/ checks the official model itself: padding_idx 1, projection_bias true, "
+          "classifier_layers 1 and 2"})
       notes.push_back(Json(line));
     j.set("_model_vs_official", notes);
   }
