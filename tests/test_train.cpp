@@ -228,3 +228,26 @@ TEST_CASE("train: configuration errors", "[train][errors]") {
   c2.set("model", m);
   REQUIRE_THROWS_WITH(make_task(c2), Contains("model type"));
 }
+
+TEST_CASE("train: a checkpoint whose configuration predates a model key resumes with that key's default", "[train]") {
+  RunDir d("oldcfg");
+  Json cfg = tiny_listops_config(d);
+  TrainSummary a = run(cfg, d.sub("run"), "", 4);
+  Checkpoint k = load_checkpoint(a.checkpoint);
+  // As a checkpoint written before classifier_layers, projection_bias and padding_idx existed.
+  Json saved = Json::parse(k.meta.at("config"));
+  Json model = Json::object();
+  for (const auto& [key, v] : saved.at("model").items())
+    if (key != "classifier_layers" && key != "projection_bias" && key != "padding_idx") model.set(key, v);
+  saved.set("model", model);
+  k.meta["config"] = saved.dump();
+  save_checkpoint(d.sub("old.safetensors"), k);
+  TrainSummary b = run(cfg, d.sub("run2"), d.sub("old.safetensors"));
+  CHECK(b.step == 8);
+  // A real difference is still refused.
+  Json other = cfg;
+  Json m = other.at("model");
+  m.set("classifier_layers", 2);
+  other.set("model", m);
+  REQUIRE_THROWS_WITH(run(other, d.sub("run3"), d.sub("old.safetensors")), Contains("model configuration differs"));
+}

@@ -87,11 +87,14 @@ struct Section {
   std::string name(std::string_view k) const { return json_path(path, k); }
 };
 
-// The model-level keys of the model section (the others are the layer's, mega/config.h).
+}  // namespace
+
 bool is_model_level_key(const std::string& k) {
   return k == "type" || k == "layers" || k == "classifier_dim" || k == "heads" || k == "classifier_layers" ||
          k == "projection_bias" || k == "padding_idx";
 }
+
+namespace {
 
 // The model section as a layer config: the keys of mega/config.h minus the model-level ones.
 MegaLayerConfig layer_config(const Section& model, bool decoder) {
@@ -181,6 +184,8 @@ int64_t listops_model_vocab(int64_t pad) { return data::kListOpsVocabSize + (pad
 
 // Shared by ListOps and Fashion-MNIST: a classifier over (B, L) inputs, cross-entropy, accuracy.
 class ClassifierTask : public TrainTask {
+ public:
+  Json complete_config(const Json& saved) const override { return complete_run_config(saved); }
  public:
   Module& model() override { return *model_; }
   std::string metric_name() const override { return "accuracy"; }
@@ -389,6 +394,8 @@ class FashionMnistTask : public ClassifierTask {
 
 class CharLMTask : public TrainTask {
  public:
+  Json complete_config(const Json& saved) const override { return complete_run_config(saved); }
+ public:
   explicit CharLMTask(const Json& cfg) : gen_((uint64_t)json_int(Section(cfg, "train").j, "train", "seed")) {
     const Section d(cfg, "data"), t(cfg, "train");
     file_ = d.null("file") ? data::ensure_kjv_corpus() : d.s("file");
@@ -525,10 +532,12 @@ Json merge_run_config(const Json& base, const Json& over, const std::string& wha
   return merge_impl(base, over, what, "");
 }
 
+Json complete_run_config(const Json& given) {
+  return merge_run_config(default_run_config(json_string(given, "", "task")), given, "run config");
+}
+
 std::unique_ptr<TrainTask> make_task(const Json& given) {
-  // A configuration from before a key existed (a checkpoint's) takes that key's default, which
-  // keeps the model it was trained with (e.g. classifier_layers 1, padding_idx 0).
-  const Json cfg = merge_run_config(default_run_config(json_string(given, "", "task")), given, "run config");
+  const Json cfg = complete_run_config(given);
   validate_run_config(cfg);
   const std::string task = json_string(cfg, "", "task");
   if (task == "listops") return std::make_unique<ListOpsTask>(cfg);

@@ -29,6 +29,14 @@ Json default_run_config(const std::string& task);
 // (a configuration written for another task).
 Json merge_run_config(const Json& base, const Json& overrides, const std::string& what);
 
+// `given` with every key it lacks at the task's default: what make_task builds from. A
+// configuration from before a key existed (a checkpoint's) so keeps the model it was trained with
+// (e.g. classifier_layers 1, padding_idx 0).
+Json complete_run_config(const Json& given);
+// The model-level keys of the model section ("type", "layers", "classifier_dim", ...); the others
+// are the layer's (mega/config.h).
+bool is_model_level_key(const std::string& key);
+
 // Builds the task's model and data. out_dir is where the data may be cached.
 std::unique_ptr<TrainTask> make_task(const Json& run_config);
 // Samples `length` characters after `prompt` from a charlm checkpoint (its vocabulary is in the

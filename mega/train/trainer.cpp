@@ -106,7 +106,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     MG_CHECK(ck.meta.count("step") && ck.meta.count("data") && ck.meta.count("rng"), "train",
              "{}: not a training checkpoint (no step/data/rng metadata)", o.resume);
     if (ck.meta.count("config") && o.config.contains("model")) {
-      Json saved = Json::parse(ck.meta.at("config"), o.resume);
+      const Json saved = task.complete_config(Json::parse(ck.meta.at("config"), o.resume));
       MG_CHECK(saved.contains("model") && saved.at("model").dump() == o.config.at("model").dump(), "train",
                "{}: the checkpoint's model configuration differs from this run's", o.resume);
     }

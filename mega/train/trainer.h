@@ -37,6 +37,9 @@ class TrainTask {
   // The data position (e.g. the batch iterator's epoch and index), saved in checkpoints.
   virtual Json data_state() const = 0;
   virtual void load_data_state(const Json& state) = 0;
+  // A run configuration saved by an older version, with every key added since at its default
+  // (which keeps the model it was trained with), so that --resume compares like with like.
+  virtual Json complete_config(const Json& saved) const { return saved; }
   // A one-line summary of the dataset and the baseline to beat (e.g. the majority class).
   virtual std::string describe() const = 0;
   // Moves the model there; batches follow it from then on.

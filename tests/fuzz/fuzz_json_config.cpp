@@ -34,8 +34,7 @@ namespace {
 void model_as_layer_config(const Json& model, bool decoder) {
   Json layer = Json::object();
   for (const auto& kv : model.items())
-    if (kv.first != "type" && kv.first != "layers" && kv.first != "classifier_dim" && kv.first != "heads")
-      layer.set(kv.first, kv.second);
+    if (!is_model_level_key(kv.first)) layer.set(kv.first, kv.second);
   layer.set("bidirectional", !decoder), layer.set("causal", decoder);
   (void)parse_layer_config(layer, "model");
   (void)model.at("layers").get_int(), (void)model.at("type").get_string();
