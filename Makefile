@@ -26,8 +26,10 @@ build: configure
 demo: build
 	./$(BUILD)/megagrad train --task listops --force
 
+# ctest through .ci/ctest_summary.sh: the same run and exit status, then a closing line
+# "N passed, N failed, N skipped" (ctest's own "100% tests passed" counts skipped as passed).
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	bash .ci/ctest_summary.sh run $(BUILD) --output-on-failure -j $(JOBS)
 
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (CPU only).
 # Only the targets the tests run are built (the test suite and the megagrad program).
@@ -35,7 +37,7 @@ test-sanitize:
 	@$(MAKE) --no-print-directory configure BUILD=build-sanitize \
 	  CMAKE_FLAGS="-DMEGAGRAD_SANITIZE=ON -DMEGAGRAD_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo"
 	@cmake --build build-sanitize -j $(JOBS) --target megagrad_tests megagrad
-	cd build-sanitize && ctest --output-on-failure -j $(JOBS)
+	bash .ci/ctest_summary.sh run build-sanitize --output-on-failure -j $(JOBS)
 
 # Two models trained in two threads at once, and the other "[threads]" tests, under
 # ThreadSanitizer: any data race fails the run (halt_on_error).

@@ -19,7 +19,7 @@ struct GradcheckOptions {
 };
 
 struct GradcheckResult {
-  bool passed = false;
+  bool passed = false;   // false also on a NaN or Inf (either gradient) and when no element was checked
   double max_error = 0;  // the worst |analytic - numeric| / max(1, |numeric|)
   // Where the worst element is: input index, element index, and both values.
   int64_t worst_input = -1;

@@ -1,6 +1,7 @@
 // Runs every registered gradcheck case (float64 central differences against the analytic
 // backward), and proves that every differentiable op has at least one case that exercises it.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <set>
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
@@ -75,4 +76,39 @@ TEST_CASE("gradcheck: refuses float32 inputs and expanded inputs", "[gradcheck]"
   Tensor e = Tensor::ones({1}, DType::Float64).expand({4});
   e.requires_grad_();
   REQUIRE_THROWS_WITH(gradcheck(id, {e}), Catch::Contains("expanded"));
+}
+
+TEST_CASE("gradcheck: a NaN gradient (analytic or numeric) fails; so does checking nothing", "[gradcheck]") {
+  const double nan = std::nan("");
+  // Analytic NaN, numeric finite: where() picks x everywhere, so the forward is x, but the
+  // unpicked branch x * NaN sends 0 * NaN = NaN back into x's gradient.
+  Tensor x = Tensor::from_vector({0.5, -1.0, 2.0}, {3}, DType::Float64).requires_grad_();
+  auto nan_backward = [nan](const std::vector<Tensor>& in) {
+    Tensor all = gt(Tensor::ones({3}, DType::Float64), Tensor::zeros({3}, DType::Float64));
+    return where(all, in[0], mul(in[0], Tensor::full({3}, nan, DType::Float64)));
+  };
+  GradcheckResult r = gradcheck(nan_backward, {x});
+  INFO(r.report());
+  CHECK_FALSE(r.passed);
+  CHECK(std::isnan(r.worst_analytic));
+  CHECK(std::isfinite(r.worst_numeric));
+  CHECK(r.max_error == INFINITY);
+  // Numeric NaN, analytic finite: sqrt(x - eps) at x = 0 is NaN, but it is detached, so the
+  // analytic gradient of x + sqrt(x).detach() is 1 (times R).
+  Tensor z = Tensor::from_vector({0.5, 0.0, 2.0}, {3}, DType::Float64).requires_grad_();
+  auto nan_numeric = [](const std::vector<Tensor>& in) { return add(in[0], sqrt(in[0]).detach()); };
+  GradcheckResult r2 = gradcheck(nan_numeric, {z});
+  INFO(r2.report());
+  CHECK_FALSE(r2.passed);
+  CHECK(r2.worst_index == std::vector<int64_t>{1});
+  CHECK(std::isnan(r2.worst_numeric));
+  CHECK(std::isfinite(r2.worst_analytic));
+  // The only input that requires grad is empty: nothing is checked, which must not read as a pass.
+  Tensor empty = Tensor::zeros({0}, DType::Float64).requires_grad_();
+  Tensor c = Tensor::from_vector({0.5, 1.0}, {2}, DType::Float64);
+  auto f3 = [](const std::vector<Tensor>& in) { return add(mul_scalar(in[1], 2.0), sum(in[0])); };
+  GradcheckResult r3 = gradcheck(f3, {empty, c});
+  INFO(r3.report());
+  CHECK(r3.elements_checked == 0);
+  CHECK_FALSE(r3.passed);
 }

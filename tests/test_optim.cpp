@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "mega/optim.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 using Catch::Contains;
@@ -117,12 +118,11 @@ std::vector<std::vector<double>> sgd_reference(const std::vector<Param>& ps, con
   return p;
 }
 
+// The worst max |got - ref| over the parameters; INFINITY on a NaN or Inf (test_util.h).
 double max_abs_diff(const NamedTensors& ts, const std::vector<std::vector<double>>& ref) {
+  if (ts.size() != ref.size()) return INFINITY;
   double worst = 0;
-  for (size_t j = 0; j < ts.size(); ++j) {
-    std::vector<double> got = ts[j].second.to_vector();
-    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - ref[j][i]));
-  }
+  for (size_t j = 0; j < ts.size(); ++j) worst = std::max(worst, test::max_abs_diff(ts[j].second.to_vector(), ref[j]));
   return worst;
 }
 
@@ -142,6 +142,14 @@ const Tensor& entry(const NamedTensors& sd, const std::string& name) {
 }
 
 }  // namespace
+
+TEST_CASE("optim: the trajectory comparison fails on NaN and Inf", "[optim][compare]") {
+  // It used to fold with std::max, which skips NaN: a NaN parameter matched any reference.
+  NamedTensors ts{{"p", Tensor::from_vector({1.0, std::nan("")}, {2}, DType::Float64)}};
+  CHECK_FALSE(max_abs_diff(ts, {{1.0, 2.0}}) <= 1e-3);
+  CHECK_FALSE(max_abs_diff({{"p", Tensor::from_vector({1.0, 2.0}, {2}, DType::Float64)}}, {{1.0, INFINITY}}) <= 1e-3);
+  CHECK(max_abs_diff({{"p", Tensor::from_vector({1.0, 2.0}, {2}, DType::Float64)}}, {{1.0, 2.5}}) == 0.5);
+}
 
 TEST_CASE("optim: AdamW follows the torch formulas (weight decay, bias correction, skipped grads)", "[optim]") {
   for (DType dt : {DType::Float64, DType::Float32})

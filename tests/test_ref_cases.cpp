@@ -9,6 +9,7 @@
 #include "mega/config.h"
 #include "mega/ema/ema.h"
 #include "mega/ref_check.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 namespace fs = std::filesystem;
@@ -20,14 +21,6 @@ std::vector<std::string> case_dirs() {
     if (e.is_directory() && fs::exists(e.path() / "config.json")) out.push_back(e.path().string());
   std::sort(out.begin(), out.end());
   return out;
-}
-
-double rel_error(const Tensor& ours, const Tensor& ref) {
-  std::vector<double> a = ours.to_vector(), b = ref.to_vector();
-  REQUIRE(a.size() == b.size());
-  double d = 0, s = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i])), s = std::max(s, std::abs(b[i]));
-  return d / s;
 }
 }  // namespace
 
@@ -51,9 +44,9 @@ TEST_CASE("ref cases: the fused EMA reproduces the official EMA output and kerne
       // the official float32 FFT path: agreement to float32 rounding of the largest value.
       double tol = dt == DType::Float64 ? 1e-11 : 2e-5;
       INFO(dir << " " << dtype_name(dt));
-      CHECK(rel_error(out, st.at("inter.mega_layer.move")) < tol);
+      CHECK(test::max_rel_diff(out, st.at("inter.mega_layer.move")) < tol);
       const Tensor& kref = st.at("inter.ema_kernel");  // (E, K)
-      CHECK(rel_error(ema_kernel_reference(p, kref.size(1)), kref) < tol);
+      CHECK(test::max_rel_diff(ema_kernel_reference(p, kref.size(1)), kref) < tol);
     }
   }
 }
