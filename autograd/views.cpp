@@ -7,7 +7,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "backends/cpu/loops.h"
+#include "core/strided.h"
 
 namespace megagrad {
 
