@@ -55,6 +55,15 @@ struct DeviceBackend {
                       uint64_t seed, uint64_t first);
 };
 
+// The table of a backend written as a struct of static functions with these names, e.g.
+//     struct Cpu { static void* alloc(size_t, int, bool); ... };
+//     constexpr DeviceBackend kCpu = backend_table<Cpu>();
+// so that each backend names its functions once and the table is spelled out only here.
+template <typename B>
+constexpr DeviceBackend backend_table() {
+  return {&B::alloc, &B::free, &B::copy, &B::fill, &B::convert, &B::add_scaled, &B::scale, &B::philox_fill};
+}
+
 // Defined by the backends (one definition each in the library; see above).
 const DeviceBackend& cpu_backend();
 const DeviceBackend& cuda_backend();

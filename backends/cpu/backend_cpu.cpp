@@ -84,79 +84,6 @@ BlockCache& block_cache() {
 // one 64-byte line (the alignment: one cache line, and what AVX-512 loads like).
 size_t capacity_of(size_t bytes) { return std::max<size_t>(BlockCache::rounded(bytes), 64); }
 
-void* cpu_alloc(size_t bytes, int, bool zero) {
-  const size_t capacity = capacity_of(bytes);
-  void* p = block_cache().take(capacity);
-  if (!p) p = std::aligned_alloc(64, capacity);
-  if (!p && block_cache().cached() > 0) {  // the cache may hold what the system lacks
-    block_cache().clear();
-    p = std::aligned_alloc(64, capacity);
-  }
-  if (!p)
-    fail("alloc", "out of memory: could not allocate {} ({} bytes) on {}", human_bytes(bytes), bytes, Device::cpu());
-  if (zero) std::memset(p, 0, bytes);
-  return p;
-}
-
-void cpu_free(void* p, size_t bytes, int) { block_cache().give(p, capacity_of(bytes)); }
-
-void cpu_copy(void* dst, Device, const void* src, Device, size_t bytes) {
-  if (bytes) std::memcpy(dst, src, bytes);
-}
-
-void cpu_fill(int, DType dtype, StridedView out, double value) {
-  dispatch_all("fill_", dtype, [&]<typename T>() {
-    T* p = static_cast<T*>(out.data);
-    T v = (T)value;
-    for_each_row<1>(out.shape, {out.strides}, [&](auto off, int64_t n, auto inner) {
-      for (int64_t i = 0; i < n; ++i) p[off[0] + i * inner[0]] = v;
-    });
-  });
-}
-
-void cpu_convert(int, DType dst_dtype, StridedView dst, DType src_dtype, StridedView src) {
-  dispatch_all("copy_", dst_dtype, [&]<typename D>() {
-    dispatch_all("copy_", src_dtype, [&]<typename S>() {
-      D* d = static_cast<D*>(dst.data);
-      const S* s = static_cast<const S*>(src.data);
-      for_each_row<2>(dst.shape, {dst.strides, src.strides}, [&](auto off, int64_t n, auto inner) {
-        D* dp = d + off[0];
-        const S* sp = s + off[1];
-        if (inner[0] == 1 && inner[1] == 1)
-          for (int64_t i = 0; i < n; ++i) dp[i] = (D)sp[i];
-        else
-          for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] = (D)sp[i * inner[1]];
-      });
-    });
-  });
-}
-
-void cpu_add_scaled(int, DType dtype, StridedView dst, StridedView src, double alpha) {
-  dispatch_float("add_", dtype, [&]<typename T>() {
-    T* d = static_cast<T*>(dst.data);
-    const T* s = static_cast<const T*>(src.data);
-    T a = (T)alpha;
-    for_each_row<2>(dst.shape, {dst.strides, src.strides}, [&](auto off, int64_t n, auto inner) {
-      T* dp = d + off[0];
-      const T* sp = s + off[1];
-      if (inner[0] == 1 && inner[1] == 1)
-        for (int64_t i = 0; i < n; ++i) dp[i] += a * sp[i];
-      else
-        for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] += a * sp[i * inner[1]];
-    });
-  });
-}
-
-void cpu_scale(int, DType dtype, StridedView dst, double s) {
-  dispatch_float("mul_", dtype, [&]<typename T>() {
-    T* d = static_cast<T*>(dst.data);
-    T a = (T)s;
-    for_each_row<1>(dst.shape, {dst.strides}, [&](auto off, int64_t n, auto inner) {
-      for (int64_t i = 0; i < n; ++i) d[off[0] + i * inner[0]] *= a;
-    });
-  });
-}
-
 // Element i gets draw(seed, first + i): the same numbers however the range is split over threads.
 template <typename Draw>
 void philox_loop(std::string_view op, DType dtype, void* out, int64_t n, uint64_t seed, uint64_t first, Draw draw) {
@@ -168,24 +95,94 @@ void philox_loop(std::string_view op, DType dtype, void* out, int64_t n, uint64_
   });
 }
 
-void cpu_philox_fill(int, DType dtype, void* out, int64_t n, Dist dist, double a, double b, uint64_t seed,
-                     uint64_t first) {
-  if (dist == Dist::Uniform)
-    philox_loop("uniform_", dtype, out, n, seed, first, [&](uint64_t s, uint64_t c) { return uniform_at(s, c, a, b); });
-  else
-    philox_loop("normal_", dtype, out, n, seed, first, [&](uint64_t s, uint64_t c) { return normal_at(s, c, a, b); });
-}
+// The CPU's entries of the DeviceBackend table.
+struct Cpu {
+  static void* alloc(size_t bytes, int, bool zero) {
+    const size_t capacity = capacity_of(bytes);
+    void* p = block_cache().take(capacity);
+    if (!p) p = std::aligned_alloc(64, capacity);
+    if (!p && block_cache().cached() > 0) {  // the cache may hold what the system lacks
+      block_cache().clear();
+      p = std::aligned_alloc(64, capacity);
+    }
+    if (!p)
+      fail("alloc", "out of memory: could not allocate {} ({} bytes) on {}", human_bytes(bytes), bytes,
+           Device::cpu());
+    if (zero) std::memset(p, 0, bytes);
+    return p;
+  }
 
-constexpr DeviceBackend kCpuBackend{
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .copy = cpu_copy,
-    .fill = cpu_fill,
-    .convert = cpu_convert,
-    .add_scaled = cpu_add_scaled,
-    .scale = cpu_scale,
-    .philox_fill = cpu_philox_fill,
+  static void free(void* p, size_t bytes, int) { block_cache().give(p, capacity_of(bytes)); }
+
+  static void copy(void* dst, Device, const void* src, Device, size_t bytes) {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+
+  static void fill(int, DType dtype, StridedView out, double value) {
+    dispatch_all("fill_", dtype, [&]<typename T>() {
+      T* p = static_cast<T*>(out.data);
+      T v = (T)value;
+      for_each_row<1>(out.shape, {out.strides}, [&](auto off, int64_t n, auto inner) {
+        for (int64_t i = 0; i < n; ++i) p[off[0] + i * inner[0]] = v;
+      });
+    });
+  }
+
+  static void convert(int, DType dst_dtype, StridedView dst, DType src_dtype, StridedView src) {
+    dispatch_all("copy_", dst_dtype, [&]<typename D>() {
+      dispatch_all("copy_", src_dtype, [&]<typename S>() {
+        D* d = static_cast<D*>(dst.data);
+        const S* s = static_cast<const S*>(src.data);
+        for_each_row<2>(dst.shape, {dst.strides, src.strides}, [&](auto off, int64_t n, auto inner) {
+          D* dp = d + off[0];
+          const S* sp = s + off[1];
+          if (inner[0] == 1 && inner[1] == 1)
+            for (int64_t i = 0; i < n; ++i) dp[i] = (D)sp[i];
+          else
+            for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] = (D)sp[i * inner[1]];
+        });
+      });
+    });
+  }
+
+  static void add_scaled(int, DType dtype, StridedView dst, StridedView src, double alpha) {
+    dispatch_float("add_", dtype, [&]<typename T>() {
+      T* d = static_cast<T*>(dst.data);
+      const T* s = static_cast<const T*>(src.data);
+      T a = (T)alpha;
+      for_each_row<2>(dst.shape, {dst.strides, src.strides}, [&](auto off, int64_t n, auto inner) {
+        T* dp = d + off[0];
+        const T* sp = s + off[1];
+        if (inner[0] == 1 && inner[1] == 1)
+          for (int64_t i = 0; i < n; ++i) dp[i] += a * sp[i];
+        else
+          for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] += a * sp[i * inner[1]];
+      });
+    });
+  }
+
+  static void scale(int, DType dtype, StridedView dst, double s) {
+    dispatch_float("mul_", dtype, [&]<typename T>() {
+      T* d = static_cast<T*>(dst.data);
+      T a = (T)s;
+      for_each_row<1>(dst.shape, {dst.strides}, [&](auto off, int64_t n, auto inner) {
+        for (int64_t i = 0; i < n; ++i) d[off[0] + i * inner[0]] *= a;
+      });
+    });
+  }
+
+  static void philox_fill(int, DType dtype, void* out, int64_t n, Dist dist, double a, double b, uint64_t seed,
+                          uint64_t first) {
+    if (dist == Dist::Uniform)
+      philox_loop("uniform_", dtype, out, n, seed, first,
+                  [&](uint64_t s, uint64_t c) { return uniform_at(s, c, a, b); });
+    else
+      philox_loop("normal_", dtype, out, n, seed, first,
+                  [&](uint64_t s, uint64_t c) { return normal_at(s, c, a, b); });
+  }
 };
+
+constexpr DeviceBackend kCpuBackend = backend_table<Cpu>();
 }  // namespace
 
 size_t cpu_cache_bytes() { return block_cache().cached(); }

@@ -16,66 +16,60 @@ cuda::CudaView cuda_view(StridedView v) {
                          std::vector<int64_t>(v.strides.begin(), v.strides.end()));
 }
 
-void* gpu_alloc(size_t bytes, int index, bool zero) {
-  void* p = cuda_alloc(bytes, index);
-  if (zero) {
-    try {
-      cuda_memset_zero(p, bytes, index);
-    } catch (...) {
-      cuda_free(p);  // the caller never saw the block
-      throw;
+// The GPU's entries of the DeviceBackend table.
+struct Cuda {
+  static void* alloc(size_t bytes, int index, bool zero) {
+    void* p = cuda_alloc(bytes, index);
+    if (zero) {
+      try {
+        cuda_memset_zero(p, bytes, index);
+      } catch (...) {
+        cuda_free(p);  // the caller never saw the block
+        throw;
+      }
     }
+    return p;
   }
-  return p;
-}
 
-void gpu_free(void* p, size_t, int) { cuda_free(p); }
+  static void free(void* p, size_t, int) { cuda_free(p); }
 
-void gpu_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
-  if (src_device.is_cpu())
-    cuda_memcpy_h2d(dst, src, bytes, dst_device.index);
-  else if (dst_device.is_cpu())
-    cuda_memcpy_d2h(dst, src, bytes, src_device.index);
-  else
-    cuda_memcpy_d2d(dst, src, bytes, dst_device.index);
-}
+  static void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+    if (src_device.is_cpu())
+      cuda_memcpy_h2d(dst, src, bytes, dst_device.index);
+    else if (dst_device.is_cpu())
+      cuda_memcpy_d2h(dst, src, bytes, src_device.index);
+    else
+      cuda_memcpy_d2d(dst, src, bytes, dst_device.index);
+  }
 
-void gpu_fill(int index, DType dtype, StridedView out, double value) {
-  cuda::cuda_fill(dtype, cuda_view(out), value, cuda::stream_on(index));
-}
+  static void fill(int index, DType dtype, StridedView out, double value) {
+    cuda::cuda_fill(dtype, cuda_view(out), value, cuda::stream_on(index));
+  }
 
-void gpu_convert(int index, DType dst_dtype, StridedView dst, DType src_dtype, StridedView src) {
-  cuda::cuda_copy(dst_dtype, cuda_view(dst), src_dtype, cuda_view(src), cuda::stream_on(index));
-}
+  static void convert(int index, DType dst_dtype, StridedView dst, DType src_dtype, StridedView src) {
+    cuda::cuda_copy(dst_dtype, cuda_view(dst), src_dtype, cuda_view(src), cuda::stream_on(index));
+  }
 
-void gpu_add_scaled(int index, DType dtype, StridedView dst, StridedView src, double alpha) {
-  const cuda::CudaView self = cuda_view(dst);  // read and written in place, element by element
-  cuda::cuda_binary(cuda::BinaryOp::Axpy, dtype, self, cuda_view(src), self, alpha, cuda::stream_on(index));
-}
+  static void add_scaled(int index, DType dtype, StridedView dst, StridedView src, double alpha) {
+    const cuda::CudaView self = cuda_view(dst);  // read and written in place, element by element
+    cuda::cuda_binary(cuda::BinaryOp::Axpy, dtype, self, cuda_view(src), self, alpha, cuda::stream_on(index));
+  }
 
-void gpu_scale(int index, DType dtype, StridedView dst, double s) {
-  const cuda::CudaView self = cuda_view(dst);
-  cuda::cuda_unary(cuda::UnaryOp::MulScalar, dtype, self, self, s, cuda::stream_on(index));
-}
+  static void scale(int index, DType dtype, StridedView dst, double s) {
+    const cuda::CudaView self = cuda_view(dst);
+    cuda::cuda_unary(cuda::UnaryOp::MulScalar, dtype, self, self, s, cuda::stream_on(index));
+  }
 
-void gpu_philox_fill(int index, DType dtype, void* out, int64_t n, Dist dist, double a, double b, uint64_t seed,
-                     uint64_t first) {
-  if (dist == Dist::Uniform)
-    cuda::cuda_uniform(dtype, out, n, a, b, seed, first, cuda::stream_on(index));
-  else
-    cuda::cuda_normal(dtype, out, n, a, b, seed, first, cuda::stream_on(index));
-}
-
-constexpr DeviceBackend kCudaBackend{
-    .alloc = gpu_alloc,
-    .free = gpu_free,
-    .copy = gpu_copy,
-    .fill = gpu_fill,
-    .convert = gpu_convert,
-    .add_scaled = gpu_add_scaled,
-    .scale = gpu_scale,
-    .philox_fill = gpu_philox_fill,
+  static void philox_fill(int index, DType dtype, void* out, int64_t n, Dist dist, double a, double b,
+                          uint64_t seed, uint64_t first) {
+    if (dist == Dist::Uniform)
+      cuda::cuda_uniform(dtype, out, n, a, b, seed, first, cuda::stream_on(index));
+    else
+      cuda::cuda_normal(dtype, out, n, a, b, seed, first, cuda::stream_on(index));
+  }
 };
+
+constexpr DeviceBackend kCudaBackend = backend_table<Cuda>();
 }  // namespace
 
 const DeviceBackend& cuda_backend() { return kCudaBackend; }

@@ -67,16 +67,17 @@ std::string cublas_status_name(int status) { return fmt::format("CUBLAS_STATUS_{
 // entries are never reached; they fail clearly all the same.
 namespace {
 [[noreturn]] void no_cuda() { fail("cuda", "megagrad was built without CUDA support"); }
-constexpr DeviceBackend kNoCudaBackend{
-    .alloc = [](size_t bytes, int device, bool) -> void* { return cuda_alloc(bytes, device); },
-    .free = [](void* p, size_t, int) { cuda_free(p); },
-    .copy = [](void*, Device, const void*, Device, size_t) { no_cuda(); },
-    .fill = [](int, DType, StridedView, double) { no_cuda(); },
-    .convert = [](int, DType, StridedView, DType, StridedView) { no_cuda(); },
-    .add_scaled = [](int, DType, StridedView, StridedView, double) { no_cuda(); },
-    .scale = [](int, DType, StridedView, double) { no_cuda(); },
-    .philox_fill = [](int, DType, void*, int64_t, Dist, double, double, uint64_t, uint64_t) { no_cuda(); },
+struct NoCuda {
+  static void* alloc(size_t bytes, int device, bool) { return cuda_alloc(bytes, device); }  // throws
+  static void free(void* p, size_t, int) { cuda_free(p); }
+  static void copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
+  static void fill(int, DType, StridedView, double) { no_cuda(); }
+  static void convert(int, DType, StridedView, DType, StridedView) { no_cuda(); }
+  static void add_scaled(int, DType, StridedView, StridedView, double) { no_cuda(); }
+  static void scale(int, DType, StridedView, double) { no_cuda(); }
+  static void philox_fill(int, DType, void*, int64_t, Dist, double, double, uint64_t, uint64_t) { no_cuda(); }
 };
+constexpr DeviceBackend kNoCudaBackend = backend_table<NoCuda>();
 }  // namespace
 const DeviceBackend& cuda_backend() { return kNoCudaBackend; }
 }  // namespace megagrad
