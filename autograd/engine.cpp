@@ -11,8 +11,6 @@
 namespace megagrad {
 
 namespace {
-thread_local bool t_grad_enabled = true;
-
 // The accumulator of a leaf: one per leaf, shared by every op that uses it, so that the engine
 // sums all of the leaf's gradients before adding them to .grad.
 std::shared_ptr<Node> accumulator_of(const Tensor& leaf) {
@@ -39,9 +37,6 @@ void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
   }
 }
 }  // namespace
-
-bool GradMode::is_enabled() { return t_grad_enabled; }
-void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
 
 Node::~Node() {
   std::vector<std::shared_ptr<Node>> stack;

@@ -1,15 +1,11 @@
 // Grad mode: whether ops record the graph. `no_grad` turns recording off for a scope (per
 // thread), as torch.no_grad() does:
 //     { no_grad guard; w.add_(w.grad(), -lr); }
+// The per-thread flag itself (GradMode) is core's: core/grad_mode.h.
 #pragma once
+#include "core/grad_mode.h"
 
 namespace megagrad {
-
-class GradMode {
- public:
-  static bool is_enabled();
-  static void set_enabled(bool enabled);
-};
 
 class no_grad {
  public:

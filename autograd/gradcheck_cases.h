@@ -1,5 +1,6 @@
-// The gradcheck cases, one file per op group. Each add_*_cases appends GradcheckCases (see
-// registry.h); all_gradcheck_cases() in gradcheck_cases.cpp gathers them.
+// The gradcheck cases, one file per op group (gradcheck_cases_*.cpp). Each add_*_cases appends
+// GradcheckCases (see registry.h); all_gradcheck_cases() in mega/gradcheck_cases.cpp gathers
+// them, and gradcheck_inputs.cpp makes their inputs (gc_input).
 #pragma once
 #include <vector>
 #include "autograd/registry.h"

@@ -32,7 +32,7 @@ void check_index(std::string_view op, const Tensor& index, int64_t n, int64_t di
             found = chk.first_bad >= 0; bad = chk.bad_value);
   } else {
     const int64_t* p = index.data_ptr<int64_t>();
-    cpu::for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
+    for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
       for (int64_t i = 0; i < len && !found; ++i) {
         int64_t v = p[off[0] + i * in[0]];
         if (v < 0 || v >= n) bad = v, found = true;
@@ -305,7 +305,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   MG_CHECK(broadcasts_to(mask.shape(), x.shape()), "masked_fill",
            "mask {} does not broadcast to the shape of x {}", mask.desc(), x.desc());
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Strides ms = cpu::broadcast_strides(mask.shape(), mask.strides(), x.shape());
+  Strides ms = broadcast_strides(mask.shape(), mask.strides(), x.shape());
   if (on_cuda(x))
     MG_CUDA("masked_fill", const cuda::CudaView mv = cuda::make_view(mask.raw_device_data(), x.shape(), ms);
             cuda::cuda_masked_fill(x.dtype(), cuda::make_view(x), mv, value, cuda::make_view(out), cuda::stream_of(out)));

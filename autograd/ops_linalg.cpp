@@ -20,7 +20,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "backends/cpu/blas.h"
-#include "backends/cpu/loops.h"
+#include "core/strided.h"
 #include "backends/cuda/blas.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
@@ -112,9 +112,9 @@ Tensor bmm(Tensor a, Tensor b, const Shape& c_batch, const Tensor& bias = Tensor
   for (int64_t v : {M, N, K, la.ld, lb.ld, nb * M, nb * K}) check_blas_size(v, a, b);
 
   // Batch strides of A, B and C over `full` (0 where broadcast or reduced).
-  const Strides as = cpu::broadcast_strides(batch_of(a.shape()), batch_of(a.strides()), full);
-  const Strides bs = cpu::broadcast_strides(batch_of(b.shape()), batch_of(b.strides()), full);
-  const Strides cs = cpu::broadcast_strides(c_batch, contiguous_strides(c_batch), full);
+  const Strides as = broadcast_strides(batch_of(a.shape()), batch_of(a.strides()), full);
+  const Strides bs = broadcast_strides(batch_of(b.shape()), batch_of(b.strides()), full);
+  const Strides cs = broadcast_strides(c_batch, contiguous_strides(c_batch), full);
   Tensor c = (reduce && !bias_c.defined()) ? Tensor::zeros(c_shape, a.dtype(), a.device())
                                            : Tensor::empty(c_shape, a.dtype(), a.device());
 

@@ -1,6 +1,6 @@
 // The list of differentiable ops. record() refuses a name that is not listed here, and a test
-// (tests/test_registry.cpp) fails when a listed op has no gradcheck case: a new op cannot slip
-// in without a gradient check.
+// (tests/test_gradcheck.cpp, "every registered op has a case") fails when a listed op has no
+// gradcheck case: a new op cannot slip in without a gradient check.
 #pragma once
 #include <functional>
 #include <string>

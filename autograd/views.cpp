@@ -7,7 +7,6 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "backends/cpu/loops.h"
 
 namespace megagrad {
 

@@ -27,7 +27,7 @@ const std::vector<Command>& commands() {
       {"generate", cmd_generate, "continue a prompt with a character language model checkpoint"},
       {"info", cmd_info, "version, build, CUDA devices, OpenBLAS kernel and threads"},
       {"gradcheck", cmd_gradcheck, "finite-difference check of every differentiable op"},
-      {"demo", cmd_demo, "train a two-layer MLP on a 2-D spiral (the current main job)"},
+      {"demo", cmd_demo, "train a two-layer MLP on a 2-D spiral (a quick smoke run; `make demo` trains ListOps)"},
       {"ref-check", cmd_ref_check, "compare a Mega layer with a case computed by the official code"},
       {"bench-layer", cmd_bench_layer, "time one Mega layer's forward and backward, and its peak memory"},
   };
@@ -36,7 +36,8 @@ const std::vector<Command>& commands() {
 
 std::string program_help() {
   std::string out =
-      "megagrad " MEGAGRAD_VERSION ": tensors, reverse-mode autograd and a CPU backend on OpenBLAS\n\n"
+      "megagrad " MEGAGRAD_VERSION ": trains Mega sequence models (tensors, reverse-mode autograd, CPU/OpenBLAS\n"
+      "and CUDA backends)\n\n"
       "usage: megagrad [--threads N] <command> [options]\n\ncommands:\n";
   for (const Command& c : commands()) out += fmt::format("  {:<12} {}\n", c.name, c.summary);
   Options global("", {threads_option()});

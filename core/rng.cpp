@@ -1,10 +1,6 @@
 #include "core/rng.h"
 #include <cmath>
-#include "core/dispatch.h"
-#include "core/parallel.h"
-#if MEGAGRAD_HAS_CUDA
-#include "backends/cuda/views.h"
-#endif
+#include "core/backend.h"
 
 namespace megagrad {
 
@@ -47,46 +43,23 @@ double normal_at(uint64_t seed, uint64_t counter, double mean, double std) {
 }
 
 namespace {
-// Element i of t gets draw(seed, first + i); on a GPU, `on_device(seed, first)` runs the Philox
-// kernel that draws the same stream (backends/cuda/kernels.h).
-template <typename Draw, typename OnDevice>
-void fill_random(std::string_view op, Tensor& t, Generator* gen, Draw draw, OnDevice on_device) {
+// Element i of t gets the draw for counter first + i, on t's device (the backend's Philox loop or
+// kernel: the same stream on every device).
+void fill_random(std::string_view op, Tensor& t, Generator* gen, Dist dist, double a, double b) {
   MG_CHECK(t.is_contiguous(), op, "needs a contiguous tensor, got {}", t.desc());
   Generator& g = gen ? *gen : default_generator();
   uint64_t seed = g.seed(), first = g.advance((uint64_t)t.numel());
-  if (!t.device().is_cpu()) {
-    MG_CHECK(is_floating(t.dtype()), op, "expected a float32 or float64 tensor, got {}", t.desc());
-    on_device(seed, first);
-    return;
-  }
-  dispatch_float(op, t.dtype(), [&]<typename T>() {
-    T* p = t.data_ptr<T>();
-    parallel_for(t.numel(), 4096, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) p[i] = (T)draw(seed, first + (uint64_t)i);
-    });
-  });
+  MG_CHECK(is_floating(t.dtype()), op, "expected a float32 or float64 tensor, got {}", dtype_name(t.dtype()));
+  backend(t.device()).philox_fill(t.device().index, t.dtype(), t.raw_device_data(), t.numel(), dist, a, b, seed,
+                                  first);
 }
 }  // namespace
 
 void uniform_(Tensor& t, double lo, double hi, Generator* gen) {
-  fill_random("uniform_", t, gen, [&](uint64_t s, uint64_t c) { return uniform_at(s, c, lo, hi); },
-              [&]([[maybe_unused]] uint64_t seed, [[maybe_unused]] uint64_t first) {
-#if MEGAGRAD_HAS_CUDA
-                cuda::cuda_uniform(t.dtype(), t.raw_device_data(), t.numel(), lo, hi, seed, first, cuda::stream_of(t));
-#else
-                fail("uniform_", "tensor {} is on a gpu but megagrad was built without CUDA", t.desc());
-#endif
-              });
+  fill_random("uniform_", t, gen, Dist::Uniform, lo, hi);
 }
 void normal_(Tensor& t, double mean, double std, Generator* gen) {
-  fill_random("normal_", t, gen, [&](uint64_t s, uint64_t c) { return normal_at(s, c, mean, std); },
-              [&]([[maybe_unused]] uint64_t seed, [[maybe_unused]] uint64_t first) {
-#if MEGAGRAD_HAS_CUDA
-                cuda::cuda_normal(t.dtype(), t.raw_device_data(), t.numel(), mean, std, seed, first, cuda::stream_of(t));
-#else
-                fail("normal_", "tensor {} is on a gpu but megagrad was built without CUDA", t.desc());
-#endif
-              });
+  fill_random("normal_", t, gen, Dist::Normal, mean, std);
 }
 
 Tensor uniform(const Shape& shape, double lo, double hi, DType dtype, Generator* gen) {

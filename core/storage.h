@@ -12,8 +12,8 @@ namespace megagrad {
 
 class Storage {
  public:
-  // Allocates nbytes on the device (zero-filled when asked); throws "[alloc] out of memory ..."
-  // with the requested size.
+  // Allocates nbytes on the device through its backend (core/backend.h), zero-filled when asked;
+  // throws "[alloc] out of memory ..." with the requested size.
   Storage(size_t nbytes, Device device, bool zero_fill = true);
   ~Storage();
   Storage(const Storage&) = delete;
@@ -30,16 +30,8 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
-  size_t capacity_ = 0;  // bytes actually allocated (rounded up; see the block cache)
   Device device_;
   static std::atomic<int64_t> live_;
 };
-
-// The CPU block cache: blocks of 64 KiB and more are kept when their Storage dies and handed out
-// again for the same rounded size. A fresh large block pays a page fault per 4 KiB page on first
-// touch, which costs more than a memory-bound op itself; a training step allocates the same sizes
-// every time. At most MEGAGRAD_CPU_CACHE_MB (default 2048) MiB are kept.
-size_t cpu_cache_bytes();
-void empty_cpu_cache();
 
 }  // namespace megagrad

@@ -2,13 +2,10 @@
 // differentiable views (reshape, transpose, ...) live in autograd/views.cpp.
 #include "core/tensor.h"
 #include <cmath>
-#include "autograd/grad_mode.h"
-#include "backends/cpu/loops.h"
-#include "backends/cuda/allocator.h"
+#include "core/backend.h"
 #include "core/dispatch.h"
-#if MEGAGRAD_HAS_CUDA
-#include "backends/cuda/views.h"
-#endif
+#include "core/grad_mode.h"
+#include "core/strided.h"
 
 namespace megagrad {
 
@@ -116,12 +113,9 @@ Tensor Tensor::to(Device target) const {
   Tensor dst = Tensor::empty(shape(), dtype(), target);
   const size_t bytes = (size_t)numel() * dtype_size(dtype());
   if (bytes == 0) return dst;
-  if (device().is_cpu())
-    cuda_memcpy_h2d(dst.raw_device_data(), src.raw_data(), bytes, target.index);
-  else if (target.is_cpu())
-    cuda_memcpy_d2h(dst.raw_data(), src.raw_device_data(), bytes, device().index);
-  else
-    cuda_memcpy_d2d(dst.raw_device_data(), src.raw_device_data(), bytes, target.index);
+  // The device that is not the cpu runs the transfer.
+  backend(device().is_cpu() ? target : device())
+      .copy(dst.raw_device_data(), target, src.raw_device_data(), device(), bytes);
   return dst;
 }
 
@@ -163,7 +157,7 @@ std::vector<double> Tensor::to_vector() const {
   dispatch_all("to_vector", dtype(), [&]<typename T>() {
     const T* p = data_ptr<T>();
     double* o = out.data();
-    cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
+    for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
       for (int64_t i = 0; i < n; ++i) *o++ = (double)p[off[0] + i * inner[0]];
     }, INT64_MAX);  // serial: the output pointer walks in order
   });
@@ -179,15 +173,15 @@ std::vector<int64_t> Tensor::to_int_vector() const {
   std::vector<int64_t> out((size_t)numel());
   const int64_t* p = data_ptr<int64_t>();
   int64_t* o = out.data();
-  cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
+  for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
     for (int64_t i = 0; i < n; ++i) *o++ = p[off[0] + i * inner[0]];  // exact beyond 2^53
   }, INT64_MAX);
   return out;
 }
 
 // ---- in-place ----
-// Each runs its CPU loop, or on a GPU one launcher (backends/cuda/kernels.h) on the device's
-// stream.
+// Each checks its arguments here, then makes one call to the device's backend (core/backend.h),
+// which runs the loop on the CPU or queues one kernel on the GPU's stream.
 
 namespace {
 void check_inplace_allowed(std::string_view op, const Tensor& t) {
@@ -196,29 +190,13 @@ void check_inplace_allowed(std::string_view op, const Tensor& t) {
            "its old value)", t.desc());
 }
 
-// A CPU-only build has no GPU tensors (allocation fails first), so its CUDA branches only fail.
-[[maybe_unused]] [[noreturn]] void no_cuda_build(std::string_view op, const Tensor& t) {
-  fail(op, "tensor {} is on a gpu but megagrad was built without CUDA", t.desc());
-}
+// The tensor as a backend operand: its own sizes and strides.
+StridedView view_of(const Tensor& t) { return {t.raw_device_data(), t.shape(), t.strides()}; }
 }  // namespace
 
 Tensor& Tensor::fill_(double value) {
   check_inplace_allowed("fill_", *this);
-  if (!device().is_cpu()) {
-#if MEGAGRAD_HAS_CUDA
-    cuda::cuda_fill(dtype(), cuda::make_view(*this), value, cuda::stream_of(*this));
-    return *this;
-#else
-    no_cuda_build("fill_", *this);
-#endif
-  }
-  dispatch_all("fill_", dtype(), [&]<typename T>() {
-    T* p = data_ptr<T>();
-    T v = (T)value;
-    cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
-      for (int64_t i = 0; i < n; ++i) p[off[0] + i * inner[0]] = v;
-    });
-  });
+  backend(device()).fill(device().index, dtype(), view_of(*this), value);
   return *this;
 }
 
@@ -230,30 +208,9 @@ Tensor& Tensor::copy_(const Tensor& src) {
            "copy_", "cannot copy {} into {}", src.desc(), desc());
   // From another device: one transfer of src first (a data move, never recorded).
   if (src.device() != device()) return copy_(src.detach().to(device()));
-  if (!device().is_cpu()) {
-#if MEGAGRAD_HAS_CUDA
-    cuda::cuda_copy(dtype(), cuda::make_view(*this), src.dtype(), cuda::make_view_broadcast(src, shape()),
-                    cuda::stream_of(*this));
-    return *this;
-#else
-    no_cuda_build("copy_", *this);
-#endif
-  }
-  Strides ss = cpu::broadcast_strides(src.shape(), src.strides(), shape());
-  dispatch_all("copy_", dtype(), [&]<typename D>() {
-    dispatch_all("copy_", src.dtype(), [&]<typename S>() {
-      D* d = data_ptr<D>();
-      const S* s = src.data_ptr<S>();
-      cpu::for_each_row<2>(shape(), {strides(), ss}, [&](auto off, int64_t n, auto inner) {
-        D* dp = d + off[0];
-        const S* sp = s + off[1];
-        if (inner[0] == 1 && inner[1] == 1)
-          for (int64_t i = 0; i < n; ++i) dp[i] = (D)sp[i];
-        else
-          for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] = (D)sp[i * inner[1]];
-      });
-    });
-  });
+  const Strides ss = broadcast_strides(src.shape(), src.strides(), shape());
+  backend(device()).convert(device().index, dtype(), view_of(*this), src.dtype(),
+                            {src.raw_device_data(), shape(), ss});
   return *this;
 }
 
@@ -263,53 +220,17 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   MG_CHECK(other.device() == device(), "add_", "devices differ: {} += {}", desc(), other.desc());
   MG_CHECK(broadcast_shapes("add_", other.shape(), shape()) == shape(), "add_",
            "cannot add {} into {}", other.desc(), desc());
-  if (!device().is_cpu()) {
-    MG_CHECK(is_floating(dtype()), "add_", "expected a float tensor, got {}", desc());
-#if MEGAGRAD_HAS_CUDA
-    const cuda::CudaView self = cuda::make_view(*this);  // read and written in place, element by element
-    cuda::cuda_binary(cuda::BinaryOp::Axpy, dtype(), self, cuda::make_view_broadcast(other, shape()), self,
-                      alpha, cuda::stream_of(*this));
-    return *this;
-#else
-    no_cuda_build("add_", *this);
-#endif
-  }
-  Strides os = cpu::broadcast_strides(other.shape(), other.strides(), shape());
-  dispatch_float("add_", dtype(), [&]<typename T>() {
-    T* d = data_ptr<T>();
-    const T* s = other.data_ptr<T>();
-    T a = (T)alpha;
-    cpu::for_each_row<2>(shape(), {strides(), os}, [&](auto off, int64_t n, auto inner) {
-      T* dp = d + off[0];
-      const T* sp = s + off[1];
-      if (inner[0] == 1 && inner[1] == 1)
-        for (int64_t i = 0; i < n; ++i) dp[i] += a * sp[i];
-      else
-        for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] += a * sp[i * inner[1]];
-    });
-  });
+  MG_CHECK(is_floating(dtype()), "add_", "expected a float32 or float64 tensor, got {}", dtype_name(dtype()));
+  const Strides os = broadcast_strides(other.shape(), other.strides(), shape());
+  backend(device()).add_scaled(device().index, dtype(), view_of(*this), {other.raw_device_data(), shape(), os},
+                               alpha);
   return *this;
 }
 
 Tensor& Tensor::mul_(double s) {
   check_inplace_allowed("mul_", *this);
-  if (!device().is_cpu()) {
-    MG_CHECK(is_floating(dtype()), "mul_", "expected a float tensor, got {}", desc());
-#if MEGAGRAD_HAS_CUDA
-    const cuda::CudaView self = cuda::make_view(*this);
-    cuda::cuda_unary(cuda::UnaryOp::MulScalar, dtype(), self, self, s, cuda::stream_of(*this));
-    return *this;
-#else
-    no_cuda_build("mul_", *this);
-#endif
-  }
-  dispatch_float("mul_", dtype(), [&]<typename T>() {
-    T* d = data_ptr<T>();
-    T a = (T)s;
-    cpu::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto inner) {
-      for (int64_t i = 0; i < n; ++i) d[off[0] + i * inner[0]] *= a;
-    });
-  });
+  MG_CHECK(is_floating(dtype()), "mul_", "expected a float32 or float64 tensor, got {}", dtype_name(dtype()));
+  backend(device()).scale(device().index, dtype(), view_of(*this), s);
   return *this;
 }
 

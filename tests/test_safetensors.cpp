@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include "backends/cpu/allocator.h"
 #include "core/atomic_file.h"
 #include "core/json.h"
 #include "core/safetensors.h"

@@ -2,7 +2,7 @@
 // contiguous tensor; inputs are read through their strides (no copies). When every operand is
 // contiguous the rows merge into one and the inner loop is a plain vectorisable loop.
 #pragma once
-#include "backends/cpu/loops.h"
+#include "core/strided.h"
 #include "core/tensor.h"
 
 namespace megagrad::cpu {

@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include "backends/cpu/loops.h"
+#include "core/strided.h"
 
 namespace megagrad::cpu {
 

@@ -108,8 +108,8 @@ template <> struct Divider<int64_t> {
 };
 
 // ---------------------------------------------------------------- strided layouts
-// K operands over one shape, dims merged as cpu::merge_dims does (size-1 dims dropped, dims laid
-// out back to back joined), stored innermost first.
+// K operands over one shape, dims merged as merge_dims (core/strided.h) does (size-1 dims
+// dropped, dims laid out back to back joined), stored innermost first.
 template <int K>
 struct Layout {
   int ndim = 0;  // 0: a single element
@@ -128,7 +128,7 @@ Layout<K> merge_views(std::string_view op, const CudaView* const (&views)[K]) {
              "broadcast to the output's shape", k, views[k]->ndim, ref.ndim);
   }
   MG_CHECK(ref.ndim >= 0 && ref.ndim <= kMaxDims, op, "{} dims (at most {})", ref.ndim, kMaxDims);
-  // Outer to inner, as cpu::merge_dims, into a temporary; then reversed.
+  // Outer to inner, as merge_dims, into a temporary; then reversed.
   int n = 0;
   int64_t sz[kMaxDims];
   int64_t st[K][kMaxDims];

@@ -1,3 +1,5 @@
+// The inputs of the gradcheck cases: seeded float64 leaves (declared in gradcheck_cases.h). The
+// cases themselves are in gradcheck_cases_*.cpp; mega/gradcheck_cases.cpp gathers them all.
 #include "autograd/gradcheck_cases.h"
 #include "autograd/grad_mode.h"
 

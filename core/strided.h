@@ -1,17 +1,35 @@
-// Strided loops for the CPU kernels. An op hands over the output shape and, for each operand,
-// its strides over that shape (0 along broadcast dims); for_each_row walks the elements row by
-// row (the innermost dim after merging dims that are laid out back to back) and calls
+// Strided iteration on the host, over raw element offsets: it needs only core (shapes and the
+// thread pool), so the CPU backend's kernels, core's own host loops (to_vector) and the ops
+// share it. An op hands over the output shape and, for each operand, its strides over that
+// shape (0 along broadcast dims); for_each_row walks the elements row by row (the innermost dim
+// after merging dims that are laid out back to back) and calls
 //     row(offsets, n, inner_strides)
 // where offsets[k] is operand k's element offset at the row's start. The inner loop a kernel
 // writes over n elements is plain and vectorises when the inner strides are 1.
+//
+// StridedView is the same description with a data pointer: how core hands a strided operand to a
+// device backend (core/backend.h).
 #pragma once
 #include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 #include "core/parallel.h"
 #include "core/shape.h"
 
-namespace megagrad::cpu {
+namespace megagrad {
+
+// Sizes or strides, borrowed (from a Shape, a Strides, or any int64 array) for one call.
+using Dims = std::span<const int64_t>;
+
+// One operand of a strided loop: element [0,...,0] (the tensor's offset applied) and its strides
+// (in elements) over `shape`, the shape of the whole loop (stride 0 along broadcast dims). The
+// spans are borrowed: a view lives no longer than the Shape and Strides it was made from.
+struct StridedView {
+  void* data = nullptr;
+  Dims shape;
+  Dims strides;
+};
 
 template <size_t K>
 struct RowLayout {
@@ -21,7 +39,7 @@ struct RowLayout {
 
 // Drops size-1 dims and merges dims i, i+1 whenever every operand has them back to back.
 template <size_t K>
-RowLayout<K> merge_dims(const Shape& shape, const std::array<Strides, K>& strides) {
+RowLayout<K> merge_dims(Dims shape, const std::array<Dims, K>& strides) {
   RowLayout<K> out;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 1) continue;
@@ -49,10 +67,10 @@ inline Strides broadcast_strides(const Shape& from, const Strides& st, const Sha
 }
 
 template <size_t K, typename Row>
-void for_each_row(const Shape& shape, const std::array<Strides, K>& strides, Row&& row,
-                  int64_t grain = kElementwiseGrain) {
+void for_each_row(Dims shape, const std::array<Dims, K>& strides, Row&& row, int64_t grain = kElementwiseGrain) {
   RowLayout<K> L = merge_dims<K>(shape, strides);
-  if (numel_of(shape) == 0) return;
+  for (int64_t d : shape)
+    if (d == 0) return;  // no elements
   if (L.shape.empty()) {  // a single element
     std::array<int64_t, K> off{};
     std::array<int64_t, K> inner{};
@@ -86,4 +104,4 @@ void for_each_row(const Shape& shape, const std::array<Strides, K>& strides, Row
   });
 }
 
-}  // namespace megagrad::cpu
+}  // namespace megagrad

@@ -1,0 +1,17 @@
+// The CPU block cache (the CPU backend's allocator: backends/cpu/backend_cpu.cpp). Blocks of
+// 64 KiB and more are kept when their Storage dies and handed out again for the same rounded
+// size. A fresh large block pays a page fault per 4 KiB page on first touch, which costs more
+// than a memory-bound op itself; a training step allocates the same sizes every time. At most
+// MEGAGRAD_CPU_CACHE_MB (default 2048) MiB are kept. The CUDA counterpart:
+// backends/cuda/allocator.h.
+#pragma once
+#include <cstddef>
+
+namespace megagrad {
+
+// Bytes held in free cached blocks.
+size_t cpu_cache_bytes();
+// Frees every cached block (blocks in use stay).
+void empty_cpu_cache();
+
+}  // namespace megagrad
