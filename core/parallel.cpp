@@ -12,7 +12,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-#include "backends/cpu/blas.h"
 #include "core/error.h"
 
 namespace megagrad {
@@ -148,10 +147,7 @@ int get_num_threads() {
   static std::once_flag once;
   std::call_once(once, [] {
     std::lock_guard g(g_pool_mu);
-    if (g_threads.load() == 0) {
-      g_threads = default_num_threads();
-      blas_set_num_threads(g_threads);
-    }
+    if (g_threads.load() == 0) g_threads = default_num_threads();
   });
   return g_threads.load();
 }
@@ -161,8 +157,7 @@ void set_num_threads(int n) {
   get_num_threads();  // the default is settled first, so it cannot overwrite n later
   std::lock_guard g(g_pool_mu);
   g_threads = n;
-  pool().resize(n);
-  blas_set_num_threads(n);
+  pool().resize(n);  // OpenBLAS follows at its next call (backends/cpu/blas.cpp)
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {

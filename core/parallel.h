@@ -4,7 +4,8 @@
 // the caller needs.
 //
 // OpenBLAS has its own threads. megagrad never calls BLAS from inside a parallel_for, so the two
-// pools take turns instead of oversubscribing the cores; set_num_threads() sets both.
+// pools take turns instead of oversubscribing the cores. set_num_threads() sets the count of
+// both: OpenBLAS applies it at its next call (backends/cpu/blas.cpp), so core needs no BLAS.
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -1,9 +1,11 @@
 #include "backends/cpu/blas.h"
 #include <cblas.h>
+#include "core/parallel.h"
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -16,20 +18,41 @@ int openblas_get_num_threads(void);
 
 namespace megagrad {
 
+namespace {
+// OpenBLAS's thread count follows megagrad's (core/parallel.h). Core cannot call up into this
+// backend, so every BLAS entry point applies the count in force when it has changed since: one
+// atomic load per GEMM, and a lock only on a change.
+void follow_megagrad_threads() {
+  static std::atomic<int> applied{0};
+  static std::mutex mu;
+  const int n = get_num_threads();
+  if (applied.load(std::memory_order_acquire) == n) return;
+  std::lock_guard g(mu);
+  if (applied.load(std::memory_order_relaxed) != n) {
+    openblas_set_num_threads(n);
+    applied.store(n, std::memory_order_release);
+  }
+}
+}  // namespace
+
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  follow_megagrad_threads();
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  follow_megagrad_threads();
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
-void blas_set_num_threads(int n) { openblas_set_num_threads(n); }
-int blas_get_num_threads() { return openblas_get_num_threads(); }
+int blas_get_num_threads() {
+  follow_megagrad_threads();
+  return openblas_get_num_threads();
+}
 std::string blas_core_name() { return openblas_get_corename(); }
 std::string blas_config() { return openblas_get_config(); }
 

@@ -2,7 +2,8 @@
 // falling back to a slow generic kernel on CPUs it does not know.
 //
 // We link Debian's libopenblas (the pthread variant, libopenblas0-pthread). Its threads are set
-// by set_num_threads() together with the library's own pool (see core/parallel.h).
+// follow the library's own thread count (set_num_threads, core/parallel.h): each BLAS call applies
+// it when it has changed.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -17,7 +18,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
 
-void blas_set_num_threads(int n);
+// OpenBLAS's threads: megagrad's thread count (core/parallel.h), applied at the next BLAS call.
 int blas_get_num_threads();
 // The OpenBLAS kernel in use, e.g. "SkylakeX", "Haswell", or the slow generic "Prescott".
 std::string blas_core_name();
