@@ -1,13 +1,5 @@
-// Optimizers, gradient clipping and LR schedules (see optim.h for the formulas).
-//
-// Legend: N = elements of one parameter. Every kernel takes contiguous (N) arrays: the parameter
-// p, its gradient g and its state slots, and makes one pass over them. Large parameters are cut
-// into fixed pieces of kPiece elements run by the pool; the pieces do not depend on the thread
-// count, so neither do the results (a resumed run may use another --threads).
-//
-// The updates are memory-bound (AdamW streams 7 arrays; one core: ~13 GB/s, as a plain copy).
-// AdamW's loop vectorises only under -fno-math-errno (std::sqrt otherwise keeps an errno branch
-// per element), which saves little for that reason; SGD's and the norm's loops always vectorise.
+// Optimizers and gradient clipping (see optim.h for the formulas): the state (moments, step
+// counts, state_dict) and the device dispatch. The CPU loops are in optim_kernels.h.
 #include "mega/optim.h"
 #include <algorithm>
 #include <cmath>
@@ -16,6 +8,7 @@
 #include "autograd/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
+#include "mega/optim_kernels.h"
 #if MEGAGRAD_HAS_CUDA
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/stream.h"
@@ -23,117 +16,9 @@
 
 namespace megagrad {
 
+using namespace optim_kernels;
+
 namespace {
-
-constexpr int64_t kPiece = 1 << 14;
-
-// f(begin, end) over [0, n) in fixed pieces; one call for a small n.
-template <typename F>
-void for_pieces(int64_t n, F&& f) {
-  if (n < 2 * kElementwiseGrain) {
-    f(int64_t(0), n);
-    return;
-  }
-  const int64_t pieces = (n + kPiece - 1) / kPiece;
-  parallel_for(pieces, std::max<int64_t>(1, kElementwiseGrain / kPiece), [&](int64_t b, int64_t e) {
-    for (int64_t q = b; q < e; ++q) f(q * kPiece, std::min(n, (q + 1) * kPiece));
-  });
-}
-
-// ---- AdamW: p (N), g (N), m = exp_avg (N), v = exp_avg_sq (N) ----
-// p <- p * decay - step_size * m / (sqrt(v) * denom_scale + eps), after the moment updates.
-//   torch:   step_size = lr / bc1,             denom_scale = 1 / sqrt(bc2)
-//   fairseq: step_size = lr sqrt(bc2) / bc1,   denom_scale = 1
-struct AdamWScalars {
-  double decay, beta1, beta2, step_size, denom_scale, eps;
-};
-
-template <typename T>
-void adamw_piece(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t n,
-                 const AdamWScalars& s) {
-  const T decay = (T)s.decay, b1 = (T)s.beta1, c1 = (T)(1 - s.beta1), b2 = (T)s.beta2, c2 = (T)(1 - s.beta2);
-  const T step_size = (T)s.step_size, denom_scale = (T)s.denom_scale, eps = (T)s.eps;
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T mi = b1 * m[i] + c1 * gi;
-    const T vi = b2 * v[i] + c2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] * decay - step_size * (mi / (std::sqrt(vi) * denom_scale + eps));
-  }
-}
-
-template <typename T>
-void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, const AdamWScalars& s) {
-  for_pieces(n, [&](int64_t b, int64_t e) { adamw_piece(p + b, g + b, m + b, v + b, e - b, s); });
-}
-
-// ---- SGD: p (N), g (N), buf = momentum_buffer (N, or null without momentum) ----
-// d = g + wd p; with momentum, buf <- d (first) or momentum buf + (1 - dampening) d, and d <- buf
-// (or d + momentum buf with nesterov); p <- p - lr d. The branches are loop-invariant (unswitched).
-struct SGDScalars {
-  double lr, weight_decay, momentum, dampening;
-  bool nesterov, first;
-};
-
-template <typename T>
-void sgd_piece(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n, const SGDScalars& s) {
-  const T lr = (T)s.lr, wd = (T)s.weight_decay, mom = (T)s.momentum, damp1 = (T)(1 - s.dampening);
-  const bool has_wd = s.weight_decay != 0, has_mom = buf != nullptr, nesterov = s.nesterov, first = s.first;
-  for (int64_t i = 0; i < n; ++i) {
-    T d = g[i];
-    if (has_wd) d += wd * p[i];
-    if (has_mom) {
-      const T bi = first ? d : mom * buf[i] + damp1 * d;
-      buf[i] = bi;
-      d = nesterov ? d + mom * bi : bi;
-    }
-    p[i] = p[i] - lr * d;
-  }
-}
-
-template <typename T>
-void sgd_kernel(T* p, const T* g, T* buf, int64_t n, const SGDScalars& s) {
-  for_pieces(n, [&](int64_t b, int64_t e) { sgd_piece(p + b, g + b, buf ? buf + b : nullptr, e - b, s); });
-}
-
-// ---- gradient norm: g (N) ----
-// Sum of squares in double with 8 accumulators (a single serial chain would not vectorise).
-template <typename T>
-double sum_squares_piece(const T* g, int64_t n) {
-  constexpr int L = 8;
-  double acc[L] = {};
-  int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int k = 0; k < L; ++k) acc[k] += (double)g[i + k] * (double)g[i + k];
-  double s = 0;
-  for (int k = 0; k < L; ++k) s += acc[k];
-  for (; i < n; ++i) s += (double)g[i] * (double)g[i];
-  return s;
-}
-
-// Pieces summed in parallel, then added in order: the same bits for any thread count.
-template <typename T>
-double sum_squares(const T* g, int64_t n) {
-  const int64_t pieces = (n + kPiece - 1) / kPiece;
-  std::vector<double> part((size_t)pieces, 0.0);
-  parallel_for(pieces, std::max<int64_t>(1, kElementwiseGrain / kPiece), [&](int64_t b, int64_t e) {
-    for (int64_t q = b; q < e; ++q) part[(size_t)q] = sum_squares_piece(g + q * kPiece, std::min(kPiece, n - q * kPiece));
-  });
-  double s = 0;
-  for (double x : part) s += x;
-  return s;
-}
-
-template <typename T>
-void scale_piece(T* __restrict g, int64_t n, T f) {
-  for (int64_t i = 0; i < n; ++i) g[i] *= f;
-}
-
-template <typename T>
-void scale_kernel(T* g, int64_t n, double factor) {
-  for_pieces(n, [&](int64_t b, int64_t e) { scale_piece(g + b, e - b, (T)factor); });
-}
 
 bool overlaps(const Tensor& a, const Tensor& b) {
   if (a.storage() != b.storage()) return false;
@@ -408,38 +293,6 @@ double clip_grad_norm(const NamedTensors& params, double max_norm) {
     dispatch_float("clip_grad_norm", g.dtype(), [&]<typename T>() { scale_kernel(g.data_ptr<T>(), g.numel(), factor); });
   }
   return norm;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Schedules
-
-ConstantLR::ConstantLR(double lr) : lr_(lr) {
-  MG_CHECK(std::isfinite(lr) && lr >= 0, "ConstantLR", "lr must be finite and >= 0, got {}", lr);
-}
-
-double ConstantLR::lr(int64_t step) const {
-  MG_CHECK(step >= 0, "ConstantLR", "step must be >= 0, got {}", step);
-  return lr_;
-}
-
-LinearWarmupDecay::LinearWarmupDecay(double peak_lr, int64_t warmup_steps, int64_t total_steps, double end_lr,
-                                     double init_lr)
-    : peak_(peak_lr), end_(end_lr), init_(init_lr), warmup_(warmup_steps), total_(total_steps) {
-  const char* op = "LinearWarmupDecay";
-  MG_CHECK(std::isfinite(peak_lr) && peak_lr >= 0, op, "peak_lr must be finite and >= 0, got {}", peak_lr);
-  MG_CHECK(std::isfinite(end_lr) && end_lr >= 0, op, "end_lr must be finite and >= 0, got {}", end_lr);
-  MG_CHECK(std::isfinite(init_lr) && init_lr >= 0, op, "init_lr must be finite and >= 0, got {}", init_lr);
-  MG_CHECK(warmup_steps >= 0, op, "warmup_steps must be >= 0, got {}", warmup_steps);
-  MG_CHECK(total_steps > warmup_steps, op, "total_steps ({}) must be greater than warmup_steps ({})", total_steps,
-           warmup_steps);
-}
-
-double LinearWarmupDecay::lr(int64_t step) const {
-  MG_CHECK(step >= 0, "LinearWarmupDecay", "step must be >= 0, got {}", step);
-  if (warmup_ == 0 && step == 0) return peak_;
-  if (step <= warmup_) return init_ + (double)step * ((peak_ - init_) / (double)warmup_);
-  if (step >= total_) return end_;
-  return (peak_ - end_) / (double)(total_ - warmup_) * (double)(total_ - step) + end_;
 }
 
 }  // namespace megagrad

@@ -1,4 +1,6 @@
-// Optimizers (AdamW, SGD), gradient clipping and learning-rate schedules.
+// Optimizers (AdamW, SGD) and gradient clipping: the optimizer state and its updates. The update
+// loops are in optim_kernels.h, the learning-rate schedules in lr_schedule.h (included here, as
+// every training loop uses one).
 //
 // An optimizer holds the model's named parameters (leaf tensors, as Module::named_parameters()
 // returns them) and updates them in place from their .grad(), one fused loop per parameter under
@@ -30,6 +32,7 @@
 // The optimizer keeps handles to the parameter tensors and creates its state in their dtype:
 // build it after Module::to(dtype).
 #pragma once
+#include "mega/lr_schedule.h"
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -162,41 +165,5 @@ double global_grad_norm(const NamedTensors& params);
 // with the gradients untouched: the caller should skip the update. max_norm must be > 0 (to only
 // measure, call global_grad_norm).
 double clip_grad_norm(const NamedTensors& params, double max_norm);
-
-// Learning-rate schedules: lr(step) is a pure function of the number of completed updates, so a
-// resumed run gets the same rates. Use: opt.set_lr(schedule.lr(opt.num_steps())); opt.step();
-class LRSchedule {
- public:
-  virtual ~LRSchedule() = default;
-  virtual double lr(int64_t step) const = 0;  // step >= 0
-};
-
-class ConstantLR : public LRSchedule {
- public:
-  explicit ConstantLR(double lr);
-  double lr(int64_t step) const override;
-
- private:
-  double lr_;
-};
-
-// Linear warmup from init_lr to peak_lr over warmup_steps updates, then linear decay to end_lr at
-// total_steps, constant after. As fairseq's linear_decay (the Mega code's --lr-scheduler) and
-// polynomial_decay with power 1 (fairseq calls step_update(num_updates) after every update, so
-// the update that follows `step` completed ones uses lr(step)):
-//   step <= warmup:          init + step * (peak - init) / warmup      (lr(0) = init, default 0)
-//   warmup < step < total:   (peak - end) / (total - warmup) * (total - step) + end
-//   step >= total:           end
-// With warmup_steps == 0 the warmup is skipped (lr(0) = peak).
-class LinearWarmupDecay : public LRSchedule {
- public:
-  LinearWarmupDecay(double peak_lr, int64_t warmup_steps, int64_t total_steps, double end_lr = 0,
-                    double init_lr = 0);
-  double lr(int64_t step) const override;
-
- private:
-  double peak_, end_, init_;
-  int64_t warmup_, total_;
-};
 
 }  // namespace megagrad

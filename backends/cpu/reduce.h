@@ -10,18 +10,22 @@
 
 namespace megagrad::cpu {
 
-// Sum of a row in double with 8 independent accumulators: one accumulator is a serial chain
+struct AsIs {
+  double operator()(double x) const { return x; }
+};
+
+// Sum of f(row[i]) in double with 8 independent accumulators: one accumulator is a serial chain
 // that strict IEEE math may not reorder, so it would not vectorise.
-template <typename T>
-double row_sum_double(const T* row, int64_t n) {
+template <typename T, typename F = AsIs>
+double row_sum_double(const T* row, int64_t n, F f = {}) {
   constexpr int L = 8;
   double acc[L] = {};
   int64_t i = 0;
   for (; i + L <= n; i += L)
-    for (int k = 0; k < L; ++k) acc[k] += (double)row[i + k];
+    for (int k = 0; k < L; ++k) acc[k] += f((double)row[i + k]);
   double s = 0;
   for (int k = 0; k < L; ++k) s += acc[k];
-  for (; i < n; ++i) s += (double)row[i];
+  for (; i < n; ++i) s += f((double)row[i]);
   return s;
 }
 
