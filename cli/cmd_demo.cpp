@@ -1,4 +1,4 @@
-// megagrad demo: the current main job, a two-layer MLP trained on a 2-D spiral (the same code
+// megagrad demo: a quick smoke run, a two-layer MLP trained on a 2-D spiral (the same code
 // as examples/mlp.cpp: examples/mlp_job.h).
 #include <cstdio>
 #include "cli/commands.h"
