@@ -80,11 +80,7 @@ __host__ __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return 
 
 // One direction as the kernels see it: coefficients (N, Dp) and the time order it runs in.
 template <typename T>
-struct Dir {
-  const T* q;
-  const T* a;
-  const T* c;
-  const T* Q;
+struct Dir : EmaCoeffs<T> {
   int rev;  // 1: from t = L-1 down to 0
 };
 template <typename T>
@@ -107,14 +103,9 @@ struct Geo {
 template <typename T>
 __device__ const T kNoPad = T(0);
 
-// The strided input as the kernels see it (Input, or gy for the adjoint with no mask).
+// The strided input as the kernels see it: EmaInput (x, or gy for the adjoint with no mask).
 template <typename T>
-struct In {
-  const T* x;
-  int64_t sb, sl;
-  const T* mask;  // null: no padding
-  int64_t mb, ml;
-};
+using In = EmaInput<T>;
 
 // Slot of state k of dim n, channel d, chunk c in the chunk-state workspace: (R, B, C, S, N, D).
 __device__ __forceinline__ int64_t slot(const Geo& g, int dir, int64_t b, int64_t c, int S, int k, int64_t n,
@@ -667,7 +658,7 @@ template <typename T>
 Dirs<T> make_dirs(const EmaCoeffs<T>* dirs, int ndirs, bool flip) {
   Dirs<T> out{};
   out.n = ndirs;
-  for (int r = 0; r < ndirs; ++r) out.d[r] = {dirs[r].q, dirs[r].a, dirs[r].c, dirs[r].Q, (r == 1) != flip ? 1 : 0};
+  for (int r = 0; r < ndirs; ++r) out.d[r] = {dirs[r], (r == 1) != flip ? 1 : 0};
   return out;
 }
 
@@ -775,13 +766,12 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
   MG_CHECK((omega == nullptr) == (out == nullptr), "ema_cuda", "the epilogue needs both omega and out");
   if (empty(s)) return;
   MG_CHECK(in.x != nullptr && y != nullptr, "ema_cuda", "forward: null x or y");
-  const In<T> din{in.x, in.sb, in.sl, in.mask, in.mb, in.ml};
   const Dirs<T> dd = make_dirs(dirs, ndirs, false);
   const Plan p = scan_plan<T>(s, ndirs, chunk);
   const Geo g = make_geo(s, p);
   T* ws = static_cast<T*>(workspace);
   dispatch<T>(s, [&](auto nt, auto trunc) {
-    scan<T, decltype(nt)::value, decltype(trunc)::value>(din, dd, g, p.tiled, ws, y, omega, out, stream);
+    scan<T, decltype(nt)::value, decltype(trunc)::value>(in, dd, g, p.tiled, ws, y, omega, out, stream);
   });
 }
 
@@ -808,13 +798,12 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
   }
   if (sums) {  // parameter sums: the tangent sweep on x~ with gy
     MG_CHECK(in.x != nullptr, "ema_cuda", "backward: null x");
-    const In<T> din{in.x, in.sb, in.sl, in.mask, in.mb, in.ml};
-    const Dirs<T> dd = make_dirs(dirs, ndirs, false);
+      const Dirs<T> dd = make_dirs(dirs, ndirs, false);
     const Plan p = make_plan(s, kMaxParamChunk, chunk);
     const Geo g = make_geo(s, p);
     const size_t sb = states_bytes<T>(s, ndirs, p, 3);
     dispatch<T>(s, [&](auto nt, auto trunc) {
-      param_pass<T, decltype(nt)::value, decltype(trunc)::value>(din, dd, g, p, gy, sums, workspace, sb, stream);
+      param_pass<T, decltype(nt)::value, decltype(trunc)::value>(in, dd, g, p, gy, sums, workspace, sb, stream);
     });
   }
 }
