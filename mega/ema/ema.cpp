@@ -59,22 +59,24 @@ Tensor make_coeffs(const EmaParams& p, const EmaShape& s) {
                       gamma = p.gamma.to_vector();
   const int64_t Dp = s.Dp(), NDp = s.N * Dp;
   const double scale = std::sqrt(1.0 / (double)s.N);
-  std::vector<double> all((size_t)(s.ndirs * 4 * NDp), 0.0);
-  for (int dir = 0; dir < s.ndirs; ++dir) {
-    double* q_ = &all[(size_t)(dir * 4 * NDp)];
-    double *a_ = q_ + NDp, *c_ = q_ + 2 * NDp, *Q_ = q_ + 3 * NDp;
-    for (int64_t d = 0; d < s.D; ++d)
-      for (int64_t n = 0; n < s.N; ++n) {
-        size_t e = (size_t)((dir * s.D + d) * s.N + n), j = (size_t)(n * Dp + d);
-        double pp = 1 / (1 + std::exp(-delta[e])), ap = 1 / (1 + std::exp(-alpha[e]));
-        double q = 1 - pp * ap;
-        q_[j] = q;
-        a_[j] = pp * beta[e];
-        c_[j] = gamma[e] * scale;
-        Q_[j] = s.truncated() ? std::pow(q, (double)s.kernel_len) : 0.0;
-      }
-  }
-  return Tensor::from_vector(all, {s.ndirs, 4, NDp}, p.gamma.dtype()).to(p.gamma.device());
+  Tensor all = Tensor::zeros({s.ndirs, 4, NDp}, p.gamma.dtype());
+  dispatch_float("ema", all.dtype(), [&]<typename T>() {
+    for (int dir = 0; dir < s.ndirs; ++dir) {
+      T* q_ = all.data_ptr<T>() + dir * 4 * NDp;
+      T *a_ = q_ + NDp, *c_ = q_ + 2 * NDp, *Q_ = q_ + 3 * NDp;
+      for (int64_t d = 0; d < s.D; ++d)
+        for (int64_t n = 0; n < s.N; ++n) {
+          size_t e = (size_t)((dir * s.D + d) * s.N + n), j = (size_t)(n * Dp + d);
+          double pp = 1 / (1 + std::exp(-delta[e])), ap = 1 / (1 + std::exp(-alpha[e]));
+          double q = 1 - pp * ap;
+          q_[j] = (T)q;
+          a_[j] = (T)(pp * beta[e]);
+          c_[j] = (T)(gamma[e] * scale);
+          Q_[j] = s.truncated() ? (T)std::pow(q, (double)s.kernel_len) : T(0);
+        }
+    }
+  });
+  return all.to(p.gamma.device());
 }
 
 // Pointers on the tensors' device (host or device alike) to what the kernels take.
