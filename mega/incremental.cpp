@@ -9,6 +9,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "mega/attention/attention_cpu.h"
+#include "mega/attention/rotary_bias.h"
 #include "mega/layers.h"
 
 namespace megagrad {
@@ -18,8 +19,9 @@ namespace {
 using attention_cpu::kLaplaceMu;
 using attention_cpu::kLaplaceSigma;
 
-// bias[i][j] for in-chunk positions i, j < n (rows >= i0 only are used).
-std::vector<double> bias_matrix(const RelPosBias& b, int64_t M, int64_t n, int64_t Z) {
+// bias[i][j] for in-chunk positions i, j < n (rows >= i0 only are used). Both kinds depend on
+// j - i only; the rotary table is the fused op's (rotary_bias.h).
+std::vector<double> bias_matrix(const RelPosBias& b, int64_t M, int64_t n) {
   std::vector<double> out((size_t)(n * n));
   if (b.kind == RelPosBias::Kind::Simple) {
     std::vector<double> w = b.weight.to_vector();
@@ -27,29 +29,9 @@ std::vector<double> bias_matrix(const RelPosBias& b, int64_t M, int64_t n, int64
       for (int64_t j = 0; j < n; ++j) out[(size_t)(i * n + j)] = w[(size_t)(M - 1 + j - i)];
     return out;
   }
-  // Rotary: rot(x)_i = [x1 cos(i th) - x2 sin(i th), x2 cos(i th) + x1 sin(i th)],
-  // th_k = 10000^(-k / half); bias = rot(alpha)_i . rot(beta)_j.
-  const int64_t half = Z / 2;
-  std::vector<double> al = b.alpha.to_vector(), be = b.beta.to_vector();
-  auto rot = [&](const std::vector<double>& x, int64_t i) {
-    std::vector<double> r((size_t)Z);
-    for (int64_t k = 0; k < half; ++k) {
-      double th = std::exp(-(double)k * std::log(10000.0) / (double)half) * (double)i;
-      double c = std::cos(th), s = std::sin(th), x1 = x[(size_t)k], x2 = x[(size_t)(half + k)];
-      r[(size_t)k] = x1 * c - x2 * s;
-      r[(size_t)(half + k)] = x2 * c + x1 * s;
-    }
-    return r;
-  };
-  for (int64_t i = 0; i < n; ++i) {
-    std::vector<double> ai = rot(al, i);
-    for (int64_t j = 0; j < n; ++j) {
-      std::vector<double> bj = rot(be, j);
-      double s = 0;
-      for (int64_t z = 0; z < Z; ++z) s += ai[(size_t)z] * bj[(size_t)z];
-      out[(size_t)(i * n + j)] = s;
-    }
-  }
+  const std::vector<double> rel = rotary_bias_table(b.alpha, b.beta, n);  // rel[n-1 + j - i]
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) out[(size_t)(i * n + j)] = rel[(size_t)(n - 1 + j - i)];
   return out;
 }
 }  // namespace
@@ -86,7 +68,7 @@ Tensor MovingAverageGatedAttention::attention_incremental(const Tensor& q, const
         for (int64_t h = 0; h < H; ++h) V[(size_t)((b * n + j) * H + h)] = cached ? cv[(size_t)(src * H + h)] : vv[(size_t)(src * H + h)];
         P[(size_t)(b * n + j)] = cached ? cp[(size_t)src] : mv[(size_t)src];
       }
-    const std::vector<double> bias = bias_matrix(rb, C, n, Z);
+    const std::vector<double> bias = bias_matrix(rb, C, n);
 
     for (int64_t b = 0; b < B; ++b)
       for (int64_t i = i0; i < n; ++i) {  // query at in-chunk position i

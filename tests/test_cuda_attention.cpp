@@ -32,7 +32,7 @@ enum class MaskKind { None, Right, Left, AllPadChunk, Random };
 
 struct Case {
   std::string name;
-  gpu_k::Act act;
+  AttentionActivation act;
   bool causal;
   int64_t B, L, Z, H, C;  // C = L: one chunk
   MaskKind mask = MaskKind::None;
@@ -96,7 +96,7 @@ double rel_err(const std::vector<T>& gpu, const std::vector<U>& cpu, std::string
 // The inputs of one case on the host, in the layout both kernels read.
 template <typename T>
 struct Host {
-  gpu_k::Dims d;
+  AttentionShape d;
   int64_t qsb, qld, ksb, kld, vsb, vld, msb, msl;
   std::vector<T> q, k, v, mask, rel, dout;
 };
@@ -118,7 +118,7 @@ Host<T> make_host(const Case& cs) {
   const size_t nq = layout(Z, h.qsb, h.qld), nk = layout(Z, h.ksb, h.kld), nv = layout(H, h.vsb, h.vld);
   // laplace/relu2 divide q . k by the key count n (up to C): wider q keeps their scores spread
   // around the laplace's centre (0.707) and on both sides of relu2's kink; softmax: peaked rows.
-  const double qa = cs.act == gpu_k::Act::Softmax ? 2.5 : 1.5 * (double)C / std::sqrt((double)Z);
+  const double qa = cs.act == AttentionActivation::Softmax ? 2.5 : 1.5 * (double)C / std::sqrt((double)Z);
   h.q.resize(nq), h.k.resize(nk), h.v.resize(nv);
   for (auto& x : h.q) x = (T)draw(ctr, -qa, qa);
   for (auto& x : h.k) x = (T)draw(ctr, -1, 1);
@@ -152,12 +152,10 @@ Host<T> make_host(const Case& cs) {
 constexpr uint64_t kSeed = 0x5EED5EEDull, kFirst = 12345;
 
 template <typename T>
-cpu_k::Problem<T> cpu_problem(const Case& cs, const Host<T>& h) {
-  cpu_k::Problem<T> pr;
-  pr.d = {h.d.B, h.d.L, h.d.Z, h.d.H, h.d.C, h.d.NC};
-  pr.act = cs.act == gpu_k::Act::Softmax   ? cpu_k::Act::Softmax
-           : cs.act == gpu_k::Act::Laplace ? cpu_k::Act::Laplace
-                                            : cpu_k::Act::Relu2;
+AttentionProblem<T> cpu_problem(const Case& cs, const Host<T>& h) {
+  AttentionProblem<T> pr;
+  pr.d = h.d;
+  pr.act = cs.act;
   pr.causal = cs.causal;
   pr.q = {h.q.data(), h.qsb, h.qld}, pr.k = {h.k.data(), h.ksb, h.kld}, pr.v = {h.v.data(), h.vsb, h.vld};
   if (!h.mask.empty()) pr.mask = h.mask.data(), pr.msb = h.msb, pr.msl = h.msl;
@@ -171,7 +169,7 @@ cpu_k::Problem<T> cpu_problem(const Case& cs, const Host<T>& h) {
 template <typename T>
 struct OnDevice {
   DeviceBuffer<T> q, k, v, mask, rel, dout;
-  gpu_k::Problem<T> pr;
+  AttentionProblem<T> pr;
   OnDevice(const Case& cs, const Host<T>& h) : q(h.q), k(h.k), v(h.v), mask(h.mask), rel(h.rel), dout(h.dout) {
     pr.d = h.d;
     pr.act = cs.act;
@@ -193,17 +191,17 @@ struct Tol {
 template <typename T>
 void compare_case(const Case& cs, Tol tol, bool subsets = false) {
   const Host<T> h = make_host<T>(cs);
-  const gpu_k::Dims& d = h.d;
-  const bool softmax = cs.act == gpu_k::Act::Softmax;
+  const AttentionShape& d = h.d;
+  const bool softmax = cs.act == AttentionActivation::Softmax;
   INFO(fmt::format("{} ({}): B={} L={} C={} Z={} H={} causal={} p={}", cs.name, sizeof(T) == 4 ? "float32" : "float64",
                    d.B, d.L, d.C, d.Z, d.H, cs.causal, cs.p));
   // CPU
-  const cpu_k::Problem<T> cp = cpu_problem(cs, h);
+  const AttentionProblem<T> cp = cpu_problem(cs, h);
   std::vector<T> out_c((size_t)(d.B * d.L * d.H)), lse_c(softmax ? (size_t)(d.B * d.L) : 0);
   cpu_k::forward(cp, out_c.data(), softmax ? lse_c.data() : nullptr);
   std::vector<T> dq_c((size_t)(d.B * d.L * d.Z)), dk_c(dq_c.size()), dv_c(out_c.size());
   std::vector<double> drel_c((size_t)(2 * d.C - 1), 0.0);
-  cpu_k::Grads<T> gc;
+  AttentionGrads<T> gc;
   gc.dq = dq_c.data(), gc.dk = dk_c.data(), gc.dv = dv_c.data(), gc.drel = drel_c.data();
   cpu_k::backward(cp, out_c.data(), softmax ? lse_c.data() : nullptr, h.dout.data(), gc);
 
@@ -218,7 +216,7 @@ void compare_case(const Case& cs, Tol tol, bool subsets = false) {
   DeviceBuffer<T> dq(dq_c.size()), dk(dk_c.size()), dv(dv_c.size());
   DeviceBuffer<double> drel(drel_c.size());
   auto run_backward = [&](bool wq, bool wk, bool wv, bool wrel) {
-    gpu_k::Grads<T> g;
+    AttentionGrads<T> g;
     if (wq) g.dq = dq.p;
     if (wk) g.dk = dk.p;
     if (wv) g.dv = dv.p;
@@ -255,7 +253,7 @@ void compare_case(const Case& cs, Tol tol, bool subsets = false) {
   }
 }
 
-using A = gpu_k::Act;
+using A = AttentionActivation;
 
 // The cases. Widths: Z = 40 (one 64-column slice), 72, 96 (one 128-column slice), 200 (two);
 // H = 20, 70, 130 (two 128-column slices), 1536 (twelve). Chunk lengths 1, 5, 50, 64, 70, 96, 100,
@@ -314,7 +312,7 @@ TEST_CASE("cuda attention: dropout drops the same scores as the CPU", "[cuda][at
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t)
       for (int64_t c = 0; c < L; ++c) h.v[(size_t)((b * L + t) * L + c)] = t == c ? 1.0f : 0.0f;
-  const cpu_k::Problem<float> cp = cpu_problem(cs, h);
+  const AttentionProblem<float> cp = cpu_problem(cs, h);
   std::vector<float> out_c((size_t)(B * L * L)), lse_c((size_t)(B * L));
   cpu_k::forward(cp, out_c.data(), lse_c.data());
   OnDevice<float> dev(cs, h);
@@ -340,11 +338,11 @@ TEST_CASE("cuda attention: bad arguments are errors", "[cuda][attention]") {
   Host<float> h = make_host<float>(cs);
   OnDevice<float> dev(cs, h);
   DeviceBuffer<float> out(64 * 8), lse(64);
-  gpu_k::Problem<float> pr = dev.pr;
+  AttentionProblem<float> pr = dev.pr;
   pr.d.C = 48;  // L = 64 is not NC chunks of 48
   CHECK_THROWS_WITH(gpu_k::forward(pr, out.p, lse.p, nullptr), Catch::Contains("[attention_cuda]"));
   CHECK_THROWS_WITH(gpu_k::forward(dev.pr, out.p, static_cast<float*>(nullptr), nullptr), Catch::Contains("lse"));
-  gpu_k::Grads<float> g;
+  AttentionGrads<float> g;
   DeviceBuffer<float> dq(64 * 8);
   g.dq = dq.p;
   const size_t ws = gpu_k::backward_workspace_bytes(dev.pr, g);

@@ -68,15 +68,18 @@ void run_case(const Case& c, double tol) {
                << " N=" << c.N << " dirs=" << c.ndirs << " trunc=" << c.trunc << " mask=" << c.mask
                << " strided=" << c.strided << " chunk=" << c.chunk);
   const int64_t B = c.B, L = c.L, D = c.D, N = c.N, K = c.trunc > 0 ? std::min(c.trunc, L) : L;
-  const ema_cpu::Dims cd{B, L, D, N, K};
-  const ema_cuda::Dims gd{B, L, D, N, K};
-  const int64_t Dp = cd.Dp(), R = c.ndirs;
+  const EmaShape sh{B, L, D, N, K, c.ndirs};
+  const int64_t Dp = sh.Dp(), R = c.ndirs;
   std::mt19937_64 rng(1000 + (uint64_t)(B * 131 + L * 17 + D * 7 + N + R * 3 + K));
   std::uniform_real_distribution<double> sym(-1, 1), unit(0, 1);
 
   // Coefficients (N, Dp) per direction, zero in the padding d >= D as make_coeffs leaves them.
   // q in (0.3, 0.98) mixes short and long memories, so carries across chunks matter.
-  std::vector<ema_cpu::Coeffs<T>> cdirs((size_t)R);
+  struct HostCoeffs {
+    std::vector<T> q, a, c, Q;
+  };
+  std::vector<HostCoeffs> cdirs((size_t)R);
+  std::vector<EmaCoeffs<T>> hdirs;
   for (auto& cf : cdirs) {
     for (auto* v : {&cf.q, &cf.a, &cf.c, &cf.Q}) v->assign((size_t)(N * Dp), T(0));
     for (int64_t n = 0; n < N; ++n)
@@ -88,6 +91,7 @@ void run_case(const Case& c, double tol) {
         cf.c[j] = (T)sym(rng);
         cf.Q[j] = K < L ? (T)std::pow(q, (double)K) : T(0);
       }
+    hdirs.push_back({cf.q.data(), cf.a.data(), cf.c.data(), cf.Q.data()});
   }
   const int64_t sb = c.strided ? D : L * D, sl = c.strided ? B * D : D;
   std::vector<T> x((size_t)(B * L * D)), gy((size_t)(B * L * D)), omega((size_t)D), mask;
@@ -100,11 +104,11 @@ void run_case(const Case& c, double tol) {
   }
 
   // CPU: the kernels of ema_cpu.h, and the epilogue silu(y + omega x) in double.
-  const ema_cpu::Input<T> cin{x.data(), sb, sl, c.mask ? mask.data() : nullptr, L, 1};
+  const EmaInput<T> cin{x.data(), sb, sl, c.mask ? mask.data() : nullptr, L, 1};
   std::vector<T> y_cpu((size_t)(B * L * D)), dxt_cpu((size_t)(B * L * D));
-  ema_cpu::ParamSums ps;
-  ema_cpu::forward<T>(cin, cdirs.data(), c.ndirs, cd, y_cpu.data());
-  ema_cpu::backward<T>(cin, cdirs.data(), c.ndirs, cd, gy.data(), dxt_cpu.data(), &ps);
+  std::vector<double> sums_ref((size_t)(4 * R * N * Dp));  // summed over b, as on the GPU
+  ema_cpu::forward<T>(cin, hdirs.data(), sh, y_cpu.data());
+  ema_cpu::backward<T>(cin, hdirs.data(), sh, gy.data(), dxt_cpu.data(), sums_ref.data());
   std::vector<double> out_ref((size_t)(B * L * D));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t)
@@ -113,17 +117,10 @@ void run_case(const Case& c, double tol) {
         const double v = (double)y_cpu[o] + (double)omega[(size_t)d] * (double)x[(size_t)(b * sb + t * sl + d)];
         out_ref[o] = v / (1 + std::exp(-v));
       }
-  // The CPU keeps the sums per b, (B, R, N, Dp); the GPU returns them summed, (4, R, N, Dp).
-  std::vector<double> sums_ref((size_t)(4 * R * N * Dp), 0.0);
-  const std::vector<double>* parts[4] = {&ps.dc, &ps.da, &ps.dq, &ps.dQ};
-  for (int k = 0; k < 4; ++k)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t i = 0; i < R * N * Dp; ++i)
-        sums_ref[(size_t)(k * R * N * Dp + i)] += (*parts[k])[(size_t)(b * R * N * Dp + i)];
 
   // GPU: the same arrays on the device.
   std::vector<std::unique_ptr<DevBuf<T>>> coef;
-  std::vector<ema_cuda::Coeffs<T>> gdirs;
+  std::vector<EmaCoeffs<T>> gdirs;
   for (const auto& cf : cdirs) {
     for (const auto* v : {&cf.q, &cf.a, &cf.c, &cf.Q}) coef.push_back(std::make_unique<DevBuf<T>>(*v));
     const size_t k = coef.size();
@@ -132,14 +129,14 @@ void run_case(const Case& c, double tol) {
   DevBuf<T> dx(x), dgy(gy), domega(omega), dmask(mask);
   DevBuf<T> dy((size_t)(B * L * D)), dout((size_t)(B * L * D)), ddxt((size_t)(B * L * D));
   DevBuf<double> dsums((size_t)(4 * R * N * Dp));
-  const size_t ws_bytes = std::max(ema_cuda::forward_workspace_bytes<T>(gd, c.ndirs, c.chunk),
-                                   ema_cuda::backward_workspace_bytes<T>(gd, c.ndirs, c.chunk));
+  const size_t ws_bytes = std::max(ema_cuda::forward_workspace_bytes<T>(sh, c.chunk),
+                                   ema_cuda::backward_workspace_bytes<T>(sh, c.chunk));
   DevBuf<char> ws(ws_bytes);
   cudaStream_t stream;
   MG_CUDA_CHECK(cudaStreamCreate(&stream));
-  const ema_cuda::Input<T> gin{dx.p, sb, sl, c.mask ? dmask.p : nullptr, L, 1};
-  ema_cuda::forward<T>(gin, gdirs.data(), c.ndirs, gd, dy.p, domega.p, dout.p, ws.p, ws_bytes, stream, c.chunk);
-  ema_cuda::backward<T>(gin, gdirs.data(), c.ndirs, gd, dgy.p, ddxt.p, dsums.p, ws.p, ws_bytes, stream, c.chunk);
+  const EmaInput<T> gin{dx.p, sb, sl, c.mask ? dmask.p : nullptr, L, 1};
+  ema_cuda::forward<T>(gin, gdirs.data(), sh, dy.p, domega.p, dout.p, ws.p, ws_bytes, stream, c.chunk);
+  ema_cuda::backward<T>(gin, gdirs.data(), sh, dgy.p, ddxt.p, dsums.p, ws.p, ws_bytes, stream, c.chunk);
   MG_CUDA_CHECK(cudaStreamSynchronize(stream));
   MG_CUDA_CHECK(cudaStreamDestroy(stream));
 
@@ -194,24 +191,24 @@ TEST_CASE("cuda ema: kernels match the CPU kernels (float32)", "[cuda][ema]") {
 
 TEST_CASE("cuda ema: bad arguments are rejected before any launch", "[cuda][ema]") {
   // These throw in the argument checks, so they run without a GPU as well.
-  const ema_cuda::Dims s{2, 16, 8, 4, 16};
+  const EmaShape s{2, 16, 8, 4, 16, 1}, s3{2, 16, 8, 4, 16, 3};
   float dummy = 0;
-  const ema_cuda::Coeffs<float> dirs[2] = {{&dummy, &dummy, &dummy, &dummy}, {&dummy, &dummy, &dummy, &dummy}};
-  const ema_cuda::Input<float> in{&dummy, 16 * 8, 8, nullptr, 0, 0};
-  const size_t need = ema_cuda::forward_workspace_bytes<float>(s, 1, 4);
+  const EmaCoeffs<float> dirs[2] = {{&dummy, &dummy, &dummy, &dummy}, {&dummy, &dummy, &dummy, &dummy}};
+  const EmaInput<float> in{&dummy, 16 * 8, 8, nullptr, 0, 0};
+  const size_t need = ema_cuda::forward_workspace_bytes<float>(s, 4);
   REQUIRE(need > 0);  // 4 chunks: the scan needs its chunk states
-  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, dirs, 1, s, &dummy, nullptr, nullptr, nullptr, 0, nullptr, 4),
+  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, dirs, s, &dummy, nullptr, nullptr, nullptr, 0, nullptr, 4),
                     Catch::Contains("[ema_cuda] workspace of 0 bytes is too small"));
-  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, dirs, 3, s, &dummy, nullptr, nullptr, nullptr, 0, nullptr, 4),
+  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, dirs, s3, &dummy, nullptr, nullptr, nullptr, 0, nullptr, 4),
                     Catch::Contains("ndirs must be 1 or 2"));
-  const ema_cuda::Dims bad_k{2, 16, 8, 4, 17};
-  CHECK_THROWS_WITH(ema_cuda::backward<float>(in, dirs, 1, bad_k, &dummy, &dummy, nullptr, nullptr, 0, nullptr),
+  const EmaShape bad_k{2, 16, 8, 4, 17, 1};
+  CHECK_THROWS_WITH(ema_cuda::backward<float>(in, dirs, bad_k, &dummy, &dummy, nullptr, nullptr, 0, nullptr),
                     Catch::Contains("K must be in [1, L]"));
-  const ema_cuda::Coeffs<float> missing[1] = {{&dummy, nullptr, &dummy, &dummy}};
-  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, missing, 1, s, &dummy, nullptr, nullptr, nullptr, 0, nullptr, 4),
+  const EmaCoeffs<float> missing[1] = {{&dummy, nullptr, &dummy, &dummy}};
+  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, missing, s, &dummy, nullptr, nullptr, nullptr, 0, nullptr, 4),
                     Catch::Contains("null coefficient"));
   float omega = 0;
-  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, dirs, 1, s, &dummy, &omega, nullptr, nullptr, 0, nullptr),
+  CHECK_THROWS_WITH(ema_cuda::forward<float>(in, dirs, s, &dummy, &omega, nullptr, nullptr, 0, nullptr),
                     Catch::Contains("needs both omega and out"));
 }
 
@@ -224,7 +221,7 @@ TEST_CASE("cuda ema: forward and backward bandwidth", "[.][cuda-bench]") {
   struct Shape { int64_t B, L, D, N; int ndirs; };
   for (Shape sh : {Shape{8, 4096, 1024, 16, 1}, Shape{8, 4096, 1024, 16, 2}, Shape{64, 1024, 2048, 16, 1},
                    Shape{64, 1024, 2048, 16, 2}, Shape{1, 16384, 1024, 16, 1}}) {
-    const ema_cuda::Dims s{sh.B, sh.L, sh.D, sh.N, sh.L};
+    const EmaShape s{sh.B, sh.L, sh.D, sh.N, sh.L, sh.ndirs};
     const size_t n = (size_t)(sh.B * sh.L * sh.D), Dp = (size_t)s.Dp();
     DevBuf<float> x(n), y(n), gy(n), dxt(n), coef(4 * (size_t)sh.N * Dp);
     DevBuf<double> sums(4 * (size_t)sh.ndirs * (size_t)sh.N * Dp);
@@ -234,11 +231,11 @@ TEST_CASE("cuda ema: forward and backward bandwidth", "[.][cuda-bench]") {
     MG_CUDA_CHECK(cudaMemset(x.p, 0, n * sizeof(float)));
     MG_CUDA_CHECK(cudaMemset(gy.p, 0, n * sizeof(float)));
     const size_t plane = (size_t)sh.N * Dp;
-    const ema_cuda::Coeffs<float> c1{coef.p, coef.p + plane, coef.p + 2 * plane, coef.p + 3 * plane};
-    const ema_cuda::Coeffs<float> dirs[2] = {c1, c1};
-    const ema_cuda::Input<float> in{x.p, sh.L * sh.D, sh.D, nullptr, 0, 0};
-    const size_t wsb = std::max(ema_cuda::forward_workspace_bytes<float>(s, sh.ndirs),
-                                ema_cuda::backward_workspace_bytes<float>(s, sh.ndirs));
+    const EmaCoeffs<float> c1{coef.p, coef.p + plane, coef.p + 2 * plane, coef.p + 3 * plane};
+    const EmaCoeffs<float> dirs[2] = {c1, c1};
+    const EmaInput<float> in{x.p, sh.L * sh.D, sh.D, nullptr, 0, 0};
+    const size_t wsb = std::max(ema_cuda::forward_workspace_bytes<float>(s),
+                                ema_cuda::backward_workspace_bytes<float>(s));
     DevBuf<char> ws(wsb);
     cudaEvent_t e0, e1;
     MG_CUDA_CHECK(cudaEventCreate(&e0));
@@ -257,9 +254,9 @@ TEST_CASE("cuda ema: forward and backward bandwidth", "[.][cuda-bench]") {
     const double copy_ms =
         time_ms([&] { MG_CUDA_CHECK(cudaMemcpyAsync(y.p, x.p, n * sizeof(float), cudaMemcpyDeviceToDevice, 0)); });
     const double fwd_ms = time_ms(
-        [&] { ema_cuda::forward<float>(in, dirs, sh.ndirs, s, y.p, nullptr, nullptr, ws.p, wsb, 0); });
+        [&] { ema_cuda::forward<float>(in, dirs, s, y.p, nullptr, nullptr, ws.p, wsb, 0); });
     const double bwd_ms = time_ms(
-        [&] { ema_cuda::backward<float>(in, dirs, sh.ndirs, s, gy.p, dxt.p, sums.p, ws.p, wsb, 0); });
+        [&] { ema_cuda::backward<float>(in, dirs, s, gy.p, dxt.p, sums.p, ws.p, wsb, 0); });
     MG_CUDA_CHECK(cudaEventDestroy(e0));
     MG_CUDA_CHECK(cudaEventDestroy(e1));
     const double bytes = 2.0 * (double)n * sizeof(float);  // x read once, y written once

@@ -1,5 +1,6 @@
-// The fused attention op: input checks, the bias table, the forward kernel, then the backward
-// closure (block loops in attention_cpu.h; derivation in attention.md). At the end, the same
+// The fused attention op, once for both devices: input checks, the bias table, one kernel problem
+// (attention_types.h) for the CPU kernels (attention_cpu.h) or the CUDA launchers, then the
+// backward closure (derivation in attention.md). At the end, the same
 // function composed of primitive ops, for the tests.
 #include "mega/attention/attention.h"
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "autograd/ops.h"
 #include "core/dispatch.h"
 #include "mega/attention/attention_cpu.h"
+#include "mega/attention/rotary_bias.h"
 #if MEGAGRAD_HAS_CUDA
 #include "backends/cuda/stream.h"
 #include "mega/attention/attention_cuda.h"
@@ -19,8 +21,8 @@ namespace {
 
 constexpr std::string_view kOp = "attention";
 
-struct Checked {
-  int64_t B, L, Z, H, C, NC;
+// The kernels' shape, and the bias's.
+struct Checked : AttentionShape {
   int64_t M;  // simple bias: the weight has 2M-1 entries
   bool rotary;
 };
@@ -38,7 +40,7 @@ Checked check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   for (const Tensor* t : {&k, &v})
     MG_CHECK(t->dtype() == q.dtype() && t->device() == q.device(), op,
              "q {}, k {} and v {} must have the same dtype and device", q.desc(), k.desc(), v.desc());
-  Checked c;
+  Checked c{};
   c.B = q.size(0), c.L = q.size(1), c.Z = q.size(2), c.H = v.size(2);
   MG_CHECK(c.L >= 1 && c.Z >= 1 && c.H >= 1, op, "empty q {} or v {}", q.desc(), v.desc());
   if (mask.defined()) {
@@ -82,54 +84,13 @@ Checked check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   return c;
 }
 
-// theta_k = 10000^(-k/half), as the official sinusoid tables (computed here in double).
-std::vector<double> rotary_theta(int64_t Z) {
-  const int64_t half = Z / 2;
-  std::vector<double> th((size_t)half);
-  for (int64_t kk = 0; kk < half; ++kk) th[(size_t)kk] = std::exp((double)kk * -(std::log(10000.0) / (double)half));
-  return th;
-}
-
 // The bias of one chunk depends on j - i only (both kinds), so it is a table of 2C-1 values:
-// bias[i, j] = rel[C-1 + j - i]. Simple: a slice of the weight. Rotary: with x = x1 + i x2 as
-// complex numbers, rot(a)_i . rot(b)_j = Re(a conj(b) e^{i theta (i-j)}), so with e = j - i
-//   rel(e) = sum_k (a1 b1 + a2 b2) cos(theta_k e) - (a1 b2 - a2 b1) sin(theta_k e).
+// bias[i, j] = rel[C-1 + j - i]. Simple: a slice of the weight. Rotary: rotary_bias.h.
 std::vector<double> bias_table(const RelPosBias& bias, const Checked& c) {
-  const int64_t C = c.C;
-  std::vector<double> rel((size_t)(2 * C - 1));
-  if (!c.rotary) {
-    std::vector<double> w = bias.weight.to_vector();
-    for (int64_t t = 0; t < 2 * C - 1; ++t) rel[(size_t)t] = w[(size_t)(c.M - C + t)];
-    return rel;
-  }
-  std::vector<double> a = bias.alpha.to_vector(), b = bias.beta.to_vector(), th = rotary_theta(c.Z);
-  const int64_t half = c.Z / 2;
-  std::vector<double> P((size_t)half), Q((size_t)half);
-  for (int64_t kk = 0; kk < half; ++kk) {
-    const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
-    P[(size_t)kk] = a1 * b1 + a2 * b2, Q[(size_t)kk] = a1 * b2 - a2 * b1;
-  }
-  // e and -e share their cosines, and their sines differ in sign: half the trigonometric calls.
-  for (int64_t e = 0; e < C; ++e) {
-    double pc = 0, qs = 0;  // sum_k P_k cos(theta_k e), sum_k Q_k sin(theta_k e)
-    for (int64_t kk = 0; kk < half; ++kk) {
-      const double x = th[(size_t)kk] * (double)e;
-      pc += P[(size_t)kk] * std::cos(x);
-      qs += Q[(size_t)kk] * std::sin(x);
-    }
-    rel[(size_t)(C - 1 + e)] = pc - qs;
-    rel[(size_t)(C - 1 - e)] = pc + qs;
-  }
+  if (c.rotary) return rotary_bias_table(bias.alpha, bias.beta, c.C);
+  std::vector<double> w = bias.weight.to_vector(), rel((size_t)(2 * c.C - 1));
+  for (int64_t t = 0; t < 2 * c.C - 1; ++t) rel[(size_t)t] = w[(size_t)(c.M - c.C + t)];
   return rel;
-}
-
-attention_cpu::Act act_of(AttentionActivation a) {
-  switch (a) {
-    case AttentionActivation::Softmax: return attention_cpu::Act::Softmax;
-    case AttentionActivation::Laplace: return attention_cpu::Act::Laplace;
-    case AttentionActivation::Relu2: return attention_cpu::Act::Relu2;
-  }
-  fail(kOp, "unknown attention activation");
 }
 
 // The kernels read rows with unit stride along the last dim and a row stride >= its width
@@ -139,7 +100,7 @@ Tensor rows_ready(const Tensor& t) {
   if (d.strides()[2] == 1 && (d.size(1) == 1 || d.strides()[1] >= d.size(2))) return d;
   return d.contiguous();
 }
-template <typename T> attention_cpu::Rows<T> rows_of(const Tensor& t) {
+template <typename T> AttentionRows<T> rows_of(const Tensor& t) {
   return {t.device_data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
 }
 
@@ -157,157 +118,108 @@ Dropout draw_dropout(const Checked& c, const AttentionOptions& o) {
   return d;
 }
 
-#if MEGAGRAD_HAS_CUDA
-// The CUDA kernels' view of one call: the CPU problem's scalars with device pointers.
+// The kernels' view of one call, on the tensors' device (host or device pointers alike).
 template <typename T>
-attention_cuda::Problem<T> device_problem(const attention_cpu::Problem<T>& cpu, const Tensor& q, const Tensor& k,
-                                          const Tensor& v, const Tensor& mask, const Tensor& rel_d) {
-  auto rows = [](const Tensor& t) {
-    return attention_cuda::Rows<T>{t.device_data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
-  };
-  attention_cuda::Problem<T> pr;
-  pr.d = {cpu.d.B, cpu.d.L, cpu.d.Z, cpu.d.H, cpu.d.C, cpu.d.NC};
-  pr.act = static_cast<attention_cuda::Act>(cpu.act);  // the same enumerators in the same order
-  pr.causal = cpu.causal;
-  pr.q = rows(q), pr.k = rows(k), pr.v = rows(v);
+AttentionProblem<T> make_problem(const Checked& c, const AttentionOptions& o, const Dropout& drop, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& rel) {
+  AttentionProblem<T> pr;
+  pr.d = c;
+  pr.act = o.activation;
+  pr.causal = o.causal;
+  pr.q = rows_of<T>(q), pr.k = rows_of<T>(k), pr.v = rows_of<T>(v);
   if (mask.defined()) pr.mask = mask.device_data_ptr<T>(), pr.msb = mask.strides()[0], pr.msl = mask.strides()[1];
-  pr.rel = rel_d.device_data_ptr<T>();
-  pr.softmax_scale = cpu.softmax_scale;
-  pr.p = cpu.p, pr.seed = cpu.seed, pr.first = cpu.first;
+  pr.rel = rel.device_data_ptr<T>();
+  pr.softmax_scale = std::pow((double)c.Z, -0.5);
+  pr.p = drop.p, pr.seed = drop.seed, pr.first = drop.first;
   return pr;
 }
-#endif
 
 }  // namespace
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
                  const RelPosBias& bias, const AttentionOptions& o) {
-  Checked c = check_attention(q_in, k_in, v_in, mask_in, bias, o);
+  const Checked c = check_attention(q_in, k_in, v_in, mask_in, bias, o);
   Tensor q = rows_ready(q_in), k = rows_ready(k_in), v = rows_ready(v_in);
   Tensor mask = mask_in.defined() ? mask_in.detach() : Tensor();
   const bool softmax = o.activation == AttentionActivation::Softmax;
   const Dropout drop = draw_dropout(c, o);
-  std::vector<double> rel = bias_table(bias, c);
   DType dt = q.dtype();
   const Device dev = q.device();
+#if !MEGAGRAD_HAS_CUDA
+  if (!dev.is_cpu()) fail(kOp, "{} is not on the cpu, and megagrad was built without CUDA", q.desc());
+#endif
+  // The bias table in the kernels' dtype, on their device; the backward reuses it.
+  const Tensor rel = Tensor::from_vector(bias_table(bias, c), {2 * c.C - 1}, dt).to(dev);
   Tensor out = Tensor::empty({c.B, c.L, c.H}, dt, dev);
   Tensor lse = softmax ? Tensor::empty({c.B, c.L}, dt, dev) : Tensor();
-
-  // The kernel's view of one call; `rel_t` must outlive it.
-  auto problem = [c, o, drop](const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                              auto* rel_t) {
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(rel_t)>>;
-    attention_cpu::Problem<T> pr;
-    pr.d = {c.B, c.L, c.Z, c.H, c.C, c.NC};
-    pr.act = act_of(o.activation);
-    pr.causal = o.causal;
-    pr.q = rows_of<T>(q), pr.k = rows_of<T>(k), pr.v = rows_of<T>(v);
-    if (mask.defined()) pr.mask = mask.device_data_ptr<T>(), pr.msb = mask.strides()[0], pr.msl = mask.strides()[1];
-    pr.rel = rel_t;
-    pr.softmax_scale = std::pow((double)c.Z, -0.5);
-    pr.p = drop.p, pr.seed = drop.seed, pr.first = drop.first;
-    return pr;
-  };
-
-  Tensor rel_d;  // the bias table on the device; the backward reuses it
   dispatch_float(kOp, dt, [&]<typename T>() {
-    if (!dev.is_cpu()) {
+    const AttentionProblem<T> pr = make_problem<T>(c, o, drop, q, k, v, mask, rel);
+    T* lse_p = softmax ? lse.device_data_ptr<T>() : nullptr;
+    if (dev.is_cpu()) {
+      attention_cpu::forward<T>(pr, out.device_data_ptr<T>(), lse_p);
+    } else {
 #if MEGAGRAD_HAS_CUDA
-      rel_d = Tensor::from_vector(rel, {2 * c.C - 1}, dt).to(dev);
-      attention_cuda::forward<T>(device_problem<T>(problem(q, k, v, Tensor(), (const T*)nullptr), q, k, v, mask, rel_d),
-                                 out.device_data_ptr<T>(), softmax ? lse.device_data_ptr<T>() : nullptr,
-                                 cuda_stream(dev.index));
-      return;
+      attention_cuda::forward<T>(pr, out.device_data_ptr<T>(), lse_p, cuda_stream(dev.index));
 #endif
     }
-    std::vector<T> rel_t(rel.begin(), rel.end());
-    attention_cpu::forward<T>(problem(q, k, v, mask, rel_t.data()), out.data_ptr<T>(),
-                              softmax ? lse.data_ptr<T>() : nullptr);
   });
 
   const Tensor& w = bias.weight;
   const Tensor& alpha = bias.alpha;
   const Tensor& beta = bias.beta;
-  if (needs_grad({&q_in, &k_in, &v_in, &w, &alpha, &beta})) {
-    const bool need_q = wants_grad(q_in), need_k = wants_grad(k_in), need_v = wants_grad(v_in);
-    const bool need_bias = c.rotary ? wants_grad(alpha) || wants_grad(beta) : wants_grad(w);
-    RelPosBias saved{bias.kind, c.rotary ? Tensor() : w.detach(), c.rotary ? alpha.detach() : Tensor(),
-                     c.rotary ? beta.detach() : Tensor()};
-    record("attention", {q_in, k_in, v_in, c.rotary ? Tensor() : w, c.rotary ? alpha : Tensor(),
-                         c.rotary ? beta : Tensor()},
-           out,
-           [c, problem, need_q, need_k, need_v, need_bias, saved, rel, rel_d, q, k, v, mask, lse,
-            out = out.detach()](const Tensor& g_out) {
-      std::vector<Tensor> grads(6);
-      DType dt = q.dtype();
-      Tensor dout = g_out.contiguous();
-      // Uninitialised: the kernel writes every row (zeroing each block of rows just before use).
-      const Device dev = q.device();
-      Tensor dq = need_q ? Tensor::empty({c.B, c.L, c.Z}, dt, dev) : Tensor();
-      Tensor dk = need_k ? Tensor::empty({c.B, c.L, c.Z}, dt, dev) : Tensor();
-      Tensor dv = need_v ? Tensor::empty({c.B, c.L, c.H}, dt, dev) : Tensor();
-      std::vector<double> drel(need_bias ? (size_t)(2 * c.C - 1) : 0, 0.0);
-      dispatch_float(kOp, dt, [&]<typename T>() {
-        if (!dev.is_cpu()) {
+  if (!needs_grad({&q_in, &k_in, &v_in, &w, &alpha, &beta})) return out;
+  const bool need_q = wants_grad(q_in), need_k = wants_grad(k_in), need_v = wants_grad(v_in);
+  const bool need_bias = c.rotary ? wants_grad(alpha) || wants_grad(beta) : wants_grad(w);
+  RelPosBias saved{bias.kind, c.rotary ? Tensor() : w.detach(), c.rotary ? alpha.detach() : Tensor(),
+                   c.rotary ? beta.detach() : Tensor()};
+  record("attention", {q_in, k_in, v_in, c.rotary ? Tensor() : w, c.rotary ? alpha : Tensor(),
+                       c.rotary ? beta : Tensor()},
+         out,
+         [c, o, drop, need_q, need_k, need_v, need_bias, saved, rel, q, k, v, mask, lse,
+          out = out.detach()](const Tensor& g_out) {
+    std::vector<Tensor> grads(6);
+    const DType dt = q.dtype();
+    const Device dev = q.device();
+    Tensor dout = g_out.contiguous();
+    // Uninitialised: the kernels write every row. drel: zeroed, (2C-1) doubles.
+    Tensor dq = need_q ? Tensor::empty({c.B, c.L, c.Z}, dt, dev) : Tensor();
+    Tensor dk = need_k ? Tensor::empty({c.B, c.L, c.Z}, dt, dev) : Tensor();
+    Tensor dv = need_v ? Tensor::empty({c.B, c.L, c.H}, dt, dev) : Tensor();
+    Tensor drel_t = need_bias ? Tensor::zeros({2 * c.C - 1}, DType::Float64, dev) : Tensor();
+    dispatch_float(kOp, dt, [&]<typename T>() {
+      const AttentionProblem<T> pr = make_problem<T>(c, o, drop, q, k, v, mask, rel);
+      AttentionGrads<T> g;
+      if (need_q) g.dq = dq.device_data_ptr<T>();
+      if (need_k) g.dk = dk.device_data_ptr<T>();
+      if (need_v) g.dv = dv.device_data_ptr<T>();
+      if (need_bias) g.drel = drel_t.device_data_ptr<double>();
+      const T* lse_p = lse.defined() ? lse.device_data_ptr<T>() : nullptr;
+      if (dev.is_cpu()) {
+        attention_cpu::backward<T>(pr, out.device_data_ptr<T>(), lse_p, dout.device_data_ptr<T>(), g);
+      } else {
 #if MEGAGRAD_HAS_CUDA
-          auto pr = device_problem<T>(problem(q, k, v, Tensor(), (const T*)nullptr), q, k, v, mask, rel_d);
-          attention_cuda::Grads<T> g;
-          if (need_q) g.dq = dq.device_data_ptr<T>();
-          if (need_k) g.dk = dk.device_data_ptr<T>();
-          if (need_v) g.dv = dv.device_data_ptr<T>();
-          Tensor drel_d = need_bias ? Tensor::empty({2 * c.C - 1}, DType::Float64, dev) : Tensor();
-          if (need_bias) g.drel = drel_d.device_data_ptr<double>();
-          const size_t bytes = attention_cuda::backward_workspace_bytes<T>(pr, g);
-          Tensor ws = Tensor::empty({(int64_t)((bytes + 7) / 8)}, DType::Float64, dev);  // from the caching allocator
-          attention_cuda::backward<T>(pr, out.device_data_ptr<T>(), lse.defined() ? lse.device_data_ptr<T>() : nullptr,
-                                      dout.device_data_ptr<T>(), g, bytes ? ws.raw_device_data() : nullptr, bytes,
-                                      cuda_stream(dev.index));
-          if (need_bias) drel = drel_d.to_vector();
-          return;
+        const size_t bytes = attention_cuda::backward_workspace_bytes<T>(pr, g);
+        Tensor ws = Tensor::empty({(int64_t)((bytes + 7) / 8)}, DType::Float64, dev);  // from the caching allocator
+        attention_cuda::backward<T>(pr, out.device_data_ptr<T>(), lse_p, dout.device_data_ptr<T>(), g,
+                                    bytes ? ws.raw_device_data() : nullptr, bytes, cuda_stream(dev.index));
 #endif
-        }
-        std::vector<T> rel_t(rel.begin(), rel.end());
-        attention_cpu::Grads<T> g;
-        if (need_q) g.dq = dq.data_ptr<T>();
-        if (need_k) g.dk = dk.data_ptr<T>();
-        if (need_v) g.dv = dv.data_ptr<T>();
-        if (need_bias) g.drel = drel.data();
-        attention_cpu::backward<T>(problem(q, k, v, mask, rel_t.data()), out.data_ptr<T>(),
-                                   lse.defined() ? lse.data_ptr<T>() : nullptr, dout.data_ptr<T>(), g);
-      });
-      grads[0] = dq, grads[1] = dk, grads[2] = dv;
-      if (need_bias && !c.rotary) {
-        // rel[t] = w[M-C+t]: the table's gradient lands on that slice of the weight.
-        std::vector<double> dw((size_t)(2 * c.M - 1), 0.0);
-        for (int64_t t = 0; t < 2 * c.C - 1; ++t) dw[(size_t)(c.M - c.C + t)] = drel[(size_t)t];
-        grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt).to(q.device());
-      } else if (need_bias) {
-        // rel(e) = sum_k P_k cos(theta_k e) - Q_k sin(theta_k e), P = a1 b1 + a2 b2,
-        // Q = a1 b2 - a2 b1. With Gc_k = sum_e drel(e) cos(theta_k e), Gs_k = sum_e drel(e) sin(..):
-        // dP = Gc, dQ = -Gs, then through P and Q to the halves of alpha and beta.
-        std::vector<double> a = saved.alpha.to_vector(), b = saved.beta.to_vector(), th = rotary_theta(c.Z);
-        const int64_t half = c.Z / 2;
-        std::vector<double> da((size_t)c.Z), db((size_t)c.Z);
-        for (int64_t kk = 0; kk < half; ++kk) {
-          // Entries e and -e together: cos is even, sin odd.
-          double gc = drel[(size_t)(c.C - 1)], gs = 0;
-          for (int64_t e = 1; e < c.C; ++e) {
-            const double x = th[(size_t)kk] * (double)e, up = drel[(size_t)(c.C - 1 + e)], dn = drel[(size_t)(c.C - 1 - e)];
-            gc += (up + dn) * std::cos(x);
-            gs += (up - dn) * std::sin(x);
-          }
-          const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
-          da[(size_t)kk] = b1 * gc - b2 * gs;
-          da[(size_t)(kk + half)] = b2 * gc + b1 * gs;
-          db[(size_t)kk] = a1 * gc + a2 * gs;
-          db[(size_t)(kk + half)] = a2 * gc - a1 * gs;
-        }
-        grads[4] = Tensor::from_vector(da, {1, c.Z}, dt).to(q.device());
-        grads[5] = Tensor::from_vector(db, {1, c.Z}, dt).to(q.device());
       }
-      return grads;
     });
-  }
+    grads[0] = dq, grads[1] = dk, grads[2] = dv;
+    if (!need_bias) return grads;
+    const std::vector<double> drel = drel_t.to_vector();
+    if (!c.rotary) {
+      // rel[t] = w[M-C+t]: the table's gradient lands on that slice of the weight.
+      std::vector<double> dw((size_t)(2 * c.M - 1), 0.0);
+      for (int64_t t = 0; t < 2 * c.C - 1; ++t) dw[(size_t)(c.M - c.C + t)] = drel[(size_t)t];
+      grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt).to(dev);
+    } else {
+      auto [da, db] = rotary_bias_table_backward(saved.alpha, saved.beta, drel, c.C);
+      grads[4] = Tensor::from_vector(da, {1, c.Z}, dt).to(dev);
+      grads[5] = Tensor::from_vector(db, {1, c.Z}, dt).to(dev);
+    }
+    return grads;
+  });
   return out;
 }
 
@@ -328,19 +240,7 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, co
       for (int64_t j = 0; j < C; ++j) idx[(size_t)(i * C + j)] = c.M - 1 + j - i;
     bias_cc = index_select(bias.weight, 0, Tensor::from_vector(idx, {C * C})).reshape({C, C});
   } else {
-    const int64_t half = Z / 2;
-    std::vector<double> th = rotary_theta(Z), cosv((size_t)(C * half)), sinv((size_t)(C * half));
-    for (int64_t i = 0; i < C; ++i)
-      for (int64_t kk = 0; kk < half; ++kk) {
-        cosv[(size_t)(i * half + kk)] = std::cos((double)i * th[(size_t)kk]);
-        sinv[(size_t)(i * half + kk)] = std::sin((double)i * th[(size_t)kk]);
-      }
-    Tensor cs = Tensor::from_vector(cosv, {C, half}, dt), sn = Tensor::from_vector(sinv, {C, half}, dt);
-    auto rot = [&](const Tensor& x) {  // (1, Z) -> (C, Z)
-      Tensor x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
-      return cat({sub(mul(x1, cs), mul(x2, sn)), add(mul(x2, cs), mul(x1, sn))}, 1);
-    };
-    bias_cc = matmul(rot(bias.alpha), rot(bias.beta).t());
+    bias_cc = rotary_bias_composed(bias.alpha, bias.beta, C);
   }
 
   // Per-(b, chunk) masks as constants: which scores are dropped, and laplace/relu2's 1/n.

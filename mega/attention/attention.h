@@ -4,10 +4,9 @@
 #include <cstdint>
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "mega/attention/attention_types.h"  // AttentionActivation
 
 namespace megagrad {
-
-enum class AttentionActivation { Softmax, Laplace, Relu2 };
 
 // The relative position bias (module rel_pos_bias).
 struct RelPosBias {

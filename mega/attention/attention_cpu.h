@@ -10,7 +10,8 @@
 //   nq, nk the rows / columns of the block at hand (smaller at the chunk's end)
 //
 // Buffers: q, k (B,L,Z) and v (B,L,H) may be strided views with unit stride along Z / H
-// (Rows<T>); out, dout, dq, dk, dv are contiguous (B,L,.); lse is (B,L); rel is (2C-1).
+// (AttentionRows<T>); out, dout, dq, dk, dv are contiguous (B,L,.); lse is (B,L); rel is (2C-1).
+// The argument structs are those of attention_types.h, shared with the CUDA launchers.
 //
 // Work: for each (b, chunk, query block), loop over the key blocks: S = Qs K^T (one gemm,
 // Qs = the query rows times their score factor), one elementwise pass over the BQ x BK block
@@ -23,9 +24,7 @@
 // -fopt-info-vec): no libm calls (fast_exp below; erf_fast, exp_fast from core/vec_math.h), row
 // maxima as integer maxima, sums with one accumulator per SIMD lane, the dropout draws inline
 // (dropout_row), the activation a template parameter rather than a switch per element. What
-// remains is mostly OpenBLAS: for the softmax at B=4, L=2000, Z=64, H=160 (one thread, float32),
-// its gemm kernel takes ~60% of the time, the packing of the gemms' operands ~13%, and the passes
-// ~10%; the laplace's erf makes its passes about twice as costly.
+// remains is mostly OpenBLAS (the profile is in attention.md, "Cost and threads").
 //
 // Threads: the block loops run sequentially and OpenBLAS threads each gemm; the elementwise
 // passes split the rows of a block with parallel_for (never around a gemm: the pools must not
@@ -43,21 +42,21 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/vec_math.h"
+#include "mega/attention/attention_types.h"
 
 namespace megagrad::attention_cpu {
 
-// Block sizes: large enough that the gemms run near peak (at Z = 64, H = 160, one thread,
-// 256 x 256 was 5-8% faster than 128 x 256 in float32 and within 5% of 512-wide blocks), small
-// enough that a block (256 KiB in float32) stays in L2. Causal: the blocks on the diagonal compute
-// their masked upper triangle too, and query blocks of 128 rows waste less of that (at L = 512,
-// 128 x 256 blocks compute 1.25 times the visible triangle, 256 x 256 blocks 1.5 times: config C's
-// attention 10-15% faster).
+// Block sizes: large enough that the gemms run near peak, small enough that a block (256 KiB in
+// float32) stays in L2. Causal: the blocks on the diagonal compute their masked upper triangle
+// too, and query blocks of 128 rows waste less of that (at L = 512, 128 x 256 blocks compute 1.25
+// times the visible triangle, 256 x 256 blocks 1.5 times). The timings behind these choices are in
+// attention.md, "Cost and threads".
 inline constexpr int64_t kBlockQ = 256;        // query rows per block
 inline constexpr int64_t kBlockQCausal = 128;  // query rows per block, causal
 inline constexpr int64_t kBlockK = 256;        // key columns per block
 inline constexpr int64_t kRowGrainElems = 8192;  // elements per task of an elementwise pass
 
-enum class Act { Softmax, Laplace, Relu2 };
+using Act = AttentionActivation;  // the one enum, attention_types.h
 
 // The official laplace (fairseq utils.laplace): rounded constants mu = 0.707107 ~ sqrt(1/2),
 // sigma = 0.282095 ~ sqrt(1/(4 pi)). The rounded values are what the reference outputs use.
@@ -90,31 +89,11 @@ template <Act A, typename T> inline T act_f_df(T x, T& df) {
   }
 }
 
-struct Dims {
-  int64_t B, L, Z, H, C, NC;
-};
-
-// A (B, L, W) operand with unit stride along W: row t of batch b starts at p + b*sb + t*ld.
+// A row of a (B, L, W) operand.
 template <typename T>
-struct Rows {
-  const T* p;
-  int64_t sb, ld;
-  const T* row(int64_t b, int64_t t) const { return p + b * sb + t * ld; }
-};
-
-template <typename T>
-struct Problem {
-  Dims d;
-  Act act;
-  bool causal;
-  Rows<T> q, k, v;
-  const T* mask = nullptr;  // (B, L) with strides msb, msl; 1 = pad; null: no padding
-  int64_t msb = 0, msl = 0;
-  const T* rel = nullptr;   // (2C-1): bias[i, j] = rel[C-1 + j - i] (simple and rotary alike)
-  double softmax_scale = 1;  // Z^-0.5
-  double p = 0;             // attention dropout; 0: none
-  uint64_t seed = 0, first = 0;
-};
+inline const T* row_of(const AttentionRows<T>& r, int64_t b, int64_t t) {
+  return r.p + b * r.sb + t * r.ld;
+}
 
 // The dropout multiplier of score (b, chunk, i, j): 1/(1-p) when kept, else 0. A counter-based
 // draw, so the backward regenerates the forward's mask and no thread split changes it.
@@ -317,7 +296,7 @@ struct ChunkInfo {
   // laplace/relu2: padded keys get weight 0 (all of them in an all-padding chunk); factor 1/n_i
   // with n_i = i+1 when causal (wins over padding), else the count of non-padding keys (>= 1),
   // else C.
-  void fill(const Problem<T>& pr, int64_t b, int64_t c) {
+  void fill(const AttentionProblem<T>& pr, int64_t b, int64_t c) {
     const int64_t C = pr.d.C;
     int64_t npad = 0;
     for (int64_t j = 0; j < C; ++j) npad += pr.mask && pr.mask[b * pr.msb + (c * C + j) * pr.msl] != T(0);
@@ -336,7 +315,7 @@ struct ChunkInfo {
   }
   // Keys [j0, j0+nk) worth visiting for query rows [i0, i0+nq): clipped at the causal
   // diagonal; 0 when none is visible.
-  int64_t key_extent(const Problem<T>& pr, int64_t i0, int64_t nq, int64_t j0, int64_t nk) const {
+  int64_t key_extent(const AttentionProblem<T>& pr, int64_t i0, int64_t nq, int64_t j0, int64_t nk) const {
     if (pr.causal) nk = std::min(nk, i0 + nq - j0);
     if (nk <= 0 || visible[(size_t)(j0 + nk)] == visible[(size_t)j0]) return 0;
     return nk;
@@ -354,11 +333,11 @@ inline int64_t causal_end(bool causal, int64_t i, int64_t j0, int64_t nk) {
 
 // Qs (nq, Z) = the query rows [i0, i0+nq) of (b, chunk c) times their score factor.
 template <typename T>
-void scaled_queries(const Problem<T>& pr, const ChunkInfo<T>& ci, int64_t b, int64_t c, int64_t i0, int64_t nq,
+void scaled_queries(const AttentionProblem<T>& pr, const ChunkInfo<T>& ci, int64_t b, int64_t c, int64_t i0, int64_t nq,
                     T* Qs) {
   const int64_t Z = pr.d.Z;
   for (int64_t r = 0; r < nq; ++r) {
-    const T* qr = pr.q.row(b, c * pr.d.C + i0 + r);
+    const T* qr = row_of(pr.q, b, c * pr.d.C + i0 + r);
     const T s = ci.scale[(size_t)(i0 + r)];
     for (int64_t z = 0; z < Z; ++z) Qs[r * Z + z] = qr[z] * s;
   }
@@ -366,9 +345,9 @@ void scaled_queries(const Problem<T>& pr, const ChunkInfo<T>& ci, int64_t b, int
 
 // S (nq, ldS) = Qs K^T for the keys [j0, j0+nk) of (b, chunk c).
 template <typename T>
-void scores(const Problem<T>& pr, int64_t b, int64_t c, const T* Qs, int64_t nq, int64_t j0, int64_t nk, T* S,
+void scores(const AttentionProblem<T>& pr, int64_t b, int64_t c, const T* Qs, int64_t nq, int64_t j0, int64_t nk, T* S,
             int64_t ldS) {
-  gemm(false, true, nq, nk, pr.d.Z, T(1), Qs, pr.d.Z, pr.k.row(b, c * pr.d.C + j0), pr.k.ld, T(0), S, ldS);
+  gemm(false, true, nq, nk, pr.d.Z, T(1), Qs, pr.d.Z, row_of(pr.k, b, c * pr.d.C + j0), pr.k.ld, T(0), S, ldS);
 }
 
 // Runs f(r) for the rows r of a block of nq rows and nk columns, split over threads.
@@ -382,8 +361,8 @@ template <typename F> void for_rows(int64_t nq, int64_t nk, F&& f) {
 // out (B, L, H) = P V per chunk; lse (B, L): softmax only (else null), the logsumexp of each
 // row's scores, +inf for a row where every key is masked (its output is 0).
 template <typename T>
-void forward(const Problem<T>& pr, T* out, T* lse) {
-  const Dims& d = pr.d;
+void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
+  const AttentionShape& d = pr.d;
   const int64_t C = d.C, H = d.H, BQ = std::min(pr.causal ? kBlockQCausal : kBlockQ, C), BK = std::min(kBlockK, C);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
@@ -442,7 +421,7 @@ void forward(const Problem<T>& pr, T* out, T* lse) {
             }
           });
           // O (+)= P V
-          gemm(false, false, nq, H, nk, T(1), S.data(), nk, pr.v.row(b, c * C + j0), pr.v.ld, first ? T(0) : T(1), O,
+          gemm(false, false, nq, H, nk, T(1), S.data(), nk, row_of(pr.v, b, c * C + j0), pr.v.ld, first ? T(0) : T(1), O,
                H);
           first = false;
         }
@@ -460,22 +439,10 @@ void forward(const Problem<T>& pr, T* out, T* lse) {
 }
 
 // ---------------------------------------------------------------- backward
-// Gradients to compute (null: not wanted). dq, dk, dv: contiguous (B,L,.), written in full (their
-// contents on entry do not matter); drel (2C-1): the gradient of the Toeplitz bias table, summed
-// over batch and chunks, zero on entry (the op maps it to the simple weight or to the rotary
-// alpha, beta).
-template <typename T>
-struct Grads {
-  T* dq = nullptr;
-  T* dk = nullptr;
-  T* dv = nullptr;
-  double* drel = nullptr;
-};
-
 // out (B,L,H) the forward's output, lse (B,L) its logsumexp (softmax), dout (B,L,H) = dLoss/dout.
 template <typename T>
-void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, const Grads<T>& g) {
-  const Dims& d = pr.d;
+void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T* dout, const AttentionGrads<T>& g) {
+  const AttentionShape& d = pr.d;
   const int64_t C = d.C, H = d.H, Z = d.Z, BK = std::min(kBlockK, C);
   const int64_t BQ = std::min(pr.causal ? kBlockQCausal : kBlockQ, C);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
@@ -513,7 +480,7 @@ void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, c
         for (int64_t j0 = 0; j0 < C; j0 += BK) {
           const int64_t nk = ci.key_extent(pr, i0, nq, j0, std::min(BK, C - j0));
           if (nk == 0) continue;
-          const T* Vb = pr.v.row(b, c * C + j0);
+          const T* Vb = row_of(pr.v, b, c * C + j0);
           const bool masked = ci.any_hidden(j0, nk);
           int64_t& ki = kinit[(size_t)(j0 / BK)];
           if (ki < nk) {
@@ -581,7 +548,7 @@ void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, c
           if (g.dk)
             gemm(true, false, nk, Z, nq, T(1), dP.data(), nk, Qs.data(), Z, T(1), g.dk + (key0 + j0) * Z, Z);
           if (g.dq)
-            gemm(false, false, nq, Z, nk, T(1), dP.data(), nk, pr.k.row(b, c * C + j0), pr.k.ld, T(1),
+            gemm(false, false, nq, Z, nk, T(1), dP.data(), nk, row_of(pr.k, b, c * C + j0), pr.k.ld, T(1),
                  g.dq + row0 * Z, Z);
         }
         if (g.dq)

@@ -148,7 +148,7 @@ struct Drop {
 
 // The multiplier of score (b, chunk c, i, j): counter = first + ((b NC + c) C + i) C + j.
 template <typename T>
-__device__ __forceinline__ T dropout_mult(const Problem<T>& pr, const Drop<T>& dr, int64_t b, int c, int i, int j) {
+__device__ __forceinline__ T dropout_mult(const AttentionProblem<T>& pr, const Drop<T>& dr, int64_t b, int c, int i, int j) {
   const uint64_t counter =
       pr.first + ((((uint64_t)b * (uint64_t)pr.d.NC + (uint64_t)c) * (uint64_t)pr.d.C + (uint64_t)i) *
                       (uint64_t)pr.d.C + (uint64_t)j);
@@ -159,7 +159,7 @@ __device__ __forceinline__ T dropout_mult(const Problem<T>& pr, const Drop<T>& d
 
 // The number of padded keys of chunk (b, c); every thread of the block gets it.
 template <typename T>
-__device__ int count_pads(const Problem<T>& pr, int64_t b, int c) {
+__device__ int count_pads(const AttentionProblem<T>& pr, int64_t b, int c) {
   if (!pr.mask) return 0;
   const int C = (int)pr.d.C;
   int n = 0;
@@ -172,14 +172,14 @@ __device__ int count_pads(const Problem<T>& pr, int64_t b, int c) {
 
 // Whether key j of chunk (b, c) is masked: padding, unless (softmax) every key of the chunk is.
 template <typename T>
-__device__ __forceinline__ bool key_hidden(const Problem<T>& pr, bool mask_pads, int64_t b, int c, int j) {
+__device__ __forceinline__ bool key_hidden(const AttentionProblem<T>& pr, bool mask_pads, int64_t b, int c, int j) {
   return mask_pads && pr.mask && pr.mask[b * pr.msb + (int64_t)(c * (int)pr.d.C + j) * pr.msl] != T(0);
 }
 
 // The factor of q_i . k_j in row i's scores: softmax Z^-0.5; laplace/relu2 1/n_i with n_i = i+1
 // when causal (wins over padding), else the count of non-padding keys (at least 1), else C.
 template <Act A, typename T>
-__device__ __forceinline__ T row_scale(const Problem<T>& pr, int npad, int i) {
+__device__ __forceinline__ T row_scale(const AttentionProblem<T>& pr, int npad, int i) {
   if constexpr (A == Act::Softmax) {
     return (T)pr.softmax_scale;
   } else {
@@ -379,7 +379,7 @@ __device__ __forceinline__ void tn_product(T (&acc)[4][OC], const T* ps, int nk,
 // [h0, h0 + BO) of H.
 template <typename T, Act A, int OC>
 __global__ void __launch_bounds__(kThreads, 1)
-    forward_kernel(const Problem<T> pr, T* __restrict__ out, T* __restrict__ lse, const Drop<T> dr) {
+    forward_kernel(const AttentionProblem<T> pr, T* __restrict__ out, T* __restrict__ lse, const Drop<T> dr) {
   constexpr int BO = 16 * OC;
   constexpr bool kSoftmax = A == Act::Softmax;
   extern __shared__ __align__(16) unsigned char mg_smem[];
@@ -535,7 +535,7 @@ __device__ __forceinline__ T score_weight(T x, T lse_i, T keep, bool drop) {
 // t = C - i0 - kT + u (u = j - i + i0 + kT - 1 for a score (i, j)).
 template <typename T, Act A, int OC>
 __global__ void __launch_bounds__(kThreads, 1)
-    dq_kernel(const Problem<T> pr, const T* __restrict__ lse, const T* __restrict__ Dterm, const T* __restrict__ dout,
+    dq_kernel(const AttentionProblem<T> pr, const T* __restrict__ lse, const T* __restrict__ Dterm, const T* __restrict__ dout,
               T* __restrict__ dq, double* __restrict__ part, const int G, const Drop<T> dr) {
   constexpr int BO = 16 * OC;
   constexpr bool kSoftmax = A == Act::Softmax;
@@ -664,7 +664,7 @@ enum class KeyKind { DK, DV };
 
 template <typename T, Act A, int OC, KeyKind KIND>
 __global__ void __launch_bounds__(kThreads, 1)
-    key_kernel(const Problem<T> pr, const T* __restrict__ lse, const T* __restrict__ Dterm, const T* __restrict__ dout,
+    key_kernel(const AttentionProblem<T> pr, const T* __restrict__ lse, const T* __restrict__ Dterm, const T* __restrict__ dout,
                T* __restrict__ grad, const Drop<T> dr) {
   constexpr int BO = 16 * OC;
   constexpr bool kSoftmax = A == Act::Softmax, kDK = KIND == KeyKind::DK;
@@ -782,8 +782,8 @@ template <typename K> void prepare(K kern, size_t smem) {
 }
 
 template <typename T>
-void check_problem(const Problem<T>& pr) {
-  const Dims& d = pr.d;
+void check_problem(const AttentionProblem<T>& pr) {
+  const AttentionShape& d = pr.d;
   MG_CHECK(d.B >= 1 && d.L >= 1 && d.Z >= 1 && d.H >= 1 && d.C >= 1 && d.NC >= 1, kOp,
            "empty or negative dims B={} L={} Z={} H={} C={} NC={}", d.B, d.L, d.Z, d.H, d.C, d.NC);
   MG_CHECK(d.C * d.NC == d.L, kOp, "L={} is not NC={} chunks of C={}", d.L, d.NC, d.C);
@@ -796,7 +796,7 @@ void check_problem(const Problem<T>& pr) {
 }
 
 template <typename T>
-Drop<T> drop_of(const Problem<T>& pr) {
+Drop<T> drop_of(const AttentionProblem<T>& pr) {
   Drop<T> dr{pr.p > 0, 0, T(1)};
   if (dr.on) {
     dr.thr = (uint64_t)std::ceil(pr.p * 9007199254740992.0);  // p 2^53
@@ -807,7 +807,7 @@ Drop<T> drop_of(const Problem<T>& pr) {
 
 // The bias partial rows: G batches share a row group when B NC NT rows of C + kT - 1 doubles would
 // exceed kPartialBudget. Returns {G, rows}.
-inline void partial_layout(const Dims& d, int64_t& G, int64_t& rows) {
+inline void partial_layout(const AttentionShape& d, int64_t& G, int64_t& rows) {
   const int64_t NT = ceil_div(d.C, kT), per_b = d.NC * NT * (d.C + kT - 1) * (int64_t)sizeof(double);
   const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(d.B, (int64_t)kPartialBudget / std::max<int64_t>(per_b, 1)));
   G = ceil_div(d.B, groups);
@@ -823,7 +823,7 @@ struct WorkspaceLayout {
   size_t total() const { return align_up(d_bytes) + part_bytes; }
 };
 template <typename T>
-WorkspaceLayout workspace_layout(const Problem<T>& pr, const Grads<T>& g) {
+WorkspaceLayout workspace_layout(const AttentionProblem<T>& pr, const AttentionGrads<T>& g) {
   WorkspaceLayout w;
   const bool need_ds = g.dq || g.dk || g.drel;
   if (pr.act == Act::Softmax && need_ds) w.d_bytes = (size_t)(pr.d.B * pr.d.L) * sizeof(T);
@@ -837,11 +837,11 @@ WorkspaceLayout workspace_layout(const Problem<T>& pr, const Grads<T>& g) {
 }  // namespace
 
 template <typename T>
-void forward(const Problem<T>& pr, T* out, T* lse, cudaStream_t stream) {
+void forward(const AttentionProblem<T>& pr, T* out, T* lse, cudaStream_t stream) {
   check_problem(pr);
   MG_CHECK(out, kOp, "null output pointer");
   MG_CHECK(pr.act != Act::Softmax || lse, kOp, "the softmax needs an lse buffer (B,L)");
-  const Dims& d = pr.d;
+  const AttentionShape& d = pr.d;
   const Drop<T> dr = drop_of(pr);
   const int64_t NT = ceil_div(d.C, kT), tiles = d.B * d.NC * NT;
   MG_CHECK(tiles <= ((int64_t)1 << 31) - 1, kOp, "{} tiles exceed the grid", tiles);
@@ -858,17 +858,17 @@ void forward(const Problem<T>& pr, T* out, T* lse, cudaStream_t stream) {
 }
 
 template <typename T>
-size_t backward_workspace_bytes(const Problem<T>& pr, const Grads<T>& g) {
+size_t backward_workspace_bytes(const AttentionProblem<T>& pr, const AttentionGrads<T>& g) {
   return workspace_layout(pr, g).total();
 }
 
 template <typename T>
-void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, const Grads<T>& g, void* workspace,
+void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T* dout, const AttentionGrads<T>& g, void* workspace,
               size_t workspace_bytes, cudaStream_t stream) {
   check_problem(pr);
   const bool need_ds = g.dq || g.dk || g.drel;
   if (!need_ds && !g.dv) return;
-  const Dims& d = pr.d;
+  const AttentionShape& d = pr.d;
   const bool softmax = pr.act == Act::Softmax;
   MG_CHECK(dout, kOp, "null dout pointer");
   MG_CHECK(!softmax || lse, kOp, "the softmax backward needs the forward's lse (B,L)");
@@ -927,13 +927,13 @@ void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, c
   if (g.dv) launch_key(std::integral_constant<KeyKind, KeyKind::DV>{}, d.H, g.dv);
 }
 
-template void forward<float>(const Problem<float>&, float*, float*, cudaStream_t);
-template void forward<double>(const Problem<double>&, double*, double*, cudaStream_t);
-template size_t backward_workspace_bytes<float>(const Problem<float>&, const Grads<float>&);
-template size_t backward_workspace_bytes<double>(const Problem<double>&, const Grads<double>&);
-template void backward<float>(const Problem<float>&, const float*, const float*, const float*, const Grads<float>&,
+template void forward<float>(const AttentionProblem<float>&, float*, float*, cudaStream_t);
+template void forward<double>(const AttentionProblem<double>&, double*, double*, cudaStream_t);
+template size_t backward_workspace_bytes<float>(const AttentionProblem<float>&, const AttentionGrads<float>&);
+template size_t backward_workspace_bytes<double>(const AttentionProblem<double>&, const AttentionGrads<double>&);
+template void backward<float>(const AttentionProblem<float>&, const float*, const float*, const float*, const AttentionGrads<float>&,
                               void*, size_t, cudaStream_t);
-template void backward<double>(const Problem<double>&, const double*, const double*, const double*,
-                               const Grads<double>&, void*, size_t, cudaStream_t);
+template void backward<double>(const AttentionProblem<double>&, const double*, const double*, const double*,
+                               const AttentionGrads<double>&, void*, size_t, cudaStream_t);
 
 }  // namespace megagrad::attention_cuda

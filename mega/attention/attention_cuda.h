@@ -1,8 +1,8 @@
 // CUDA kernels of Mega's fused single-head attention inside chunks, forward and backward, as
 // launchers on raw device pointers. They mirror the CPU kernels (attention_cpu.h: the same
-// arguments, strides and results) and the derivation in attention.md. Plain C++17 with
-// cuda_runtime.h only for cudaStream_t (no megagrad Tensor), so .cpp files can include it under
-// `#if MEGAGRAD_HAS_CUDA`.
+// argument structs, attention_types.h, with device pointers; the same strides and results) and
+// the derivation in attention.md. Plain C++17 with cuda_runtime.h only for cudaStream_t (no
+// megagrad Tensor), so .cpp files can include it under `#if MEGAGRAD_HAS_CUDA`.
 //
 // Legend
 //   B  batch                 L  sequence length         C  chunk length (L when not chunking)
@@ -10,7 +10,7 @@
 //   i  query row in its chunk, j key column in its chunk (both 0..C-1)
 //
 // Arguments (every pointer is a device pointer):
-//   q, k (B,L,Z) and v (B,L,H): Rows<T>, unit stride along Z / H, row stride ld, batch stride sb
+//   q, k (B,L,Z) and v (B,L,H): AttentionRows<T>, unit stride along Z / H, row stride ld, batch stride sb
 //      (contiguous tensors and time-major transposed views qualify, as on the CPU)
 //   mask (B,L), strides msb, msl, 1 = pad; null: no padding
 //   rel (2C-1): the Toeplitz bias table, bias[i, j] = rel[C-1 + j - i] (simple and rotary alike)
@@ -30,64 +30,28 @@
 #include <cuda_runtime.h>
 #include <cstddef>
 #include <cstdint>
+#include "mega/attention/attention_types.h"
 
 namespace megagrad::attention_cuda {
 
-enum class Act { Softmax, Laplace, Relu2 };
-
-struct Dims {
-  int64_t B, L, Z, H, C, NC;
-};
-
-// A (B, L, W) operand with unit stride along W: row t of batch b starts at p + b*sb + t*ld.
-template <typename T>
-struct Rows {
-  const T* p;
-  int64_t sb, ld;
-};
-
-// The fields of attention_cpu::Problem<T>, with device pointers.
-template <typename T>
-struct Problem {
-  Dims d;
-  Act act;
-  bool causal;
-  Rows<T> q, k, v;
-  const T* mask = nullptr;  // (B, L) with strides msb, msl; 1 = pad; null: no padding
-  int64_t msb = 0, msl = 0;
-  const T* rel = nullptr;    // (2C-1)
-  double softmax_scale = 1;  // Z^-0.5
-  double p = 0;              // attention dropout; 0: none
-  uint64_t seed = 0, first = 0;  // dropout counters: first + ((b NC + chunk) C + i) C + j
-};
-
-// Gradients to compute (null: not wanted). dq, dk, dv are written in full (their contents on entry
-// do not matter). drel (2C-1): the gradient of the bias table summed over batch and chunks,
-// written in full (the CPU kernel adds to a zeroed buffer: the same result).
-template <typename T>
-struct Grads {
-  T* dq = nullptr;
-  T* dk = nullptr;
-  T* dv = nullptr;
-  double* drel = nullptr;
-};
+using Act = AttentionActivation;  // the one enum, attention_types.h
 
 // out (B,L,H) = P V per chunk; lse (B,L): the softmax's per-row logsumexp (null for
 // laplace/relu2). No workspace.
 template <typename T>
-void forward(const Problem<T>& pr, T* out, T* lse, cudaStream_t stream);
+void forward(const AttentionProblem<T>& pr, T* out, T* lse, cudaStream_t stream);
 
 // Bytes of device workspace that backward() needs for these arguments (0 when none): the
 // softmax's row terms D = dO . O (B,L), and the partial bias-gradient sums of the blocks.
 template <typename T>
-size_t backward_workspace_bytes(const Problem<T>& pr, const Grads<T>& g);
+size_t backward_workspace_bytes(const AttentionProblem<T>& pr, const AttentionGrads<T>& g);
 
 // out (B,L,H) the forward's output, lse (B,L) its logsumexp (softmax; else ignored), dout (B,L,H)
 // = dLoss/dout. workspace: at least backward_workspace_bytes(pr, g) bytes of device memory
 // (256-byte aligned, as cudaMalloc gives), untouched by the caller until the work on `stream`
 // is done.
 template <typename T>
-void backward(const Problem<T>& pr, const T* out, const T* lse, const T* dout, const Grads<T>& g,
+void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T* dout, const AttentionGrads<T>& g,
               void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace megagrad::attention_cuda

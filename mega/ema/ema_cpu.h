@@ -13,39 +13,21 @@
 #include <cstdint>
 #include <vector>
 #include "core/parallel.h"
+#include "mega/ema/ema_types.h"
 
 namespace megagrad::ema_cpu {
 
 template <typename T> inline constexpr int64_t kWidth = 64 / sizeof(T);
 
-// The coefficients of one direction, laid out (N, Dp) so the channel index is innermost.
+// x~[b, t, d0 + w] for w < W (zero beyond D), into out[W].
 template <typename T>
-struct Coeffs {
-  std::vector<T> q, a, c, Q;  // each (N, Dp); Q = q^K, or 0 without truncation
-};
-
-struct Dims {
-  int64_t B, L, D, N, K;  // K = min(truncation, L); K == L means no truncation
-  int64_t Dp() const { return (D + 63) / 64 * 64; }  // a multiple of every W
-  bool truncated() const { return K < L; }
-};
-
-// Strided (B, L, D) input with unit channel stride, and an optional (B, L) mask (1 = pad).
-template <typename T>
-struct Input {
-  const T* x;
-  int64_t sb, sl;   // x strides of b and t
-  const T* mask;    // null: no padding
-  int64_t mb, ml;   // mask strides of b and t
-  // x~[b, t, d0 + w] for w < W (zero beyond D), into out[W].
-  void load(int64_t b, int64_t t, int64_t d0, int64_t D, T* out) const {
-    constexpr int64_t W = kWidth<T>;
-    const T* row = x + b * sb + t * sl + d0;
-    T keep = mask ? T(1) - mask[b * mb + t * ml] : T(1);
-    int64_t n = std::min<int64_t>(W, D - d0);
-    for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] * keep : T(0);
-  }
-};
+inline void load_input(const EmaInput<T>& in, int64_t b, int64_t t, int64_t d0, int64_t D, T* out) {
+  constexpr int64_t W = kWidth<T>;
+  const T* row = in.x + b * in.sb + t * in.sl + d0;
+  T keep = in.mask ? T(1) - in.mask[b * in.mb + t * in.ml] : T(1);
+  int64_t n = std::min<int64_t>(W, D - d0);
+  for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] * keep : T(0);
+}
 
 // Step s of a direction visits time t = s (forward) or L-1-s (reverse).
 inline int64_t time_of(int dir, int64_t s, int64_t L) { return dir == 0 ? s : L - 1 - s; }
@@ -56,7 +38,7 @@ inline int64_t time_of(int dir, int64_t s, int64_t L) { return dir == 0 ? s : L 
 template <typename T>
 struct BlockCoeffs {
   std::vector<T> q, a, c, Q;
-  void load(const Coeffs<T>& cf, int64_t N, int64_t Dp, int64_t d0) {
+  void load(const EmaCoeffs<T>& cf, int64_t N, int64_t Dp, int64_t d0) {
     constexpr int64_t W = kWidth<T>;
     for (auto* v : {&q, &a, &c, &Q}) v->resize((size_t)(N * W));
     for (int64_t n = 0; n < N; ++n)
@@ -91,7 +73,8 @@ inline void forward_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
 // y: (B, L, D) contiguous output. y[b,t,d] = sum over directions and n of c h[t]
 // where h[t] = q h[t-1] + a (x~[t] - Q x~[t-K]).
 template <typename T>
-void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s, T* y) {
+void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, T* y) {
+  const int ndirs = s.ndirs;
   constexpr int64_t W = kWidth<T>;
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
@@ -101,10 +84,10 @@ void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
         bc.load(dirs[dir], N, Dp, d0);
-        for (int64_t st = 0; st < s.L; ++st) in.load(b, time_of(dir, st, s.L), d0, s.D, &xs[(size_t)(st * W)]);
+        for (int64_t st = 0; st < s.L; ++st) load_input(in, b, time_of(dir, st, s.L), d0, s.D, &xs[(size_t)(st * W)]);
         std::fill(ys.begin(), ys.end(), T(0));
         for (int64_t n = 0; n < N; ++n)
-          forward_sweep<T>(s.L, s.K, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
+          forward_sweep<T>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
                            &bc.Q[(size_t)(n * W)], xs.data(), ys.data());
         for (int64_t st = 0; st < s.L; ++st) {
           T* yr = y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
@@ -118,12 +101,6 @@ void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s
 }
 
 // ---------------------------------------------------------------- backward
-// Per-(b, direction) sums of the parameter gradients before the chain to the official
-// parameters: dc = sum gy h, da = sum gy u (times c later), dq = sum gy s, dQ = sum gy w.
-struct ParamSums {
-  std::vector<double> dc, da, dq, dQ;  // each (B, ndirs, N, Dp)
-};
-
 // Forward-mode sweep of one dimension n over the whole sequence: carry u = dh/da,
 // s = dh/dq, w = dh/dQ next to the state (h = a u) and sum gy times each. The time loop is
 // innermost so the three states and four sums stay in registers; xs, gs are the block's x~ and
@@ -187,16 +164,21 @@ inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
 
 // gy: (B, L, D) contiguous gradient of y.
 // dxt (optional): (B, L, D) contiguous output, the gradient of x~ (reverse sweep).
-// sums (optional): the parameter sums (forward sweep). Only what is asked for runs.
+// sums (optional): (4, R, N, Dp) doubles, the parameter sums of the forward sweep, summed over the
+//   batch: [0] dc = sum gy h, [1] da = sum gy u, [2] dq = sum gy s, [3] dQ = sum gy w (da, dq, dQ
+//   times c later, in the op's chain; zero for d >= D). What ema_cuda::backward returns.
+// Only what is asked for runs.
 template <typename T>
-void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s, const T* gy,
-              T* dxt, ParamSums* sums) {
+void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, const T* gy, T* dxt,
+              double* sums) {
+  const int ndirs = s.ndirs;
   constexpr int64_t W = kWidth<T>;
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
-  if (sums) {
-    size_t n = (size_t)(s.B * ndirs * N * Dp);
-    sums->dc.assign(n, 0.0), sums->da.assign(n, 0.0), sums->dq.assign(n, 0.0), sums->dQ.assign(n, 0.0);
-  }
+  // The sums per b first, each (B, R, N, Dp): each work item writes its own; summed over b below.
+  // Four arrays rather than one (4, B, R, N, Dp): at power-of-two strides the four running sums
+  // share cache sets, which made the backward measurably slower.
+  const size_t per_b = (size_t)(ndirs * N * Dp), plane = sums ? (size_t)s.B * per_b : 0;
+  std::vector<double> pc(plane, 0.0), pa(plane, 0.0), pq(plane, 0.0), pQ(plane, 0.0);
   auto gy_row = [&](int64_t b, int64_t t, int64_t d0, T* out) {
     const T* row = gy + (b * s.L + t) * s.D + d0;
     int64_t n = std::min<int64_t>(W, s.D - d0);
@@ -214,18 +196,17 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
         if (sums) {  // forward sweep: parameter gradients, one dimension n at a time
           for (int64_t st = 0; st < s.L; ++st) {
             const int64_t t = time_of(dir, st, s.L);
-            in.load(b, t, d0, s.D, &xs[(size_t)(st * W)]);
+            load_input(in, b, t, d0, s.D, &xs[(size_t)(st * W)]);
             gy_row(b, t, d0, &gs[(size_t)(st * W)]);
           }
           const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
           for (int64_t n = 0; n < N; ++n) {
             alignas(64) double out[4 * W] = {};
-            tangent_sweep<T>(s.L, s.K, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.Q[(size_t)(n * W)],
+            tangent_sweep<T>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.Q[(size_t)(n * W)],
                              xs.data(), gs.data(), out);
             for (int64_t w = 0; w < wn; ++w) {
               size_t k = base + (size_t)(n * Dp + d0 + w);
-              sums->dc[k] += out[w], sums->da[k] += out[W + w], sums->dq[k] += out[2 * W + w],
-                  sums->dQ[k] += out[3 * W + w];
+              pc[k] += out[w], pa[k] += out[W + w], pq[k] += out[2 * W + w], pQ[k] += out[3 * W + w];
             }
           }
         }
@@ -235,7 +216,7 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
             for (int64_t st = 0; st < s.L; ++st) gy_row(b, time_of(dir, st, s.L), d0, &gs[(size_t)(st * W)]);
           std::fill(dxs.begin(), dxs.end(), T(0));
           for (int64_t n = 0; n < N; ++n)
-            adjoint_sweep<T>(s.L, s.K, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
+            adjoint_sweep<T>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
                              &bc.Q[(size_t)(n * W)], gs.data(), dxs.data());
           for (int64_t st = 0; st < s.L; ++st) {
             T* dr = dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
@@ -247,6 +228,15 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
       }
     }
   });
+  if (sums) {  // over b in a fixed order: thread-count independent
+    const std::vector<double>* parts[4] = {&pc, &pa, &pq, &pQ};
+    for (size_t kind = 0; kind < 4; ++kind)
+      for (size_t i = 0; i < per_b; ++i) {
+        double acc = 0;
+        for (int64_t b = 0; b < s.B; ++b) acc += (*parts[kind])[(size_t)b * per_b + i];
+        sums[kind * per_b + i] = acc;
+      }
+  }
 }
 
 }  // namespace megagrad::ema_cpu

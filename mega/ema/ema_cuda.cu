@@ -80,11 +80,7 @@ __host__ __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return 
 
 // One direction as the kernels see it: coefficients (N, Dp) and the time order it runs in.
 template <typename T>
-struct Dir {
-  const T* q;
-  const T* a;
-  const T* c;
-  const T* Q;
+struct Dir : EmaCoeffs<T> {
   int rev;  // 1: from t = L-1 down to 0
 };
 template <typename T>
@@ -107,14 +103,9 @@ struct Geo {
 template <typename T>
 __device__ const T kNoPad = T(0);
 
-// The strided input as the kernels see it (Input, or gy for the adjoint with no mask).
+// The strided input as the kernels see it: EmaInput (x, or gy for the adjoint with no mask).
 template <typename T>
-struct In {
-  const T* x;
-  int64_t sb, sl;
-  const T* mask;  // null: no padding
-  int64_t mb, ml;
-};
+using In = EmaInput<T>;
 
 // Slot of state k of dim n, channel d, chunk c in the chunk-state workspace: (R, B, C, S, N, D).
 __device__ __forceinline__ int64_t slot(const Geo& g, int dir, int64_t b, int64_t c, int S, int k, int64_t n,
@@ -603,7 +594,7 @@ struct Plan {
 
 // Chunks per sequence: as few as fill the GPU with B D C threads, each at least kMinChunk steps
 // (the workspace holds N numbers per chunk and channel) and at most max_chunk; or `chunk` if > 0.
-Plan make_plan(const Dims& s, int64_t max_chunk, int64_t chunk) {
+Plan make_plan(const EmaShape& s, int64_t max_chunk, int64_t chunk) {
   int64_t Lc = chunk;
   if (Lc <= 0) {
     const int64_t base = std::max<int64_t>(1, s.B * ceil_div(s.D, kWarp) * kWarp);
@@ -619,40 +610,40 @@ Plan make_plan(const Dims& s, int64_t max_chunk, int64_t chunk) {
 // (Truncated, the tile kernels would read the lagged inputs from memory in the unrolled rerun,
 // and their registers spill.)
 template <typename T>
-Plan scan_plan(const Dims& s, int ndirs, int64_t chunk) {
+Plan scan_plan(const EmaShape& s, int ndirs, int64_t chunk) {
   if (ndirs == 2 && !s.truncated() && (chunk <= 0 || chunk == kTileLc<T>))
     return {kTileLc<T>, ceil_div(s.L, kTileLc<T>), true};
   return make_plan(s, INT64_MAX, chunk);
 }
 
-Geo make_geo(const Dims& s, const Plan& p) {
-  return {s.B, s.L, s.D, s.N, s.K, s.Dp(), p.Lc, p.C, ceil_div(s.D, kWarp), s.K < s.L ? 1 : 0};
+Geo make_geo(const EmaShape& s, const Plan& p) {
+  return {s.B, s.L, s.D, s.N, s.kernel_len, s.Dp(), p.Lc, p.C, ceil_div(s.D, kWarp), s.kernel_len < s.L ? 1 : 0};
 }
 
 constexpr size_t align256(size_t n) { return (n + 255) / 256 * 256; }
-bool empty(const Dims& s) { return s.B == 0 || s.L == 0 || s.D == 0; }
+bool empty(const EmaShape& s) { return s.B == 0 || s.L == 0 || s.D == 0; }
 
 // Chunk states: (R, B, C, S, N, D), none with one chunk.
 template <typename T>
-size_t states_bytes(const Dims& s, int ndirs, const Plan& p, int S) {
+size_t states_bytes(const EmaShape& s, int ndirs, const Plan& p, int S) {
   return p.C > 1 ? (size_t)(S * ndirs * s.B * p.C * s.N * s.D) * sizeof(T) : 0;
 }
 int64_t warps_per_param_block(const Plan& p) { return std::min<int64_t>(kWarpsPerBlock, p.C); }
 int64_t param_blocks_per_row(const Plan& p) { return ceil_div(p.C, warps_per_param_block(p)); }
 // Parameter pass: chunk states (S = 3), then the per-block partials (R, B, CB, 3, N, D) doubles.
 template <typename T>
-size_t param_bytes(const Dims& s, int ndirs, const Plan& p) {
+size_t param_bytes(const EmaShape& s, int ndirs, const Plan& p) {
   return align256(states_bytes<T>(s, ndirs, p, 3)) +
          (size_t)(ndirs * s.B * param_blocks_per_row(p) * 3 * s.N * s.D) * sizeof(double);
 }
 
 template <typename T>
-void check_args(const Dims& s, const Coeffs<T>* dirs, int ndirs, size_t need, const void* ws, size_t ws_bytes) {
+void check_args(const EmaShape& s, const EmaCoeffs<T>* dirs, int ndirs, size_t need, const void* ws, size_t ws_bytes) {
   constexpr std::string_view op = "ema_cuda";
   MG_CHECK(s.B >= 0 && s.L >= 0 && s.D >= 0, op, "negative size: B={} L={} D={}", s.B, s.L, s.D);
   MG_CHECK(s.N >= 1, op, "N must be at least 1, got {}", s.N);
-  MG_CHECK(s.L == 0 || (s.K >= 1 && s.K <= s.L), op, "K must be in [1, L] (K = L: no truncation), got K={} L={}",
-           s.K, s.L);
+  MG_CHECK(s.L == 0 || (s.kernel_len >= 1 && s.kernel_len <= s.L), op, "K must be in [1, L] (K = L: no truncation), got K={} L={}",
+           s.kernel_len, s.L);
   MG_CHECK(s.L <= INT_MAX, op, "L = {} exceeds the int time index", s.L);
   MG_CHECK(ndirs == 1 || ndirs == 2, op, "ndirs must be 1 or 2, got {}", ndirs);
   MG_CHECK(dirs != nullptr, op, "no coefficients");
@@ -664,10 +655,10 @@ void check_args(const Dims& s, const Coeffs<T>* dirs, int ndirs, size_t need, co
 }
 
 template <typename T>
-Dirs<T> make_dirs(const Coeffs<T>* dirs, int ndirs, bool flip) {
+Dirs<T> make_dirs(const EmaCoeffs<T>* dirs, int ndirs, bool flip) {
   Dirs<T> out{};
   out.n = ndirs;
-  for (int r = 0; r < ndirs; ++r) out.d[r] = {dirs[r].q, dirs[r].a, dirs[r].c, dirs[r].Q, (r == 1) != flip ? 1 : 0};
+  for (int r = 0; r < ndirs; ++r) out.d[r] = {dirs[r], (r == 1) != flip ? 1 : 0};
   return out;
 }
 
@@ -737,7 +728,7 @@ void param_pass(const In<T>& in, const Dirs<T>& dirs, const Geo& g, const Plan& 
 // Calls f(nt, trunc) with the register group size for N and the truncation flag as types
 // (std::integral_constant), so f can pass them on as template arguments.
 template <typename T, typename F>
-void dispatch(const Dims& s, F&& f) {
+void dispatch(const EmaShape& s, F&& f) {
   using Small = std::integral_constant<int, 4>;
   using Large = std::integral_constant<int, kGroup<T>>;
   if (s.N <= 4) {
@@ -752,13 +743,15 @@ void dispatch(const Dims& s, F&& f) {
 }  // namespace
 
 template <typename T>
-size_t forward_workspace_bytes(const Dims& s, int ndirs, int64_t chunk) {
+size_t forward_workspace_bytes(const EmaShape& s, int64_t chunk) {
+  const int ndirs = s.ndirs;
   if (empty(s)) return 0;
   return states_bytes<T>(s, ndirs, scan_plan<T>(s, ndirs, chunk), 1);
 }
 
 template <typename T>
-size_t backward_workspace_bytes(const Dims& s, int ndirs, int64_t chunk) {
+size_t backward_workspace_bytes(const EmaShape& s, int64_t chunk) {
+  const int ndirs = s.ndirs;
   if (empty(s)) return 0;
   // The dx~ scan and then the parameter pass use the same memory, one after the other.
   return std::max(states_bytes<T>(s, ndirs, scan_plan<T>(s, ndirs, chunk), 1),
@@ -766,26 +759,27 @@ size_t backward_workspace_bytes(const Dims& s, int ndirs, int64_t chunk) {
 }
 
 template <typename T>
-void forward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s, T* y, const T* omega, T* out,
+void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, T* y, const T* omega, T* out,
              void* workspace, size_t workspace_bytes, cudaStream_t stream, int64_t chunk) {
-  check_args(s, dirs, ndirs, forward_workspace_bytes<T>(s, ndirs, chunk), workspace, workspace_bytes);
+  const int ndirs = s.ndirs;
+  check_args(s, dirs, ndirs, forward_workspace_bytes<T>(s, chunk), workspace, workspace_bytes);
   MG_CHECK((omega == nullptr) == (out == nullptr), "ema_cuda", "the epilogue needs both omega and out");
   if (empty(s)) return;
   MG_CHECK(in.x != nullptr && y != nullptr, "ema_cuda", "forward: null x or y");
-  const In<T> din{in.x, in.sb, in.sl, in.mask, in.mb, in.ml};
   const Dirs<T> dd = make_dirs(dirs, ndirs, false);
   const Plan p = scan_plan<T>(s, ndirs, chunk);
   const Geo g = make_geo(s, p);
   T* ws = static_cast<T*>(workspace);
   dispatch<T>(s, [&](auto nt, auto trunc) {
-    scan<T, decltype(nt)::value, decltype(trunc)::value>(din, dd, g, p.tiled, ws, y, omega, out, stream);
+    scan<T, decltype(nt)::value, decltype(trunc)::value>(in, dd, g, p.tiled, ws, y, omega, out, stream);
   });
 }
 
 template <typename T>
-void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& s, const T* gy, T* dxt,
+void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, const T* gy, T* dxt,
               double* sums, void* workspace, size_t workspace_bytes, cudaStream_t stream, int64_t chunk) {
-  check_args(s, dirs, ndirs, backward_workspace_bytes<T>(s, ndirs, chunk), workspace, workspace_bytes);
+  const int ndirs = s.ndirs;
+  check_args(s, dirs, ndirs, backward_workspace_bytes<T>(s, chunk), workspace, workspace_bytes);
   if (empty(s)) {
     if (sums) MG_CUDA_CHECK(cudaMemsetAsync(sums, 0, (size_t)(4 * ndirs * s.N * s.Dp()) * sizeof(double), stream));
     return;
@@ -804,23 +798,22 @@ void backward(const Input<T>& in, const Coeffs<T>* dirs, int ndirs, const Dims& 
   }
   if (sums) {  // parameter sums: the tangent sweep on x~ with gy
     MG_CHECK(in.x != nullptr, "ema_cuda", "backward: null x");
-    const In<T> din{in.x, in.sb, in.sl, in.mask, in.mb, in.ml};
-    const Dirs<T> dd = make_dirs(dirs, ndirs, false);
+      const Dirs<T> dd = make_dirs(dirs, ndirs, false);
     const Plan p = make_plan(s, kMaxParamChunk, chunk);
     const Geo g = make_geo(s, p);
     const size_t sb = states_bytes<T>(s, ndirs, p, 3);
     dispatch<T>(s, [&](auto nt, auto trunc) {
-      param_pass<T, decltype(nt)::value, decltype(trunc)::value>(din, dd, g, p, gy, sums, workspace, sb, stream);
+      param_pass<T, decltype(nt)::value, decltype(trunc)::value>(in, dd, g, p, gy, sums, workspace, sb, stream);
     });
   }
 }
 
 #define MG_EMA_CUDA_INSTANTIATE(T)                                                                              \
-  template size_t forward_workspace_bytes<T>(const Dims&, int, int64_t);                                       \
-  template size_t backward_workspace_bytes<T>(const Dims&, int, int64_t);                                      \
-  template void forward<T>(const Input<T>&, const Coeffs<T>*, int, const Dims&, T*, const T*, T*, void*, size_t, \
+  template size_t forward_workspace_bytes<T>(const EmaShape&, int64_t);                                            \
+  template size_t backward_workspace_bytes<T>(const EmaShape&, int64_t);                                           \
+  template void forward<T>(const EmaInput<T>&, const EmaCoeffs<T>*, const EmaShape&, T*, const T*, T*, void*, size_t, \
                            cudaStream_t, int64_t);                                                              \
-  template void backward<T>(const Input<T>&, const Coeffs<T>*, int, const Dims&, const T*, T*, double*, void*,  \
+  template void backward<T>(const EmaInput<T>&, const EmaCoeffs<T>*, const EmaShape&, const T*, T*, double*, void*,  \
                             size_t, cudaStream_t, int64_t);
 MG_EMA_CUDA_INSTANTIATE(float)
 MG_EMA_CUDA_INSTANTIATE(double)

@@ -1,0 +1,84 @@
+// The rotary bias's table, its backward and its composed form (rotary_bias.h).
+#include "mega/attention/rotary_bias.h"
+#include <cmath>
+#include "autograd/ops.h"
+
+namespace megagrad {
+
+std::vector<double> rotary_theta(int64_t Z) {
+  const int64_t half = Z / 2;
+  std::vector<double> th((size_t)half);
+  for (int64_t kk = 0; kk < half; ++kk) th[(size_t)kk] = std::exp((double)kk * -(std::log(10000.0) / (double)half));
+  return th;
+}
+
+// With x = x1 + i x2 as complex numbers, rot(a)_i . rot(b)_j = Re(a conj(b) e^{i theta (i-j)}), so
+// with e = j - i
+//   rel(e) = sum_k (a1 b1 + a2 b2) cos(theta_k e) - (a1 b2 - a2 b1) sin(theta_k e).
+std::vector<double> rotary_bias_table(const Tensor& alpha, const Tensor& beta, int64_t C) {
+  std::vector<double> a = alpha.to_vector(), b = beta.to_vector();
+  const int64_t Z = (int64_t)a.size(), half = Z / 2;
+  std::vector<double> th = rotary_theta(Z), rel((size_t)(2 * C - 1));
+  std::vector<double> P((size_t)half), Q((size_t)half);
+  for (int64_t kk = 0; kk < half; ++kk) {
+    const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
+    P[(size_t)kk] = a1 * b1 + a2 * b2, Q[(size_t)kk] = a1 * b2 - a2 * b1;
+  }
+  // e and -e share their cosines, and their sines differ in sign: half the trigonometric calls.
+  for (int64_t e = 0; e < C; ++e) {
+    double pc = 0, qs = 0;  // sum_k P_k cos(theta_k e), sum_k Q_k sin(theta_k e)
+    for (int64_t kk = 0; kk < half; ++kk) {
+      const double x = th[(size_t)kk] * (double)e;
+      pc += P[(size_t)kk] * std::cos(x);
+      qs += Q[(size_t)kk] * std::sin(x);
+    }
+    rel[(size_t)(C - 1 + e)] = pc - qs;
+    rel[(size_t)(C - 1 - e)] = pc + qs;
+  }
+  return rel;
+}
+
+// With Gc_k = sum_e drel(e) cos(theta_k e), Gs_k = sum_e drel(e) sin(theta_k e): dP = Gc, dQ = -Gs,
+// then through P = a1 b1 + a2 b2 and Q = a1 b2 - a2 b1 to the halves of alpha and beta.
+std::pair<std::vector<double>, std::vector<double>> rotary_bias_table_backward(const Tensor& alpha,
+                                                                               const Tensor& beta,
+                                                                               const std::vector<double>& drel,
+                                                                               int64_t C) {
+  std::vector<double> a = alpha.to_vector(), b = beta.to_vector();
+  const int64_t Z = (int64_t)a.size(), half = Z / 2;
+  std::vector<double> th = rotary_theta(Z), da((size_t)Z), db((size_t)Z);
+  for (int64_t kk = 0; kk < half; ++kk) {
+    // Entries e and -e together: cos is even, sin odd.
+    double gc = drel[(size_t)(C - 1)], gs = 0;
+    for (int64_t e = 1; e < C; ++e) {
+      const double x = th[(size_t)kk] * (double)e, up = drel[(size_t)(C - 1 + e)], dn = drel[(size_t)(C - 1 - e)];
+      gc += (up + dn) * std::cos(x);
+      gs += (up - dn) * std::sin(x);
+    }
+    const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
+    da[(size_t)kk] = b1 * gc - b2 * gs;
+    da[(size_t)(kk + half)] = b2 * gc + b1 * gs;
+    db[(size_t)kk] = a1 * gc + a2 * gs;
+    db[(size_t)(kk + half)] = a2 * gc - a1 * gs;
+  }
+  return {da, db};
+}
+
+Tensor rotary_bias_composed(const Tensor& alpha, const Tensor& beta, int64_t C) {
+  const int64_t Z = alpha.size(1), half = Z / 2;
+  const DType dt = alpha.dtype();
+  std::vector<double> th = rotary_theta(Z), cosv((size_t)(C * half)), sinv((size_t)(C * half));
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t kk = 0; kk < half; ++kk) {
+      cosv[(size_t)(i * half + kk)] = std::cos((double)i * th[(size_t)kk]);
+      sinv[(size_t)(i * half + kk)] = std::sin((double)i * th[(size_t)kk]);
+    }
+  Tensor cs = Tensor::from_vector(cosv, {C, half}, dt), sn = Tensor::from_vector(sinv, {C, half}, dt);
+  auto rot = [&](const Tensor& x) {  // (1, Z) -> (C, Z)
+    Tensor x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
+    return cat({sub(mul(x1, cs), mul(x2, sn)), add(mul(x2, cs), mul(x1, sn))}, 1);
+  };
+  return matmul(rot(alpha), rot(beta).t());
+}
+
+}  // namespace megagrad
