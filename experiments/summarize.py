@@ -92,6 +92,7 @@ def summarize_run(d, window):
         run["curves"]["train"].append({
             "step": chunk[-1]["step"],
             "loss": sum(c["loss"] for c in chunk) / len(chunk),
+            "grad_norm": sum(c.get("grad_norm", 0.0) for c in chunk) / len(chunk),
             metric: sum(c.get(metric, 0.0) for c in chunk) / len(chunk),
         })
     return run
@@ -107,13 +108,29 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def plot(runs, path, title, majority):
+def series(r, kind):
+    """(step, value) points of a run: 'val' (validation metric), or a training curve key."""
+    if kind == "val":
+        return [(v["step"], v[r["metric"]]) for v in r["curves"]["val"] if v.get(r["metric"]) is not None]
+    return [(v["step"], v[kind]) for v in r["curves"]["train"] if v.get(kind) is not None]
+
+
+def plot(runs, path, title, majority, kind="val"):
     W, H, L, R, T, B = 760, 440, 60, 230, 40, 50
     pw, ph = W - L - R, H - T - B
-    pts = [(v["step"], v[r["metric"]]) for r in runs for v in r["curves"]["val"] if v.get(r["metric"]) is not None]
+    pts = [p for r in runs for p in series(r, kind)]
     xmax = max([p[0] for p in pts] + [1])
-    ymax = max([p[1] for p in pts] + [majority or 0, 10])  # percent
-    ymax = min(100.0, (int(ymax / 10) + 1) * 10.0)
+    if kind == "val":
+        ymax = max([p[1] for p in pts] + [majority or 0, 10])  # percent
+        ymax = min(100.0, (int(ymax / 10) + 1) * 10.0)
+        unit, ylabel = "%", "validation accuracy"
+    else:
+        majority = None
+        ymax = max([p[1] for p in pts] + [1e-9]) * 1.05
+        unit, ylabel = "", {"loss": "training loss (mean over %d steps)", "grad_norm":
+                            "gradient norm before clipping (mean over %d steps)"}.get(kind, kind)
+        if "%d" in ylabel:
+            ylabel = ylabel % runs[0]["curves"]["train_window"]
     X = lambda s: L + pw * s / xmax
     Y = lambda a: T + ph * (1 - a / ymax)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
@@ -122,28 +139,32 @@ def plot(runs, path, title, majority):
     for i in range(0, 11):
         a = ymax * i / 10
         out.append(f'<line x1="{L}" x2="{L + pw}" y1="{Y(a):.1f}" y2="{Y(a):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{L - 6}" y="{Y(a) + 4:.1f}" text-anchor="end">{a:.0f}%</text>')
+        out.append(f'<text x="{L - 6}" y="{Y(a) + 4:.1f}" text-anchor="end">{a:.{0 if unit else 2}f}{unit}</text>')
     for i in range(0, 6):
         s = xmax * i / 5
         out.append(f'<text x="{X(s):.1f}" y="{T + ph + 18}" text-anchor="middle">{s:.0f}</text>')
     out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     out.append(f'<text x="{L + pw / 2}" y="{H - 12}" text-anchor="middle">step</text>')
     out.append(f'<text x="16" y="{T + ph / 2}" transform="rotate(-90 16 {T + ph / 2})" text-anchor="middle">'
-               f'validation accuracy</text>')
+               f'{ylabel}</text>')
     if majority:
         out.append(f'<line x1="{L}" x2="{L + pw}" y1="{Y(majority):.1f}" y2="{Y(majority):.1f}" stroke="#999" '
                    f'stroke-dasharray="2,3"/>')
-        out.append(f'<text x="{L + pw - 4}" y="{Y(majority) - 4:.1f}" text-anchor="end" fill="#777">majority class '
+        out.append(f'<text x="{L + 4}" y="{Y(majority) + 14:.1f}" fill="#777">majority class '
                    f'{majority:.1f}%</text>')
     used = {}
+    per_type = {}
+    for r in runs:
+        per_type[r.get("model")] = per_type.get(r.get("model"), 0) + 1
+    by_model = max(per_type.values()) <= 4  # a few seeds per model: colour by model, dash by seed
     for k, r in enumerate(runs):
         typ = r.get("model") or ""
         n = used.get(typ, 0)
         used[typ] = n + 1
-        pal = COLORS.get(typ) if len(runs) <= 8 else None
+        pal = COLORS.get(typ) if by_model else None
         color = pal[n % len(pal)] if pal else OTHER[k % len(OTHER)]
         dash = ' stroke-dasharray="6,3"' if (pal and n % 2 == 1) else ""
-        vs = [(v["step"], v[r["metric"]]) for v in r["curves"]["val"] if v.get(r["metric"]) is not None]
+        vs = series(r, kind)
         if not vs:
             continue
         poly = " ".join(f"{X(s):.1f},{Y(a):.1f}" for s, a in vs)
@@ -187,6 +208,7 @@ def main():
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--out", required=True, help="results.json to write")
     ap.add_argument("--plot", help="overlay SVG of validation accuracy against step")
+    ap.add_argument("--plot-train", help="SVG prefix for the training curves: PREFIX_loss.svg, PREFIX_grad_norm.svg")
     ap.add_argument("--table", help="Markdown table to write")
     ap.add_argument("--title", default=None)
     ap.add_argument("--majority", type=float, default=None, help="majority-class accuracy in percent (a dotted line)")
@@ -203,6 +225,9 @@ def main():
         f.write("\n")
     if a.plot:
         plot(runs, a.plot, a.title or a.experiment, a.majority)
+    if a.plot_train:
+        for kind in ("loss", "grad_norm"):
+            plot(runs, f"{a.plot_train}_{kind}.svg", a.title or a.experiment, None, kind)
     t = table(runs)
     if a.table:
         with open(a.table, "w", encoding="utf-8") as f:
