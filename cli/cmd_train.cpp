@@ -53,6 +53,7 @@ Device parse_device(const Options& opts, const std::string& cmd) {
 
 int cmd_train(const std::vector<std::string>& args) {
   Options opts("train", {{"--task", "T", "listops, fmnist or charlm (required)"},
+                         {"--recipe", "NAME", "a named set of settings, merged before --config: cpu (the defaults), official (listops: the paper's mega_lra_listop)"},
                          {"--config", "FILE", "JSON overriding any default (see: megagrad train --task T --show-config)"},
                          {"--show-config", "", "print the task's full configuration and exit"},
                          {"--model", "M", "mega (default) or transformer (listops)"},
@@ -82,6 +83,7 @@ int cmd_train(const std::vector<std::string>& args) {
   if (task != "listops" && task != "fmnist" && task != "charlm")
     throw UsageError(fmt::format("megagrad train: --task must be listops, fmnist or charlm, got '{}'", task));
   Json cfg = default_run_config(task);
+  if (auto r = opts.get("--recipe")) cfg = recipe_run_config(task, *r);  // then --config, then the flags
   if (auto f = opts.get("--config")) cfg = merge_run_config(cfg, Json::parse(read_file(*f, "train", 1 << 20), *f), *f);
   auto set = [&](const char* section, const char* key, Json v) {
     Json s = cfg.at(section);

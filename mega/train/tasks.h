@@ -14,6 +14,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 #include "core/json.h"
 #include "mega/train/checkpoint.h"
 #include "mega/train/trainer.h"
@@ -22,6 +23,18 @@ namespace megagrad {
 
 // The defaults of a task ("listops", "fmnist", "charlm"); unknown task -> error.
 Json default_run_config(const std::string& task);
+// Named recipes: sets of overrides merged into default_run_config(task) before any --config file
+// (megagrad train --recipe NAME). "cpu": the task's defaults (sized for a short CPU run);
+// "official" (listops only): the paper's mega_lra_listop settings, as far as our keys express them
+// (6 layers, D 80, H 160, Z 64, N 16, postnorm, truncation 1024, dropout 0.1, Adam lr 1e-3 with
+// betas (0.9, 0.98), 3000 warmup steps, linear decay, batch 64, 90k steps, LRA-length data).
+// An unknown name, or a recipe the task lacks, is an error naming the task's recipes.
+Json recipe_overrides(const std::string& task, const std::string& name);
+// The recipes of a task, e.g. {"cpu", "official"}.
+std::vector<std::string> recipe_names(const std::string& task);
+// default_run_config(task) with the recipe merged in, and "_recipe": name (a comment) recorded.
+Json recipe_run_config(const std::string& task, const std::string& name);
+
 // `base` with every key of `overrides` replaced, recursively for objects; unknown keys are errors
 // (a misspelt option must not be silently ignored), and so is a value whose type is not its
 // default's ("[config] x.json: train.steps: expected an integer, got string "5""; the keys whose

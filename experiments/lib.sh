@@ -1,0 +1,50 @@
+# Shared by the experiments' run.sh scripts (source it; bash only).
+#   MEGAGRAD  the megagrad program (default: build/megagrad of this checkout)
+#   THREADS   --threads of every run (default 1)
+#   JOBS      runs at once (default 2: one per core)
+EXPERIMENTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$EXPERIMENTS_DIR/.." && pwd)"
+MEGAGRAD="${MEGAGRAD:-$REPO_DIR/build/megagrad}"
+THREADS="${THREADS:-1}"
+JOBS="${JOBS:-2}"
+[ -x "$MEGAGRAD" ] || { echo "experiments: $MEGAGRAD not found: build it first (README: Training), or set MEGAGRAD" >&2; exit 2; }
+
+# run_one DIR LABEL TEST(0|1) ARGS...: megagrad train --task ... ARGS --out DIR into a fresh DIR,
+# with the configuration (config.json), the label, the thread count and stdout (train.log) next to
+# metrics.jsonl; TEST=1 then evaluates the final checkpoint on the test split (test.txt).
+run_one() {
+  local dir=$1 label=$2 test=$3
+  shift 3
+  if [ -e "$dir/metrics.jsonl" ]; then
+    echo "experiments: $dir already holds a run: give run.sh a fresh OUT_DIR" >&2
+    return 2
+  fi
+  mkdir -p "$dir"
+  echo "$label" > "$dir/label"
+  echo "$THREADS" > "$dir/threads"
+  "$MEGAGRAD" train "$@" --show-config > "$dir/config.json"
+  local t0=$SECONDS
+  if ! "$MEGAGRAD" train "$@" --threads "$THREADS" --out "$dir" > "$dir/train.log" 2>&1; then
+    echo "experiments: run $label failed (see $dir/train.log)" >&2
+    tail -5 "$dir/train.log" >&2
+    return 1
+  fi
+  if [ "$test" = 1 ]; then
+    "$MEGAGRAD" eval "$dir/checkpoint.safetensors" --split test --threads "$THREADS" > "$dir/test.txt" 2>&1 || {
+      echo "experiments: eval of $label failed (see $dir/test.txt)" >&2; return 1; }
+  fi
+  echo "experiments: $label done in $((SECONDS - t0)) s: $(grep -E '^validation' "$dir/train.log")$( [ "$test" = 1 ] && echo "; $(grep -E '^test' "$dir/test.txt")")"
+}
+
+# Runs the queued commands (one line each, a run_one call) JOBS at a time; fails if any failed.
+run_queue() {
+  local failed=0 pids=() cmd
+  while IFS= read -r cmd; do
+    [ -n "$cmd" ] || continue
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+    eval "$cmd" &
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+  wait || failed=1
+  return $failed
+}
