@@ -5,8 +5,9 @@ set -euo pipefail
 # Build: compiler, CMake, OpenBLAS, fmt, Catch2. Data for the default training tasks:
 # Fashion-MNIST (dataset-fashion-mnist) and the King James Bible corpus (bible-kjv). The fuzz
 # targets of the file readers (make fuzz): clang and its runtime libraries (libFuzzer, sanitizers).
+# The experiments' summaries and plots (experiments/*.py, standard library only): python3.
 packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 dataset-fashion-mnist bible-kjv
-          clang libclang-rt-dev)
+          clang libclang-rt-dev python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
