@@ -218,10 +218,7 @@ namespace {
 Json tiny_listops(const test::TempDir& dir, const std::string& model_over) {
   data::ListOpsConfig lc;
   lc.min_len = 8, lc.max_len = 40, lc.num_train = 16, lc.num_val = 12, lc.num_test = 4, lc.seed = 5;
-  data::ListOpsData ld = data::generate_listops(lc);
-  data::write_listops_tsv(dir.file("train.tsv"), ld.train);
-  data::write_listops_tsv(dir.file("val.tsv"), ld.val);
-  data::write_listops_tsv(dir.file("test.tsv"), ld.test);
+  test::write_listops_splits(dir.path.string(), lc);
   Json over = Json::parse(fmt::format(R"({{
     "model": {{"layers": 1, "embed_dim": 8, "hidden_dim": 16, "ffn_hidden_dim": 16, "z_dim": 8, "n_dim": 4,
               "max_positions": 64, "chunk_size": 8, "classifier_dim": 8 {}}},

@@ -13,6 +13,7 @@
 #include "mega/train/checkpoint.h"
 #include "mega/train/tasks.h"
 #include "mega/train/trainer.h"
+#include "tests/test_util.h"
 
 using namespace megagrad;
 using Catch::Contains;
@@ -35,10 +36,7 @@ struct RunDir {
 Json tiny_listops_config(const RunDir& d) {
   data::ListOpsConfig lc;
   lc.min_len = 8, lc.max_len = 40, lc.num_train = 96, lc.num_val = 16, lc.num_test = 16, lc.seed = 3;
-  data::ListOpsData ld = data::generate_listops(lc);
-  data::write_listops_tsv(d.sub("data/train.tsv"), ld.train);
-  data::write_listops_tsv(d.sub("data/val.tsv"), ld.val);
-  data::write_listops_tsv(d.sub("data/test.tsv"), ld.test);
+  test::write_listops_splits(d.sub("data"), lc);
   Json over = Json::parse(fmt::format(R"({{
     "model": {{"layers": 1, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4,
               "max_positions": 64, "dropout": 0.1, "attention_dropout": 0.1, "classifier_dim": 16}},

@@ -10,6 +10,7 @@
 #include <vector>
 #include <catch2/catch.hpp>
 #include "core/tensor.h"
+#include "mega/data/listops.h"
 
 namespace megagrad::test {
 
@@ -84,6 +85,15 @@ inline bool& test_case_skipped() {  // set by skip(), cleared by the listener pe
 inline void skip(const std::string& why) {
   WARN("SKIPPED: " << why);
   test_case_skipped() = true;
+}
+
+// ListOps generated with `lc` and written as LRA TSV files train.tsv, val.tsv and test.tsv in
+// `dir` (a folder that exists): the data of the tiny training runs in the tests.
+inline void write_listops_splits(const std::string& dir, const data::ListOpsConfig& lc) {
+  const data::ListOpsData ld = data::generate_listops(lc);
+  data::write_listops_tsv(dir + "/train.tsv", ld.train);
+  data::write_listops_tsv(dir + "/val.tsv", ld.val);
+  data::write_listops_tsv(dir + "/test.tsv", ld.test);
 }
 
 // A fresh directory, removed with everything in it at the end of the test.
