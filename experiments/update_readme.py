@@ -22,6 +22,9 @@ def main():
 
     def repl(m):
         path = m.group(1).strip()
+        if not os.path.exists(os.path.join(root, path)):
+            print(f"update_readme.py: {path} is missing: its block is left as it is", file=sys.stderr)
+            return m.group(0)
         with open(os.path.join(root, path), encoding="utf-8") as f:
             res = json.load(f)
         return f"<!-- results: {path} -->\n{summarize.table(res['runs'])}<!-- /results -->"

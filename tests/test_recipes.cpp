@@ -86,7 +86,7 @@ TEST_CASE("recipes: official carries the paper's ListOps settings and validates"
   CHECK(merged.at("model").at("layers").get_int() == 6);
 }
 
-TEST_CASE("recipes: cpu is the defaults; unknown names and tasks are errors", "[recipes]") {
+TEST_CASE("recipes: cpu is the defaults, and unknown names and tasks are errors", "[recipes]") {
   for (const char* task : {"listops", "fmnist", "charlm"}) {
     Json cpu = recipe_run_config(task, "cpu");
     CHECK(cpu.at("_recipe").get_string() == "cpu");

@@ -2,7 +2,7 @@
 # Mega against the Transformer on ListOps 'medium' (lengths 100-400, 20k/1k/1k generated offline),
 # at equal parameter counts (within 5%) and equal steps, two seeds each.
 #
-#   experiments/listops_medium/run.sh OUT_DIR          # ~50 min on 2 cores (JOBS=2, THREADS=1)
+#   experiments/listops_medium/run.sh OUT_DIR          # ~60 min on 2 busy cores (JOBS=2, THREADS=1)
 #   TINY=1 experiments/listops_medium/run.sh OUT_DIR   # a few steps, for CI
 #   STEPS=N SEEDS="1 2 3" ...                          # another budget
 #
@@ -16,8 +16,8 @@ OUT=$1
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../lib.sh"
 TINY="${TINY:-0}"
-STEPS="${STEPS:-3000}"
-EVAL_EVERY="${EVAL_EVERY:-250}"
+STEPS="${STEPS:-1000}"
+EVAL_EVERY="${EVAL_EVERY:-125}"
 SEEDS="${SEEDS:-1 2}"
 EVAL_BATCHES=0
 DATA='{}'
