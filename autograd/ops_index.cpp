@@ -9,6 +9,7 @@
 #include "backends/cpu/elementwise.h"
 #include "backends/cpu/index_kernels.h"
 #include "core/dispatch.h"
+#include "core/pointwise.h"
 
 namespace megagrad {
 
@@ -279,7 +280,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                                       cuda::make_view(out), cuda::stream_of(out)));
   else
     dispatch_float("where", a.dtype(), [&]<typename T>() {
-      cpu::ternary_map<bool, T, T, T>(cond, a, b, out, [](bool c, T u, T v) { return c ? u : v; });
+      cpu::ternary_map<bool, T, T, T>(cond, a, b, out, pointwise::Where{});
     });
 
   if (needs_grad(a, b)) {

@@ -5,15 +5,33 @@
 // e^r by its Taylor polynomial (degree 7 for float, 13 for double: below one ulp on that range),
 // 2^k assembled in the exponent bits in two halves so that results down to the subnormals are right.
 // Accuracy: within 2 ulp of std::exp over the whole range; +-inf and NaN as std::exp.
+//
+// One numeric policy for both devices: these functions are MG_HD (core/host_device.h), and the
+// CUDA kernels call the same ones, so an op computes the same polynomial on the CPU and on a GPU.
+// The results may still differ in the last bits where one compiler contracts a * b + c into an
+// FMA and the other does not; both stay within the bounds stated here (tests/test_vec_math.cpp
+// checks the host build, with and without FMA). C++17, so that nvcc reads it.
 #pragma once
-#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include "core/host_device.h"
 
 namespace megagrad {
 
+// std::bit_cast for C++17 and device code: a copy of the bits, which both compilers fold into a
+// register move.
+template <typename To, typename From>
+MG_HD To bits_as(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bits_as: sizes differ");
+  To y;
+  std::memcpy(&y, &x, sizeof(To));
+  return y;
+}
+
 template <typename T>
-inline T exp_fast(T x) {
+MG_HD T exp_fast(T x) {
   constexpr bool f32 = sizeof(T) == 4;
   constexpr T kLog2e = T(1.4426950408889634074);
   constexpr T kLn2Hi = f32 ? T(0.693145751953125) : T(0.6931471803691238164902);
@@ -58,10 +76,10 @@ inline T exp_fast(T x) {
   constexpr I kBias = f32 ? 127 : 1023;
   I ki = (I)k;
   I k1 = ki >> 1, k2 = ki - k1;
-  T s1 = std::bit_cast<T>((I)((k1 + kBias) << kMant));
-  T s2 = std::bit_cast<T>((I)((k2 + kBias) << kMant));
+  T s1 = bits_as<T>((I)((k1 + kBias) << kMant));
+  T s2 = bits_as<T>((I)((k2 + kBias) << kMant));
   T y = p * s1 * s2;
-  y = x > kHi ? T(INFINITY) : y;
+  y = x > kHi ? T(HUGE_VAL) : y;
   y = x < kLo ? T(0) : y;
   return x != x ? x : y;  // NaN stays NaN
 }
@@ -87,7 +105,7 @@ inline T exp_fast(T x) {
 // erf_fast_with_exp(x, e) takes e = exp_fast(-(x * x)) from the caller, for code that also needs
 // erf's derivative 2/sqrt(pi) e^{-x^2} (gelu's and laplace's backward): one exp serves both.
 template <typename T>
-inline T erf_fast_with_exp(T x, T e) {
+MG_HD T erf_fast_with_exp(T x, T e) {
   constexpr bool f32 = sizeof(T) == 4;
   const T t = x * x;
   T p;  // P1(t)
@@ -148,8 +166,8 @@ inline T erf_fast_with_exp(T x, T e) {
   return (x < T(1) && x > T(-1)) ? small : big;
 }
 
-template <typename T> inline T erf_fast(T x) { return erf_fast_with_exp(x, exp_fast(-(x * x))); }
+template <typename T> MG_HD T erf_fast(T x) { return erf_fast_with_exp(x, exp_fast(-(x * x))); }
 
-template <typename T> inline T sigmoid_fast(T x) { return T(1) / (T(1) + exp_fast(-x)); }
+template <typename T> MG_HD T sigmoid_fast(T x) { return T(1) / (T(1) + exp_fast(-x)); }
 
 }  // namespace megagrad

@@ -8,16 +8,13 @@
 #include <cmath>
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
-#include "mega/attention/attention_cpu.h"
+#include "mega/attention/activation.h"
 #include "mega/attention/rotary_bias.h"
 #include "mega/layers.h"
 
 namespace megagrad {
 
 namespace {
-// The official code's rounded laplace constants (see attention_cpu.h).
-using attention_cpu::kLaplaceMu;
-using attention_cpu::kLaplaceSigma;
 
 // bias[i][j] for in-chunk positions i, j < n (rows >= i0 only are used). Both kinds depend on
 // j - i only; the rotary table is the fused op's (rotary_bias.h).

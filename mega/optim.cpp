@@ -207,9 +207,8 @@ void AdamW::update(size_t i, const Tensor& param, const Tensor& grad, int64_t st
   s.denom_scale = opt_.fairseq_eps ? 1.0 : 1.0 / std::sqrt(bc2);
   if (!param.device().is_cpu()) {
 #if MEGAGRAD_HAS_CUDA
-    cuda::AdamWStep d{s.decay, s.beta1, s.beta2, s.step_size, s.denom_scale, s.eps};
     cuda::cuda_adamw(param.dtype(), param.raw_device_data(), grad.raw_device_data(), slots_[i][0].raw_device_data(),
-                     slots_[i][1].raw_device_data(), param.numel(), d, cuda_stream(param.device().index));
+                     slots_[i][1].raw_device_data(), param.numel(), s, cuda_stream(param.device().index));
     return;
 #endif
   }
@@ -238,9 +237,8 @@ void SGD::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step
   SGDScalars s{lr(), weight_decay_[i], opt_.momentum, opt_.dampening, opt_.nesterov, step == 1};
   if (!param.device().is_cpu()) {
 #if MEGAGRAD_HAS_CUDA
-    cuda::SGDStep d{s.lr, s.weight_decay, s.momentum, s.dampening, s.nesterov, s.first};
     cuda::cuda_sgd(param.dtype(), param.raw_device_data(), grad.raw_device_data(),
-                   slots_[i].empty() ? nullptr : slots_[i][0].raw_device_data(), param.numel(), d,
+                   slots_[i].empty() ? nullptr : slots_[i][0].raw_device_data(), param.numel(), s,
                    cuda_stream(param.device().index));
     return;
 #endif

@@ -7,7 +7,7 @@
 // count, so neither do the results (a resumed run may use another --threads).
 //
 // The updates are memory-bound (AdamW streams 7 arrays, about as fast as a plain copy).
-// AdamW's loop vectorises only under -fno-math-errno (std::sqrt otherwise keeps an errno branch
+// AdamW's loop vectorises only under -fno-math-errno (sqrt otherwise keeps an errno branch
 // per element), which saves little for that reason; SGD's and the norm's loops always vectorise.
 #pragma once
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 #include "backends/cpu/reduce.h"
+#include "backends/optimizer_update.h"
 #include "core/parallel.h"
 
 namespace megagrad::optim_kernels {
@@ -35,26 +36,12 @@ void for_pieces(int64_t n, F&& f) {
 }
 
 // ---- AdamW: p (N), g (N), m = exp_avg (N), v = exp_avg_sq (N) ----
-// p <- p * decay - step_size * m / (sqrt(v) * denom_scale + eps), after the moment updates.
-//   torch:   step_size = lr / bc1,             denom_scale = 1 / sqrt(bc2)
-//   fairseq: step_size = lr sqrt(bc2) / bc1,   denom_scale = 1
-struct AdamWScalars {
-  double decay, beta1, beta2, step_size, denom_scale, eps;
-};
-
+// The update of one element: adamw_update (backends/optimizer_update.h, shared with CUDA).
 template <typename T>
 void adamw_piece(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t n,
                  const AdamWScalars& s) {
-  const T decay = (T)s.decay, b1 = (T)s.beta1, c1 = (T)(1 - s.beta1), b2 = (T)s.beta2, c2 = (T)(1 - s.beta2);
-  const T step_size = (T)s.step_size, denom_scale = (T)s.denom_scale, eps = (T)s.eps;
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T mi = b1 * m[i] + c1 * gi;
-    const T vi = b2 * v[i] + c2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] * decay - step_size * (mi / (std::sqrt(vi) * denom_scale + eps));
-  }
+  const AdamWConsts<T> c(s);
+  for (int64_t i = 0; i < n; ++i) adamw_update(p[i], g[i], m[i], v[i], c);
 }
 
 template <typename T>
@@ -63,27 +50,14 @@ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, const AdamWScalars& s
 }
 
 // ---- SGD: p (N), g (N), buf = momentum_buffer (N, or null without momentum) ----
-// d = g + wd p; with momentum, buf <- d (first) or momentum buf + (1 - dampening) d, and d <- buf
-// (or d + momentum buf with nesterov); p <- p - lr d. The branches are loop-invariant (unswitched).
-struct SGDScalars {
-  double lr, weight_decay, momentum, dampening;
-  bool nesterov, first;
-};
-
+// The update of one element: sgd_update (backends/optimizer_update.h, shared with CUDA).
 template <typename T>
 void sgd_piece(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n, const SGDScalars& s) {
-  const T lr = (T)s.lr, wd = (T)s.weight_decay, mom = (T)s.momentum, damp1 = (T)(1 - s.dampening);
-  const bool has_wd = s.weight_decay != 0, has_mom = buf != nullptr, nesterov = s.nesterov, first = s.first;
-  for (int64_t i = 0; i < n; ++i) {
-    T d = g[i];
-    if (has_wd) d += wd * p[i];
-    if (has_mom) {
-      const T bi = first ? d : mom * buf[i] + damp1 * d;
-      buf[i] = bi;
-      d = nesterov ? d + mom * bi : bi;
-    }
-    p[i] = p[i] - lr * d;
-  }
+  const SGDConsts<T> c(s);
+  if (buf)
+    for (int64_t i = 0; i < n; ++i) sgd_update<true>(p[i], g[i], &buf[i], c);
+  else
+    for (int64_t i = 0; i < n; ++i) sgd_update<false>(p[i], g[i], (T*)nullptr, c);
 }
 
 template <typename T>

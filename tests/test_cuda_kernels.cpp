@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernels.h"
+#include "core/pointwise.h"
 #endif
 
 using namespace megagrad;
@@ -35,8 +36,19 @@ using namespace megagrad;
 
 using namespace megagrad::cuda;
 using test::max_rel_diff;
+namespace pw = megagrad::pointwise;
 
 namespace {
+
+// A launch of cuda_map with one functor of core/pointwise.h (a test case holds it type-erased).
+using Launch1 = std::function<void(DType, const CudaView&, const CudaView&)>;
+using Launch2 = std::function<void(DType, const CudaView&, const CudaView&, const CudaView&)>;
+template <typename F> Launch1 launch1(F f) {
+  return [f](DType dt, const CudaView& x, const CudaView& out) { cuda_map(f, dt, x, out); };
+}
+template <typename F> Launch2 launch2(F f) {
+  return [f](DType dt, const CudaView& a, const CudaView& b, const CudaView& out) { cuda_map(f, dt, a, b, out); };
+}
 
 const DType kFloats[] = {DType::Float32, DType::Float64};
 
@@ -147,30 +159,30 @@ TEST_CASE("cuda kernels: unary ops match the CPU on contiguous, strided and unal
   using F = std::function<Tensor(const Tensor&)>;
   struct Case {
     const char* name;
-    UnaryOp op;
-    double scalar;
+    Launch1 run;  // cuda_map with the op's functor
     F cpu;
     double lo, hi;      // input range (the op's domain)
-    double tol32, tol64;  // 0: exact (IEEE-exact ops); else device vs CPU libm/vectorised math
+    double tol32, tol64;  // 0: exact (IEEE-exact ops); else libm (pow, log, tanh) or the shared
+                          // polynomials of core/vec_math.h, whose FMA contraction may differ
   };
   const std::vector<Case> cases = {
-      {"neg", UnaryOp::Neg, 0, [](const Tensor& x) { return neg(x); }, -3, 3, 0, 0},
-      {"add_scalar", UnaryOp::AddScalar, 1.25, [](const Tensor& x) { return add_scalar(x, 1.25); }, -3, 3, 0, 0},
-      {"mul_scalar", UnaryOp::MulScalar, -0.75, [](const Tensor& x) { return mul_scalar(x, -0.75); }, -3, 3, 0, 0},
-      {"pow 2.5", UnaryOp::Pow, 2.5, [](const Tensor& x) { return pow(x, 2.5); }, 0.1, 3, 2e-6, 1e-14},
-      {"pow 3", UnaryOp::Pow, 3, [](const Tensor& x) { return pow(x, 3.0); }, -3, 3, 2e-6, 1e-14},
-      {"exp", UnaryOp::Exp, 0, [](const Tensor& x) { return exp(x); }, -3, 3, 2e-6, 1e-14},
-      {"log", UnaryOp::Log, 0, [](const Tensor& x) { return log(x); }, 0.1, 3, 2e-6, 1e-14},
-      {"sqrt", UnaryOp::Sqrt, 0, [](const Tensor& x) { return sqrt(x); }, 0.1, 3, 0, 0},
-      {"rsqrt", UnaryOp::Rsqrt, 0, [](const Tensor& x) { return rsqrt(x); }, 0.1, 3, 0, 0},
-      {"square", UnaryOp::Square, 0, [](const Tensor& x) { return square(x); }, -3, 3, 0, 0},
-      {"abs", UnaryOp::Abs, 0, [](const Tensor& x) { return abs(x); }, -3, 3, 0, 0},
-      {"tanh", UnaryOp::Tanh, 0, [](const Tensor& x) { return tanh(x); }, -3, 3, 2e-6, 1e-14},
-      {"sigmoid", UnaryOp::Sigmoid, 0, [](const Tensor& x) { return sigmoid(x); }, -6, 6, 2e-6, 1e-14},
-      {"silu", UnaryOp::Silu, 0, [](const Tensor& x) { return silu(x); }, -6, 6, 2e-6, 1e-14},
-      {"relu", UnaryOp::Relu, 0, [](const Tensor& x) { return relu(x); }, -3, 3, 0, 0},
-      {"gelu", UnaryOp::Gelu, 0, [](const Tensor& x) { return gelu(x); }, -5, 5, 2e-6, 1e-14},
-      {"erf", UnaryOp::Erf, 0, [](const Tensor& x) { return erf(x); }, -3, 3, 2e-6, 1e-14},
+      {"neg", launch1(pw::Neg{}), [](const Tensor& x) { return neg(x); }, -3, 3, 0, 0},
+      {"add_scalar", launch1(pw::AddScalar{1.25}), [](const Tensor& x) { return add_scalar(x, 1.25); }, -3, 3, 0, 0},
+      {"mul_scalar", launch1(pw::MulScalar{-0.75}), [](const Tensor& x) { return mul_scalar(x, -0.75); }, -3, 3, 0, 0},
+      {"pow 2.5", launch1(pw::Pow{2.5}), [](const Tensor& x) { return pow(x, 2.5); }, 0.1, 3, 2e-6, 1e-14},
+      {"pow 3", launch1(pw::Pow{3}), [](const Tensor& x) { return pow(x, 3.0); }, -3, 3, 2e-6, 1e-14},
+      {"exp", launch1(pw::Exp{}), [](const Tensor& x) { return exp(x); }, -3, 3, 2e-6, 1e-14},
+      {"log", launch1(pw::Log{}), [](const Tensor& x) { return log(x); }, 0.1, 3, 2e-6, 1e-14},
+      {"sqrt", launch1(pw::Sqrt{}), [](const Tensor& x) { return sqrt(x); }, 0.1, 3, 0, 0},
+      {"rsqrt", launch1(pw::Rsqrt{}), [](const Tensor& x) { return rsqrt(x); }, 0.1, 3, 0, 0},
+      {"square", launch1(pw::Square{}), [](const Tensor& x) { return square(x); }, -3, 3, 0, 0},
+      {"abs", launch1(pw::Abs{}), [](const Tensor& x) { return abs(x); }, -3, 3, 0, 0},
+      {"tanh", launch1(pw::Tanh{}), [](const Tensor& x) { return tanh(x); }, -3, 3, 2e-6, 1e-14},
+      {"sigmoid", launch1(pw::Sigmoid{}), [](const Tensor& x) { return sigmoid(x); }, -6, 6, 2e-6, 1e-14},
+      {"silu", launch1(pw::Silu{}), [](const Tensor& x) { return silu(x); }, -6, 6, 2e-6, 1e-14},
+      {"relu", launch1(pw::Relu{}), [](const Tensor& x) { return relu(x); }, -3, 3, 0, 0},
+      {"gelu", launch1(pw::Gelu{}), [](const Tensor& x) { return gelu(x); }, -5, 5, 2e-6, 1e-14},
+      {"erf", launch1(pw::Erf{}), [](const Tensor& x) { return erf(x); }, -3, 3, 2e-6, 1e-14},
   };
   uint64_t seed = 100;
   for (const Case& c : cases)
@@ -179,7 +191,7 @@ TEST_CASE("cuda kernels: unary ops match the CPU on contiguous, strided and unal
         Tensor x = l.make(++seed, dt, c.lo, c.hi);
         Dev dx = to_device(x);
         Dev out = device_empty(x.shape(), dt);
-        cuda_unary(c.op, dt, dx.view, out.view, c.scalar);
+        c.run(dt, dx.view, out.view);
         check_close(to_host(out), c.cpu(x), dt == DType::Float32 ? c.tol32 : c.tol64,
                     fmt::format("{} {} {}", c.name, dtype_name(dt), l.name));
       }
@@ -187,7 +199,7 @@ TEST_CASE("cuda kernels: unary ops match the CPU on contiguous, strided and unal
   for (DType dt : kFloats) {
     Tensor x = rnd({1001}, 7, dt);
     Dev dx = to_device(x);
-    cuda_unary(UnaryOp::MulScalar, dt, dx.view, dx.view, 3.0);
+    cuda_map(pw::MulScalar{3.0}, dt, dx.view, dx.view);
     check_close(to_host(dx), mul_scalar(x, 3.0), 0, "in-place mul_scalar");  // exact
   }
 #endif
@@ -199,26 +211,25 @@ TEST_CASE("cuda kernels: the unary ops' backward maps match the CPU autograd", "
   using F = std::function<Tensor(const Tensor&)>;
   struct Case {
     const char* name;
-    BinaryOp op;
-    double scalar;
+    Launch2 run;  // cuda_map with the functor
     F forward;
     bool saves_output;  // b = y (else b = x)
     double lo, hi;
     double tol32, tol64;
   };
   const std::vector<Case> cases = {
-      {"pow 2.5", BinaryOp::PowBackward, 2.5, [](const Tensor& x) { return pow(x, 2.5); }, false, 0.1, 3, 2e-6, 1e-14},
-      {"pow 0", BinaryOp::PowBackward, 0, [](const Tensor& x) { return pow(x, 0.0); }, false, 0.1, 3, 0, 0},
-      {"sqrt", BinaryOp::SqrtBackward, 0, [](const Tensor& x) { return sqrt(x); }, true, 0.1, 3, 0, 0},
-      {"rsqrt", BinaryOp::RsqrtBackward, 0, [](const Tensor& x) { return rsqrt(x); }, true, 0.1, 3, 0, 0},
-      {"square", BinaryOp::SquareBackward, 0, [](const Tensor& x) { return square(x); }, false, -3, 3, 0, 0},
-      {"abs", BinaryOp::AbsBackward, 0, [](const Tensor& x) { return abs(x); }, false, -3, 3, 0, 0},
-      {"tanh", BinaryOp::TanhBackward, 0, [](const Tensor& x) { return tanh(x); }, true, -3, 3, 2e-6, 1e-14},
-      {"sigmoid", BinaryOp::SigmoidBackward, 0, [](const Tensor& x) { return sigmoid(x); }, true, -6, 6, 0, 0},
-      {"silu", BinaryOp::SiluBackward, 0, [](const Tensor& x) { return silu(x); }, false, -6, 6, 2e-6, 1e-14},
-      {"relu", BinaryOp::ReluBackward, 0, [](const Tensor& x) { return relu(x); }, false, -3, 3, 0, 0},
-      {"gelu", BinaryOp::GeluBackward, 0, [](const Tensor& x) { return gelu(x); }, false, -5, 5, 2e-6, 1e-14},
-      {"erf", BinaryOp::ErfBackward, 0, [](const Tensor& x) { return erf(x); }, false, -3, 3, 2e-6, 1e-14},
+      {"pow 2.5", launch2(pw::Grad<pw::Pow>{pw::Pow{2.5}}), [](const Tensor& x) { return pow(x, 2.5); }, false, 0.1, 3, 2e-6, 1e-14},
+      {"pow 0", launch2(pw::Grad<pw::Pow>{pw::Pow{0}}), [](const Tensor& x) { return pow(x, 0.0); }, false, 0.1, 3, 0, 0},
+      {"sqrt", launch2(pw::Grad<pw::Sqrt>{}), [](const Tensor& x) { return sqrt(x); }, true, 0.1, 3, 0, 0},
+      {"rsqrt", launch2(pw::Grad<pw::Rsqrt>{}), [](const Tensor& x) { return rsqrt(x); }, true, 0.1, 3, 0, 0},
+      {"square", launch2(pw::Grad<pw::Square>{}), [](const Tensor& x) { return square(x); }, false, -3, 3, 0, 0},
+      {"abs", launch2(pw::Grad<pw::Abs>{}), [](const Tensor& x) { return abs(x); }, false, -3, 3, 0, 0},
+      {"tanh", launch2(pw::Grad<pw::Tanh>{}), [](const Tensor& x) { return tanh(x); }, true, -3, 3, 2e-6, 1e-14},
+      {"sigmoid", launch2(pw::Grad<pw::Sigmoid>{}), [](const Tensor& x) { return sigmoid(x); }, true, -6, 6, 0, 0},
+      {"silu", launch2(pw::Grad<pw::Silu>{}), [](const Tensor& x) { return silu(x); }, false, -6, 6, 2e-6, 1e-14},
+      {"relu", launch2(pw::Grad<pw::Relu>{}), [](const Tensor& x) { return relu(x); }, false, -3, 3, 0, 0},
+      {"gelu", launch2(pw::Grad<pw::Gelu>{}), [](const Tensor& x) { return gelu(x); }, false, -5, 5, 2e-6, 1e-14},
+      {"erf", launch2(pw::Grad<pw::Erf>{}), [](const Tensor& x) { return erf(x); }, false, -3, 3, 2e-6, 1e-14},
   };
   uint64_t seed = 300;
   for (const Case& c : cases)
@@ -231,7 +242,7 @@ TEST_CASE("cuda kernels: the unary ops' backward maps match the CPU autograd", "
         saved = c.saves_output ? c.forward(x) : x;
       }
       Dev dg = to_device(g), ds = to_device(saved), out = device_empty(x.shape(), dt);
-      cuda_binary(c.op, dt, dg.view, ds.view, out.view, c.scalar);
+      c.run(dt, dg.view, ds.view, out.view);
       check_close(to_host(out), want, dt == DType::Float32 ? c.tol32 : c.tol64,
                   fmt::format("{} backward {}", c.name, dtype_name(dt)));
     }
@@ -244,22 +255,21 @@ TEST_CASE("cuda kernels: binary ops with broadcasting, comparisons, where and ma
   using F = std::function<Tensor(const Tensor&, const Tensor&)>;
   struct Case {
     const char* name;
-    BinaryOp op;
-    double scalar;
+    Launch2 run;  // cuda_map with the functor
     F cpu;
     double tol32, tol64;
   };
   const std::vector<Case> cases = {
-      {"add", BinaryOp::Add, 0, [](const Tensor& a, const Tensor& b) { return add(a, b); }, 0, 0},
-      {"sub", BinaryOp::Sub, 0, [](const Tensor& a, const Tensor& b) { return sub(a, b); }, 0, 0},
-      {"mul", BinaryOp::Mul, 0, [](const Tensor& a, const Tensor& b) { return mul(a, b); }, 0, 0},
-      {"div", BinaryOp::Div, 0, [](const Tensor& a, const Tensor& b) { return div(a, b); }, 0, 0},
+      {"add", launch2(pw::Add{}), [](const Tensor& a, const Tensor& b) { return add(a, b); }, 0, 0},
+      {"sub", launch2(pw::Sub{}), [](const Tensor& a, const Tensor& b) { return sub(a, b); }, 0, 0},
+      {"mul", launch2(pw::Mul{}), [](const Tensor& a, const Tensor& b) { return mul(a, b); }, 0, 0},
+      {"div", launch2(pw::Div{}), [](const Tensor& a, const Tensor& b) { return div(a, b); }, 0, 0},
       // a + s b is one FMA on the device, two roundings on the CPU reference
-      {"axpy", BinaryOp::Axpy, -0.3, [](const Tensor& a, const Tensor& b) { return add(a, mul_scalar(b, -0.3)); },
+      {"axpy", launch2(pw::Axpy{-0.3}), [](const Tensor& a, const Tensor& b) { return add(a, mul_scalar(b, -0.3)); },
        1e-6, 1e-15},
-      {"gt", BinaryOp::Gt, 0, [](const Tensor& a, const Tensor& b) { return gt(a, b); }, 0, 0},
-      {"lt", BinaryOp::Lt, 0, [](const Tensor& a, const Tensor& b) { return lt(a, b); }, 0, 0},
-      {"eq", BinaryOp::Eq, 0, [](const Tensor& a, const Tensor& b) { return eq(a, b); }, 0, 0},
+      {"gt", launch2(pw::Gt{}), [](const Tensor& a, const Tensor& b) { return gt(a, b); }, 0, 0},
+      {"lt", launch2(pw::Lt{}), [](const Tensor& a, const Tensor& b) { return lt(a, b); }, 0, 0},
+      {"eq", launch2(pw::Eq{}), [](const Tensor& a, const Tensor& b) { return eq(a, b); }, 0, 0},
   };
   // Operand pairs: same-shape contiguous, broadcast (7,1,33) x (5,33), a scalar b, a transposed a,
   // and unaligned operands. Values are multiples of 1/4 in [1, 3] so that eq has hits and div is
@@ -293,7 +303,7 @@ TEST_CASE("cuda kernels: binary ops with broadcasting, comparisons, where and ma
         auto [a, b] = p.make(dt, seed);
         Tensor want = c.cpu(a, b);
         Dev da = to_device(a), db = to_device(b), out = device_empty(want.shape(), want.dtype());
-        cuda_binary(c.op, dt, bview(da, want.shape()), bview(db, want.shape()), out.view, c.scalar);
+        c.run(dt, bview(da, want.shape()), bview(db, want.shape()), out.view);
         check_close(to_host(out), want, dt == DType::Float32 ? c.tol32 : c.tol64,
                     fmt::format("{} {} {}", c.name, dtype_name(dt), p.name));
       }
@@ -687,7 +697,7 @@ TEST_CASE("cuda kernels: AdamW and SGD updates and the sum of squares match mega
           Dev dg = to_device(Tensor::zeros({n + sh}, dt));
           MG_CUDA_CHECK(cudaMemcpy(at(dg), g.raw_data(), (size_t)(n * es), cudaMemcpyHostToDevice));
           const double bc1 = 1 - std::pow(o.beta1, (double)step), bc2 = 1 - std::pow(o.beta2, (double)step);
-          AdamWStep s{1 - o.lr * o.weight_decay, o.beta1, o.beta2,
+          AdamWScalars s{1 - o.lr * o.weight_decay, o.beta1, o.beta2,
                       fairseq ? o.lr * std::sqrt(bc2) / bc1 : o.lr / bc1, fairseq ? 1.0 : 1.0 / std::sqrt(bc2), o.eps};
           cuda_adamw(dt, at(dp), at(dg), at(dm), at(dv), n, s);
         }
@@ -724,7 +734,7 @@ TEST_CASE("cuda kernels: AdamW and SGD updates and the sum of squares match mega
           opt.step();
           Dev dg = to_device(Tensor::zeros({n + sh}, dt));
           MG_CUDA_CHECK(cudaMemcpy(at(dg), g.raw_data(), (size_t)(n * es), cudaMemcpyHostToDevice));
-          SGDStep s{o.lr, o.weight_decay, o.momentum, o.dampening, o.nesterov, step == 1};
+          SGDScalars s{o.lr, o.weight_decay, o.momentum, o.dampening, o.nesterov, step == 1};
           cuda_sgd(dt, at(dp), at(dg), c.momentum != 0 ? at(db) : nullptr, n, s);
         }
         check_close(to_host(at(dp), {n}, dt), p.detach(), tol,
@@ -813,9 +823,9 @@ TEST_CASE("cuda kernels: bad arguments raise errors before any launch", "[cuda]"
   // These checks run on the host before any CUDA call, so they run without a device too.
   float dummy[4] = {};
   CudaView a = make_view(dummy, {2, 2}, {2, 1}), b = make_view(dummy, {2, 3}, {3, 1});
-  REQUIRE_THROWS_WITH(cuda_binary(BinaryOp::Add, DType::Float32, a, b, a),
-                      Catch::Contains("[cuda_binary]") && Catch::Contains("sizes"));
-  REQUIRE_THROWS_WITH(cuda_unary(UnaryOp::Exp, DType::Int64, a, a), Catch::Contains("expected float32 or float64"));
+  REQUIRE_THROWS_WITH(cuda_map(pw::Add{}, DType::Float32, a, b, a),
+                      Catch::Contains("[cuda_map]") && Catch::Contains("sizes"));
+  REQUIRE_THROWS_WITH(cuda_map(pw::Exp{}, DType::Int64, a, a), Catch::Contains("expected float32 or float64"));
   REQUIRE_THROWS_WITH(make_view(dummy, std::vector<int64_t>(9, 1), std::vector<int64_t>(9, 1)),
                       Catch::Contains("at most 8"));
   REQUIRE_THROWS_WITH(make_view(dummy, {2}, {-1}), Catch::Contains("must be >= 0"));

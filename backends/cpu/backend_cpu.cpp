@@ -10,6 +10,7 @@
 #include "core/dispatch.h"
 #include "core/human_bytes.h"
 #include "core/parallel.h"
+#include "core/pointwise.h"
 #include "core/rng.h"
 #include "core/strided.h"
 
@@ -149,14 +150,14 @@ struct Cpu {
     dispatch_float("add_", dtype, [&]<typename T>() {
       T* d = static_cast<T*>(dst.data);
       const T* s = static_cast<const T*>(src.data);
-      T a = (T)alpha;
+      const pointwise::Axpy f{alpha};  // d + alpha s
       for_each_row<2>(dst.shape, {dst.strides, src.strides}, [&](auto off, int64_t n, auto inner) {
         T* dp = d + off[0];
         const T* sp = s + off[1];
         if (inner[0] == 1 && inner[1] == 1)
-          for (int64_t i = 0; i < n; ++i) dp[i] += a * sp[i];
+          for (int64_t i = 0; i < n; ++i) dp[i] = f(dp[i], sp[i]);
         else
-          for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] += a * sp[i * inner[1]];
+          for (int64_t i = 0; i < n; ++i) dp[i * inner[0]] = f(dp[i * inner[0]], sp[i * inner[1]]);
       });
     });
   }
@@ -164,9 +165,9 @@ struct Cpu {
   static void scale(int, DType dtype, StridedView dst, double s) {
     dispatch_float("mul_", dtype, [&]<typename T>() {
       T* d = static_cast<T*>(dst.data);
-      T a = (T)s;
+      const pointwise::MulScalar f{s};
       for_each_row<1>(dst.shape, {dst.strides}, [&](auto off, int64_t n, auto inner) {
-        for (int64_t i = 0; i < n; ++i) d[off[0] + i * inner[0]] *= a;
+        for (int64_t i = 0; i < n; ++i) d[off[0] + i * inner[0]] = f(d[off[0] + i * inner[0]]);
       });
     });
   }

@@ -7,6 +7,7 @@
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/views.h"
 #include "core/backend.h"
+#include "core/pointwise.h"
 
 namespace megagrad {
 
@@ -52,12 +53,12 @@ struct Cuda {
 
   static void add_scaled(int index, DType dtype, StridedView dst, StridedView src, double alpha) {
     const cuda::CudaView self = cuda_view(dst);  // read and written in place, element by element
-    cuda::cuda_binary(cuda::BinaryOp::Axpy, dtype, self, cuda_view(src), self, alpha, cuda::stream_on(index));
+    cuda::cuda_map(pointwise::Axpy{alpha}, dtype, self, cuda_view(src), self, cuda::stream_on(index));
   }
 
   static void scale(int index, DType dtype, StridedView dst, double s) {
     const cuda::CudaView self = cuda_view(dst);
-    cuda::cuda_unary(cuda::UnaryOp::MulScalar, dtype, self, self, s, cuda::stream_on(index));
+    cuda::cuda_map(pointwise::MulScalar{s}, dtype, self, self, cuda::stream_on(index));
   }
 
   static void philox_fill(int index, DType dtype, void* out, int64_t n, Dist dist, double a, double b,

@@ -12,105 +12,14 @@
 //   strided     any other layout: one element per thread step, offsets from the linear index by
 //               32-bit multiply-high division (64-bit division when offsets do not fit).
 #include "backends/cuda/common.cuh"
+#include "core/pointwise.h"
 
 namespace megagrad::cuda {
 
 namespace {
 
-// ---------------------------------------------------------------- math
-// One overload per type so that float math stays in float on the device (expf, not exp).
-__host__ __device__ __forceinline__ float m_exp(float x) { return expf(x); }
-__host__ __device__ __forceinline__ double m_exp(double x) { return exp(x); }
-__host__ __device__ __forceinline__ float m_log(float x) { return logf(x); }
-__host__ __device__ __forceinline__ double m_log(double x) { return log(x); }
-__host__ __device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
-__host__ __device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
-__host__ __device__ __forceinline__ float m_pow(float x, float p) { return powf(x, p); }
-__host__ __device__ __forceinline__ double m_pow(double x, double p) { return pow(x, p); }
-__host__ __device__ __forceinline__ float m_tanh(float x) { return tanhf(x); }
-__host__ __device__ __forceinline__ double m_tanh(double x) { return tanh(x); }
-__host__ __device__ __forceinline__ float m_erf(float x) { return erff(x); }
-__host__ __device__ __forceinline__ double m_erf(double x) { return erf(x); }
-__host__ __device__ __forceinline__ float m_abs(float x) { return fabsf(x); }
-__host__ __device__ __forceinline__ double m_abs(double x) { return fabs(x); }
-
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kTwoOverSqrtPi = 1.12837916709551257390;
-
-template <typename T> __host__ __device__ __forceinline__ T sigmoid_of(T x) { return T(1) / (T(1) + m_exp(-x)); }
-
-// ---------------------------------------------------------------- functors
-// Each holds the op's scalar (converted to T once on the host), as the CPU lambdas do.
-// Unary: out = f(x).
-template <typename T> struct NegF { __host__ __device__ T operator()(T x) const { return -x; } };
-template <typename T> struct AddScalarF { T s; __host__ __device__ T operator()(T x) const { return x + s; } };
-template <typename T> struct MulScalarF { T s; __host__ __device__ T operator()(T x) const { return x * s; } };
-template <typename T> struct PowF { T s; __host__ __device__ T operator()(T x) const { return m_pow(x, s); } };
-template <typename T> struct ExpF { __host__ __device__ T operator()(T x) const { return m_exp(x); } };
-template <typename T> struct LogF { __host__ __device__ T operator()(T x) const { return m_log(x); } };
-template <typename T> struct SqrtF { __host__ __device__ T operator()(T x) const { return m_sqrt(x); } };
-template <typename T> struct RsqrtF { __host__ __device__ T operator()(T x) const { return T(1) / m_sqrt(x); } };
-template <typename T> struct SquareF { __host__ __device__ T operator()(T x) const { return x * x; } };
-template <typename T> struct AbsF { __host__ __device__ T operator()(T x) const { return m_abs(x); } };
-template <typename T> struct TanhF { __host__ __device__ T operator()(T x) const { return m_tanh(x); } };
-template <typename T> struct SigmoidF { __host__ __device__ T operator()(T x) const { return sigmoid_of(x); } };
-template <typename T> struct SiluF { __host__ __device__ T operator()(T x) const { return x * sigmoid_of(x); } };
-template <typename T> struct ReluF { __host__ __device__ T operator()(T x) const { return x > T(0) ? x : T(0); } };
-template <typename T> struct GeluF {
-  __host__ __device__ T operator()(T x) const { return T(0.5) * x * (T(1) + m_erf(x * T(kInvSqrt2))); }
-};
-template <typename T> struct ErfF { __host__ __device__ T operator()(T x) const { return m_erf(x); } };
-
-// Binary: out = f(a, b).
-template <typename T> struct AddF { __host__ __device__ T operator()(T a, T b) const { return a + b; } };
-template <typename T> struct SubF { __host__ __device__ T operator()(T a, T b) const { return a - b; } };
-template <typename T> struct MulF { __host__ __device__ T operator()(T a, T b) const { return a * b; } };
-template <typename T> struct DivF { __host__ __device__ T operator()(T a, T b) const { return a / b; } };
-template <typename T> struct AxpyF { T s; __host__ __device__ T operator()(T a, T b) const { return a + s * b; } };
-template <typename T> struct GtF { __host__ __device__ bool operator()(T a, T b) const { return a > b; } };
-template <typename T> struct LtF { __host__ __device__ bool operator()(T a, T b) const { return a < b; } };
-template <typename T> struct EqF { __host__ __device__ bool operator()(T a, T b) const { return a == b; } };
-
-// Backward maps: (g, saved) -> g * f'(saved), f' written as in autograd/ops_elementwise.cpp.
-template <typename T> struct PowBackF {
-  T p, pm1;  // p and p - 1
-  __host__ __device__ T operator()(T g, T x) const { return g * (p == T(0) ? T(0) : p * m_pow(x, pm1)); }
-};
-template <typename T> struct SqrtBackF { __host__ __device__ T operator()(T g, T y) const { return g * (T(0.5) / y); } };
-template <typename T> struct RsqrtBackF {
-  __host__ __device__ T operator()(T g, T y) const { return g * (T(-0.5) * y * y * y); }
-};
-template <typename T> struct SquareBackF { __host__ __device__ T operator()(T g, T x) const { return g * (T(2) * x); } };
-template <typename T> struct AbsBackF {
-  __host__ __device__ T operator()(T g, T x) const { return g * (x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0))); }
-};
-template <typename T> struct TanhBackF { __host__ __device__ T operator()(T g, T y) const { return g * (T(1) - y * y); } };
-template <typename T> struct SigmoidBackF {
-  __host__ __device__ T operator()(T g, T y) const { return g * (y * (T(1) - y)); }
-};
-template <typename T> struct SiluBackF {
-  __host__ __device__ T operator()(T g, T x) const {
-    const T s = sigmoid_of(x);
-    return g * (s * (T(1) + x * (T(1) - s)));
-  }
-};
-template <typename T> struct ReluBackF { __host__ __device__ T operator()(T g, T x) const { return g * T(x > T(0) ? 1 : 0); } };
-template <typename T> struct GeluBackF {
-  // Phi(x) + x phi(x); phi's exp(-x^2/2) = exp(-u^2), u = x / sqrt 2
-  __host__ __device__ T operator()(T g, T x) const {
-    const T u = x * T(kInvSqrt2);
-    const T e = m_exp(-(u * u));
-    const T cdf = T(0.5) * (T(1) + m_erf(u));
-    return g * (cdf + x * T(kInvSqrt2Pi) * e);
-  }
-};
-template <typename T> struct ErfBackF {
-  __host__ __device__ T operator()(T g, T x) const { return g * (T(kTwoOverSqrtPi) * m_exp(-(x * x))); }
-};
-
-// Ternary and the rest.
-template <typename T> struct WhereF { __host__ __device__ T operator()(bool c, T a, T b) const { return c ? a : b; } };
+// The math of the maps is core/pointwise.h, shared with the CPU. Here: the selects, conversions and
+// fill of the backend's own launchers.
 template <typename T> struct MaskedFillF { T v; __host__ __device__ T operator()(T x, bool m) const { return m ? v : x; } };
 template <typename S, typename D> struct ConvertF { __host__ __device__ D operator()(S x) const { return (D)x; } };
 template <typename T> struct FillF { T v; __host__ __device__ T operator()() const { return v; } };
@@ -254,71 +163,40 @@ void binary_map(std::string_view op, F f, const CudaView& a, const CudaView& b, 
 
 }  // namespace
 
-void cuda_unary(UnaryOp op, DType dtype, const CudaView& x, const CudaView& out, double scalar,
-                cudaStream_t stream) {
-  constexpr std::string_view name = "cuda_unary";
-  dispatch_float_cu(name, dtype, [&](auto tag) {
+template <typename F>
+void cuda_map(const F& f, DType dtype, const CudaView& x, const CudaView& out, cudaStream_t stream) {
+  dispatch_float_cu("cuda_map", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T s = (T)scalar;
-    switch (op) {
-      case UnaryOp::Neg: return unary_map<T>(name, NegF<T>{}, x, out, stream);
-      case UnaryOp::AddScalar: return unary_map<T>(name, AddScalarF<T>{s}, x, out, stream);
-      case UnaryOp::MulScalar: return unary_map<T>(name, MulScalarF<T>{s}, x, out, stream);
-      case UnaryOp::Pow: return unary_map<T>(name, PowF<T>{s}, x, out, stream);
-      case UnaryOp::Exp: return unary_map<T>(name, ExpF<T>{}, x, out, stream);
-      case UnaryOp::Log: return unary_map<T>(name, LogF<T>{}, x, out, stream);
-      case UnaryOp::Sqrt: return unary_map<T>(name, SqrtF<T>{}, x, out, stream);
-      case UnaryOp::Rsqrt: return unary_map<T>(name, RsqrtF<T>{}, x, out, stream);
-      case UnaryOp::Square: return unary_map<T>(name, SquareF<T>{}, x, out, stream);
-      case UnaryOp::Abs: return unary_map<T>(name, AbsF<T>{}, x, out, stream);
-      case UnaryOp::Tanh: return unary_map<T>(name, TanhF<T>{}, x, out, stream);
-      case UnaryOp::Sigmoid: return unary_map<T>(name, SigmoidF<T>{}, x, out, stream);
-      case UnaryOp::Silu: return unary_map<T>(name, SiluF<T>{}, x, out, stream);
-      case UnaryOp::Relu: return unary_map<T>(name, ReluF<T>{}, x, out, stream);
-      case UnaryOp::Gelu: return unary_map<T>(name, GeluF<T>{}, x, out, stream);
-      case UnaryOp::Erf: return unary_map<T>(name, ErfF<T>{}, x, out, stream);
-    }
-    fail(name, "unknown unary op {}", (int)op);
+    unary_map<T>("cuda_map", f, x, out, stream);
   });
 }
 
-void cuda_binary(BinaryOp op, DType dtype, const CudaView& a, const CudaView& b, const CudaView& out,
-                 double scalar, cudaStream_t stream) {
-  constexpr std::string_view name = "cuda_binary";
-  dispatch_float_cu(name, dtype, [&](auto tag) {
+template <typename F>
+void cuda_map(const F& f, DType dtype, const CudaView& a, const CudaView& b, const CudaView& out,
+              cudaStream_t stream) {
+  dispatch_float_cu("cuda_map", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T s = (T)scalar;
-    switch (op) {
-      case BinaryOp::Add: return binary_map<T>(name, AddF<T>{}, a, b, out, stream);
-      case BinaryOp::Sub: return binary_map<T>(name, SubF<T>{}, a, b, out, stream);
-      case BinaryOp::Mul: return binary_map<T>(name, MulF<T>{}, a, b, out, stream);
-      case BinaryOp::Div: return binary_map<T>(name, DivF<T>{}, a, b, out, stream);
-      case BinaryOp::Axpy: return binary_map<T>(name, AxpyF<T>{s}, a, b, out, stream);
-      case BinaryOp::Gt: return binary_map<T, GtF<T>, bool>(name, GtF<T>{}, a, b, out, stream);
-      case BinaryOp::Lt: return binary_map<T, LtF<T>, bool>(name, LtF<T>{}, a, b, out, stream);
-      case BinaryOp::Eq: return binary_map<T, EqF<T>, bool>(name, EqF<T>{}, a, b, out, stream);
-      case BinaryOp::PowBackward:
-        return binary_map<T>(name, PowBackF<T>{s, (T)(scalar - 1)}, a, b, out, stream);
-      case BinaryOp::SqrtBackward: return binary_map<T>(name, SqrtBackF<T>{}, a, b, out, stream);
-      case BinaryOp::RsqrtBackward: return binary_map<T>(name, RsqrtBackF<T>{}, a, b, out, stream);
-      case BinaryOp::SquareBackward: return binary_map<T>(name, SquareBackF<T>{}, a, b, out, stream);
-      case BinaryOp::AbsBackward: return binary_map<T>(name, AbsBackF<T>{}, a, b, out, stream);
-      case BinaryOp::TanhBackward: return binary_map<T>(name, TanhBackF<T>{}, a, b, out, stream);
-      case BinaryOp::SigmoidBackward: return binary_map<T>(name, SigmoidBackF<T>{}, a, b, out, stream);
-      case BinaryOp::SiluBackward: return binary_map<T>(name, SiluBackF<T>{}, a, b, out, stream);
-      case BinaryOp::ReluBackward: return binary_map<T>(name, ReluBackF<T>{}, a, b, out, stream);
-      case BinaryOp::GeluBackward: return binary_map<T>(name, GeluBackF<T>{}, a, b, out, stream);
-      case BinaryOp::ErfBackward: return binary_map<T>(name, ErfBackF<T>{}, a, b, out, stream);
-    }
-    fail(name, "unknown binary op {}", (int)op);
+    using O = std::conditional_t<std::is_same_v<decltype(f(T(), T())), bool>, bool, T>;  // comparisons: Bool
+    binary_map<T, F, O>("cuda_map", f, a, b, out, stream);
   });
 }
+
+// One launcher per functor of core/pointwise.h's lists (their names unqualified there).
+using namespace pointwise;
+#define MG_INSTANTIATE_UNARY(F) \
+  template void cuda_map<F>(const F&, DType, const CudaView&, const CudaView&, cudaStream_t);
+#define MG_INSTANTIATE_BINARY(F) \
+  template void cuda_map<F>(const F&, DType, const CudaView&, const CudaView&, const CudaView&, cudaStream_t);
+MG_POINTWISE_UNARY(MG_INSTANTIATE_UNARY)
+MG_POINTWISE_BINARY(MG_INSTANTIATE_BINARY)
+#undef MG_INSTANTIATE_UNARY
+#undef MG_INSTANTIATE_BINARY
 
 void cuda_where(DType dtype, const CudaView& cond, const CudaView& a, const CudaView& b, const CudaView& out,
                 cudaStream_t stream) {
   dispatch_float_cu("cuda_where", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch_map<T, bool, T, T, 3>("cuda_where", WhereF<T>{}, out, &cond, &a, &b, stream);
+    launch_map<T, bool, T, T, 3>("cuda_where", pointwise::Where{}, out, &cond, &a, &b, stream);
   });
 }
 

@@ -26,8 +26,8 @@
 #include <cuda_runtime.h>
 #include <cstdint>
 #include <vector>
+#include "backends/optimizer_update.h"
 #include "core/dtype.h"
-#include "backends/cuda/op_codes.h"
 #include "core/error.h"
 
 namespace megagrad::cuda {
@@ -86,11 +86,14 @@ inline CudaView make_view_broadcast(const void* data, const std::vector<int64_t>
 
 // ================================================================ elementwise (elementwise.cu)
 
-// UnaryOp, BinaryOp: backends/cuda/op_codes.h.
-void cuda_unary(UnaryOp op, DType dtype, const CudaView& x, const CudaView& out, double scalar = 0,
-                cudaStream_t stream = 0);
-void cuda_binary(BinaryOp op, DType dtype, const CudaView& a, const CudaView& b, const CudaView& out,
-                 double scalar = 0, cudaStream_t stream = 0);
+// out = f(x) and out = f(a, b) for a functor f of core/pointwise.h (the math both devices share).
+// x, a, b of `dtype` (float32/64); out of `dtype`, or Bool where f returns bool (the comparisons).
+// Defined in elementwise.cu for every functor of MG_POINTWISE_UNARY / MG_POINTWISE_BINARY.
+template <typename F>
+void cuda_map(const F& f, DType dtype, const CudaView& x, const CudaView& out, cudaStream_t stream = 0);
+template <typename F>
+void cuda_map(const F& f, DType dtype, const CudaView& a, const CudaView& b, const CudaView& out,
+              cudaStream_t stream = 0);
 // out = cond ? a : b; cond Bool, a, b, out of `dtype` (float32/64).
 void cuda_where(DType dtype, const CudaView& cond, const CudaView& a, const CudaView& b, const CudaView& out,
                 cudaStream_t stream = 0);
@@ -199,20 +202,12 @@ void cuda_copy_rows(const void* src, void* dst, int64_t O, int64_t row_bytes, in
 
 // ================================================================ optimizers (optim.cu)
 
-// AdamW on flat arrays p, g, m = exp_avg, v = exp_avg_sq (n each, contiguous); as mega/optim.cpp:
-//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p = p decay - step_size m / (sqrt(v) denom_scale + eps)
-struct AdamWStep {
-  double decay, beta1, beta2, step_size, denom_scale, eps;
-};
-void cuda_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, const AdamWStep& s,
+// AdamW on flat arrays p, g, m = exp_avg, v = exp_avg_sq (n each, contiguous), and SGD with an
+// optional momentum buffer buf (null: none). The update of each element, and the scalars of a step:
+// backends/optimizer_update.h, the same functions the CPU loops call.
+void cuda_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, const AdamWScalars& s,
                 cudaStream_t stream = 0);
-// SGD: d = g + wd p; with momentum (buf non-null) buf = first ? d : momentum buf + (1-dampening) d,
-// d = nesterov ? d + momentum buf : buf; p -= lr d.
-struct SGDStep {
-  double lr, weight_decay, momentum, dampening;
-  bool nesterov, first;
-};
-void cuda_sgd(DType dtype, void* p, const void* g, void* buf, int64_t n, const SGDStep& s,
+void cuda_sgd(DType dtype, void* p, const void* g, void* buf, int64_t n, const SGDScalars& s,
               cudaStream_t stream = 0);
 // *out (a device double) = sum g^2 over n elements, accumulated in double (global grad norm).
 // `accumulate`: add to *out instead of overwriting it (one norm over many parameters).

@@ -12,13 +12,12 @@
 // the same bits, in a fixed order. When I > 1 one thread owns one (o, i) column and walks N
 // (reads coalesced over i).
 #include "backends/cuda/common.cuh"
+#include "core/vec_math.h"  // exp_fast: the CPU kernels' exp (backends/cpu/nn_kernels.h)
 
 namespace megagrad::cuda {
 
 namespace {
 
-__device__ __forceinline__ float d_exp(float x) { return expf(x); }
-__device__ __forceinline__ double d_exp(double x) { return exp(x); }
 __device__ __forceinline__ float d_log(float x) { return logf(x); }
 __device__ __forceinline__ double d_log(double x) { return log(x); }
 
@@ -56,7 +55,7 @@ softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t O, int64
   for (int64_t n = rs.lane; n < N && active; n += G) m = fmax(m, xr[n]);
   m = group_allreduce<G>(m, MaxOp{}, sh);
   T s = 0;
-  for (int64_t n = rs.lane; n < N && active; n += G) s += d_exp(xr[n] - m);
+  for (int64_t n = rs.lane; n < N && active; n += G) s += exp_fast(xr[n] - m);
   s = group_allreduce<G>(s, SumOp{}, sh);
   if (!active) return;
   T* yr = y + rs.row * N;
@@ -65,7 +64,7 @@ softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t O, int64
     for (int64_t n = rs.lane; n < N; n += G) yr[n] = xr[n] - lse;
   } else {
     const T inv = T(1) / s;
-    for (int64_t n = rs.lane; n < N; n += G) yr[n] = d_exp(xr[n] - m) * inv;
+    for (int64_t n = rs.lane; n < N; n += G) yr[n] = exp_fast(xr[n] - m) * inv;
   }
 }
 
@@ -80,13 +79,13 @@ softmax_cols_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t O, int64
     T m = neg_inf<T>();
     for (int64_t n = 0; n < N; ++n) m = fmax(m, xc[n * I]);
     T s = 0;
-    for (int64_t n = 0; n < N; ++n) s += d_exp(xc[n * I] - m);
+    for (int64_t n = 0; n < N; ++n) s += exp_fast(xc[n * I] - m);
     if constexpr (Log) {
       const T lse = m + d_log(s);
       for (int64_t n = 0; n < N; ++n) yc[n * I] = xc[n * I] - lse;
     } else {
       const T inv = T(1) / s;
-      for (int64_t n = 0; n < N; ++n) yc[n * I] = d_exp(xc[n * I] - m) * inv;
+      for (int64_t n = 0; n < N; ++n) yc[n * I] = exp_fast(xc[n * I] - m) * inv;
     }
   }
 }
@@ -108,7 +107,7 @@ softmax_backward_rows_kernel(const T* __restrict__ dy, const T* __restrict__ y, 
   if (!active) return;
   for (int64_t n = rs.lane; n < N; n += G) {
     const int64_t k = base + n;
-    if constexpr (Log) dx[k] = dy[k] - d_exp(y[k]) * s;
+    if constexpr (Log) dx[k] = dy[k] - exp_fast(y[k]) * s;
     else dx[k] = y[k] * (dy[k] - s);
   }
 }
@@ -124,7 +123,7 @@ softmax_backward_cols_kernel(const T* __restrict__ dy, const T* __restrict__ y, 
     for (int64_t n = 0; n < N; ++n) s += Log ? dy[base + n * I] : dy[base + n * I] * y[base + n * I];
     for (int64_t n = 0; n < N; ++n) {
       const int64_t k = base + n * I;
-      if constexpr (Log) dx[k] = dy[k] - d_exp(y[k]) * s;
+      if constexpr (Log) dx[k] = dy[k] - exp_fast(y[k]) * s;
       else dx[k] = y[k] * (dy[k] - s);
     }
   }
@@ -145,7 +144,7 @@ cross_entropy_forward_kernel(const T* __restrict__ x, const int64_t* __restrict_
   for (int64_t c = rs.lane; c < C && active; c += G) m = fmax(m, xr[c]);
   m = group_allreduce<G>(m, MaxOp{}, sh);
   T s = 0;
-  for (int64_t c = rs.lane; c < C && active; c += G) s += d_exp(xr[c] - m);
+  for (int64_t c = rs.lane; c < C && active; c += G) s += exp_fast(xr[c] - m);
   s = group_allreduce<G>(s, SumOp{}, sh);
   T sx = 0;
   if (e != 0) {  // uniform over the grid
@@ -179,7 +178,7 @@ cross_entropy_backward_kernel(const T* __restrict__ x, const T* __restrict__ lse
   const T* xr = x + rs.row * C;
   const T l = lse[rs.row];
   for (int64_t c = rs.lane; c < C; c += G) {
-    T v = sc * d_exp(xr[c] - l) - smooth;
+    T v = sc * exp_fast(xr[c] - l) - smooth;
     if (c == t) v -= hit;
     dr[c] = v;
   }

@@ -3,73 +3,40 @@
 //
 // Legend: n elements. p (n) parameters, g (n) gradients, m = exp_avg (n), v = exp_avg_sq (n),
 // buf = momentum_buffer (n). One pass, one thread per N-element vector (16-byte accesses when
-// every array is aligned; N = 1 otherwise). Each element's update is the CPU's expression.
+// every array is aligned; N = 1 otherwise). Each element's update is the CPU's function (backends/optimizer_update.h).
 #include "backends/cuda/common.cuh"
+#include "backends/optimizer_update.h"
 
 namespace megagrad::cuda {
 
 namespace {
 
-__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
-
-template <typename T>
-struct AdamWC {
-  T decay, b1, c1, b2, c2, step_size, denom_scale, eps;
-};
-
-template <typename T>
-__device__ __forceinline__ void adamw_elem(T& p, T g, T& m, T& v, const AdamWC<T>& c) {
-  const T mi = c.b1 * m + c.c1 * g;
-  const T vi = c.b2 * v + c.c2 * g * g;
-  m = mi;
-  v = vi;
-  p = p * c.decay - c.step_size * (mi / (d_sqrt(vi) * c.denom_scale + c.eps));
-}
+// The update of one element: adamw_update, sgd_update (backends/optimizer_update.h, the CPU's too).
 
 template <typename T, int N>
 __global__ void __launch_bounds__(kThreads)
 adamw_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, int64_t n,
-             AdamWC<T> c) {
+             AdamWConsts<T> c) {
   using V = Vec<T, N>;
   const int64_t nvec = n / N;
   for (int64_t j = (int64_t)blockIdx.x * kThreads + threadIdx.x; j < nvec; j += (int64_t)gridDim.x * kThreads) {
     V vp = reinterpret_cast<V*>(p)[j], vm = reinterpret_cast<V*>(m)[j], vv = reinterpret_cast<V*>(v)[j];
     const V vg = reinterpret_cast<const V*>(g)[j];
 #pragma unroll
-    for (int e = 0; e < N; ++e) adamw_elem(vp.v[e], vg.v[e], vm.v[e], vv.v[e], c);
+    for (int e = 0; e < N; ++e) adamw_update(vp.v[e], vg.v[e], vm.v[e], vv.v[e], c);
     reinterpret_cast<V*>(p)[j] = vp;
     reinterpret_cast<V*>(m)[j] = vm;
     reinterpret_cast<V*>(v)[j] = vv;
   }
   if constexpr (N > 1) {
     const int64_t t = nvec * N + threadIdx.x;
-    if (blockIdx.x == 0 && t < n) adamw_elem(p[t], g[t], m[t], v[t], c);
+    if (blockIdx.x == 0 && t < n) adamw_update(p[t], g[t], m[t], v[t], c);
   }
-}
-
-// SGD: d = g + wd p; momentum: buf = first ? d : mom buf + (1-damp) d; d = nesterov ? d + mom buf : buf.
-template <typename T>
-struct SGDC {
-  T lr, wd, mom, damp1;
-  bool has_wd, nesterov, first;
-};
-
-template <typename T, bool Mom>
-__device__ __forceinline__ void sgd_elem(T& p, T g, T* buf, const SGDC<T>& c) {
-  T d = g;
-  if (c.has_wd) d += c.wd * p;
-  if constexpr (Mom) {
-    const T bi = c.first ? d : c.mom * *buf + c.damp1 * d;
-    *buf = bi;
-    d = c.nesterov ? d + c.mom * bi : bi;
-  }
-  p = p - c.lr * d;
 }
 
 template <typename T, int N, bool Mom>
 __global__ void __launch_bounds__(kThreads)
-sgd_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ buf, int64_t n, SGDC<T> c) {
+sgd_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ buf, int64_t n, SGDConsts<T> c) {
   using V = Vec<T, N>;
   const int64_t nvec = n / N;
   for (int64_t j = (int64_t)blockIdx.x * kThreads + threadIdx.x; j < nvec; j += (int64_t)gridDim.x * kThreads) {
@@ -78,13 +45,13 @@ sgd_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ buf, int6
     V vb;
     if constexpr (Mom) vb = reinterpret_cast<V*>(buf)[j];
 #pragma unroll
-    for (int e = 0; e < N; ++e) sgd_elem<T, Mom>(vp.v[e], vg.v[e], &vb.v[e], c);
+    for (int e = 0; e < N; ++e) sgd_update<Mom>(vp.v[e], vg.v[e], &vb.v[e], c);
     reinterpret_cast<V*>(p)[j] = vp;
     if constexpr (Mom) reinterpret_cast<V*>(buf)[j] = vb;
   }
   if constexpr (N > 1) {
     const int64_t t = nvec * N + threadIdx.x;
-    if (blockIdx.x == 0 && t < n) sgd_elem<T, Mom>(p[t], g[t], Mom ? buf + t : nullptr, c);
+    if (blockIdx.x == 0 && t < n) sgd_update<Mom>(p[t], g[t], Mom ? buf + t : nullptr, c);
   }
 }
 
@@ -120,7 +87,7 @@ template <typename T> bool all_aligned(std::initializer_list<const void*> ps, in
 
 }  // namespace
 
-void cuda_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, const AdamWStep& s,
+void cuda_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n, const AdamWScalars& s,
                 cudaStream_t stream) {
   constexpr std::string_view name = "cuda_adamw";
   MG_CHECK(n >= 0, name, "negative length {}", n);
@@ -128,8 +95,7 @@ void cuda_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n
   MG_CHECK(p && g && m && v, name, "null pointer");
   dispatch_float_cu(name, dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const AdamWC<T> c{(T)s.decay, (T)s.beta1, (T)(1 - s.beta1), (T)s.beta2, (T)(1 - s.beta2),
-                      (T)s.step_size, (T)s.denom_scale, (T)s.eps};
+    const AdamWConsts<T> c(s);
     T* pp = static_cast<T*>(p);
     const T* gp = static_cast<const T*>(g);
     T* mp = static_cast<T*>(m);
@@ -143,15 +109,14 @@ void cuda_adamw(DType dtype, void* p, const void* g, void* m, void* v, int64_t n
   });
 }
 
-void cuda_sgd(DType dtype, void* p, const void* g, void* buf, int64_t n, const SGDStep& s, cudaStream_t stream) {
+void cuda_sgd(DType dtype, void* p, const void* g, void* buf, int64_t n, const SGDScalars& s, cudaStream_t stream) {
   constexpr std::string_view name = "cuda_sgd";
   MG_CHECK(n >= 0, name, "negative length {}", n);
   if (n == 0) return;
   MG_CHECK(p && g, name, "null pointer");
   dispatch_float_cu(name, dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const SGDC<T> c{(T)s.lr, (T)s.weight_decay, (T)s.momentum, (T)(1 - s.dampening), s.weight_decay != 0,
-                    s.nesterov, s.first};
+    const SGDConsts<T> c(s);
     T* pp = static_cast<T*>(p);
     const T* gp = static_cast<const T*>(g);
     T* bp = static_cast<T*>(buf);

@@ -273,8 +273,8 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, co
     Tensor s = add(mul(matmul(q3, k3.transpose(1, 2)), Tensor::from_vector(inv_n, {BN, C, 1}, dt)), bias_cc);
     Tensor f;
     if (o.activation == AttentionActivation::Laplace) {
-      const double inv = 1.0 / (attention_cpu::kLaplaceSigma * std::sqrt(2.0));
-      f = mul_scalar(add_scalar(erf(mul_scalar(add_scalar(s, -attention_cpu::kLaplaceMu), inv)), 1.0), 0.5);
+      const double inv = 1.0 / (kLaplaceSigma * std::sqrt(2.0));
+      f = mul_scalar(add_scalar(erf(mul_scalar(add_scalar(s, -kLaplaceMu), inv)), 1.0), 0.5);
     } else {
       f = square(relu(s));
     }

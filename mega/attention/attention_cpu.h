@@ -21,7 +21,7 @@
 // without chunking. The softmax saves only its per-row logsumexp for the backward.
 //
 // Speed: the passes are written so that GCC vectorises every loop of them (checked with
-// -fopt-info-vec): no libm calls (fast_exp below; erf_fast, exp_fast from core/vec_math.h), row
+// -fopt-info-vec): no libm calls (exp_fast, erf_fast: core/vec_math.h, one exp for every op), row
 // maxima as integer maxima, sums with one accumulator per SIMD lane, the dropout draws inline
 // (dropout_row), the activation a template parameter rather than a switch per element. What
 // remains is mostly OpenBLAS (the profile is in attention.md, "Cost and threads").
@@ -42,6 +42,7 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/vec_math.h"
+#include "mega/attention/activation.h"
 #include "mega/attention/attention_types.h"
 
 namespace megagrad::attention_cpu {
@@ -58,36 +59,7 @@ inline constexpr int64_t kRowGrainElems = 8192;  // elements per task of an elem
 
 using Act = AttentionActivation;  // the one enum, attention_types.h
 
-// The official laplace (fairseq utils.laplace): rounded constants mu = 0.707107 ~ sqrt(1/2),
-// sigma = 0.282095 ~ sqrt(1/(4 pi)). The rounded values are what the reference outputs use.
-inline constexpr double kLaplaceMu = 0.707107;
-inline constexpr double kLaplaceSigma = 0.282095;
-
-// laplace f(x) = 0.5 (1 + erf(u)), f'(x) = e^{-u^2} / (sigma sqrt(2 pi)), u = (x - mu) / (sigma sqrt 2);
-// relu2 f(x) = max(x, 0)^2, f'(x) = 2 max(x, 0). Branch-free (erf_fast, exp_fast: core/vec_math.h),
-// so the block passes vectorise; the activation is a template parameter, chosen once per block.
-template <Act A, typename T> inline T act_f(T x) {
-  if constexpr (A == Act::Relu2) {
-    const T r = x > T(0) ? x : T(0);
-    return r * r;
-  } else {
-    const T u = (x - T(kLaplaceMu)) * T(1.0 / (kLaplaceSigma * 1.4142135623730951));
-    return T(0.5) * (T(1) + erf_fast(u));
-  }
-}
-// f(x) and f'(x) together (laplace: one exp serves both).
-template <Act A, typename T> inline T act_f_df(T x, T& df) {
-  if constexpr (A == Act::Relu2) {
-    const T r = x > T(0) ? x : T(0);
-    df = T(2) * r;
-    return r * r;
-  } else {
-    const T u = (x - T(kLaplaceMu)) * T(1.0 / (kLaplaceSigma * 1.4142135623730951));
-    const T e = exp_fast(-(u * u));
-    df = T(1.0 / (kLaplaceSigma * 2.5066282746310002)) * e;  // 1 / (sigma sqrt(2 pi))
-    return T(0.5) * (T(1) + erf_fast_with_exp(u, e));
-  }
-}
+// act_f, act_f_df (laplace, relu2): activation.h, shared with the CUDA kernels.
 
 // A row of a (B, L, W) operand.
 template <typename T>
@@ -130,54 +102,6 @@ void dropout_row(double p, uint64_t seed, uint64_t first, int64_t b, int64_t c, 
 }
 
 // ---------------------------------------------------------------- vectorisable helpers
-// std::exp is a library call per element; the softmax passes exponentiate every score, so they
-// use this form, which the compiler vectorises: x = n ln2 + r with |r| <= ln2/2, exp(r) by a
-// polynomial (float: Cephes expf's; double: Taylor to r^13, truncation < 1e-17), and 2^n through
-// the exponent bits (n read off the rounding constant's mantissa). Within 2 ulp of std::exp;
-// exactly 0 below the smallest normal (so exp(-inf) = 0 for masked scores). For x <= ~88 (float)
-// / 709 (double): the passes only exponentiate x - max <= 0.
-template <typename T> inline T fast_exp(T x);
-template <> inline float fast_exp<float>(float x) {
-  const bool under = x < -87.3f;
-  x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504088896341f + magic;
-  const float n = t - magic;
-  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(magic);
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 in two parts (Cody-Waite)
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
-  return under ? 0.0f : p * std::bit_cast<float>((ni + 127) << 23);
-}
-template <> inline double fast_exp<double>(double x) {
-  const bool under = x < -708.3;
-  x = x < -708.3 ? -708.3 : (x > 709.0 ? 709.0 : x);
-  const double magic = 6755399441055744.0;  // 1.5 * 2^52
-  const double t = x * 1.4426950408889634 + magic;
-  const double n = t - magic;
-  const int64_t ni = std::bit_cast<int64_t>(t) - std::bit_cast<int64_t>(magic);
-  const double r = (x - n * 6.93145751953125E-1) - n * 1.42860682030941723212E-6;
-  double p = 1.0 / 6227020800.0;  // 1/13!
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r * r + r + 1.0;
-  return under ? 0.0 : p * std::bit_cast<double>((ni + 1023) << 52);
-}
-
 // Row passes. Sums use kLanes independent accumulators (one SIMD register): a single accumulator
 // is a serial chain that strict IEEE math may not reorder, so it would not vectorise. The
 // pointers of one pass never alias (__restrict lets the compiler see it).
@@ -226,13 +150,13 @@ template <typename T> T exp_shift_sum(T* __restrict x, int64_t n, T shift) {
   int64_t j = 0;
   for (; j + W <= n; j += W)
     for (int64_t w = 0; w < W; ++w) {
-      T e = fast_exp(x[j + w] - shift);
+      T e = exp_fast(x[j + w] - shift);
       x[j + w] = e;
       acc[w] += e;
     }
   T sum = 0;
   for (int64_t w = 0; w < W; ++w) sum += acc[w];
-  for (; j < n; ++j) sum += (x[j] = fast_exp(x[j] - shift));
+  for (; j < n; ++j) sum += (x[j] = exp_fast(x[j] - shift));
   return sum;
 }
 
@@ -250,9 +174,9 @@ template <Act A, typename T> void act_row(T* __restrict s, const T* __restrict r
 template <typename T> void softmax_back_row(T* __restrict s, const T* __restrict rel, const T* __restrict add, T shift,
                                             T* __restrict ds, T D, int64_t n) {
   if (add)
-    for (int64_t j = 0; j < n; ++j) s[j] = fast_exp(s[j] + (rel[j] + add[j]) - shift);
+    for (int64_t j = 0; j < n; ++j) s[j] = exp_fast(s[j] + (rel[j] + add[j]) - shift);
   else
-    for (int64_t j = 0; j < n; ++j) s[j] = fast_exp(s[j] + rel[j] - shift);
+    for (int64_t j = 0; j < n; ++j) s[j] = exp_fast(s[j] + rel[j] - shift);
   if (ds)
     for (int64_t j = 0; j < n; ++j) ds[j] = s[j] * (ds[j] - D);
 }
@@ -401,7 +325,7 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
               }
               const T sum = exp_shift_sum(s, ve, mnew);
               std::fill(s + ve, s + nk, T(0));  // right of the causal diagonal
-              const T corr = fast_exp(m[(size_t)r] - mnew);
+              const T corr = exp_fast(m[(size_t)r] - mnew);
               l[(size_t)r] = l[(size_t)r] * corr + sum;
               m[(size_t)r] = mnew;
               if (corr != T(1) && !first)

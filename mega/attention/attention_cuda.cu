@@ -50,6 +50,7 @@
 #include <type_traits>
 #include "backends/cuda/cuda_check.h"
 #include "core/error.h"
+#include "mega/attention/activation.h"
 #include "mega/attention/attention_cuda.h"
 
 namespace megagrad::attention_cuda {
@@ -63,16 +64,9 @@ constexpr int kW = 16;           // width of nt_product's slices
 constexpr int kKc = 16;          // rows per step of tn_product
 constexpr size_t kPartialBudget = size_t(64) << 20;  // bytes of bias partial sums before batches share rows
 
-// The official laplace constants (attention_cpu.h: kLaplaceMu, kLaplaceSigma).
-constexpr double kLaplaceMu = 0.707107;
-constexpr double kLaplaceSigma = 0.282095;
-
 // ---------------------------------------------------------------- device math
 
-__device__ __forceinline__ float d_exp(float x) { return expf(x); }
-__device__ __forceinline__ double d_exp(double x) { return exp(x); }
-__device__ __forceinline__ float d_erf(float x) { return erff(x); }
-__device__ __forceinline__ double d_erf(double x) { return erf(x); }
+// exp: exp_fast (core/vec_math.h), the polynomial the CPU kernels use. Activations: activation.h.
 __device__ __forceinline__ float d_log(float x) { return logf(x); }
 __device__ __forceinline__ double d_log(double x) { return log(x); }
 // A non-deduced T (C++20's std::type_identity_t): nullptr may be passed for a `const NoDeduce<T>*`.
@@ -80,29 +74,6 @@ template <typename T> struct NoDeduceS { using type = T; };
 template <typename T> using NoDeduce = typename NoDeduceS<T>::type;
 
 template <typename T> __device__ __forceinline__ T d_inf() { return (T)INFINITY; }
-
-// laplace f(x) = 0.5 (1 + erf(u)), f'(x) = e^{-u^2} / (sigma sqrt(2 pi)), u = (x - mu) / (sigma sqrt 2);
-// relu2 f(x) = max(x, 0)^2, f'(x) = 2 max(x, 0). (attention_cpu.h: act_f, act_f_df.)
-template <Act A, typename T> __device__ __forceinline__ T act_f(T x) {
-  if constexpr (A == Act::Relu2) {
-    const T r = x > T(0) ? x : T(0);
-    return r * r;
-  } else {
-    const T u = (x - T(kLaplaceMu)) * T(1.0 / (kLaplaceSigma * 1.4142135623730951));
-    return T(0.5) * (T(1) + d_erf(u));
-  }
-}
-template <Act A, typename T> __device__ __forceinline__ T act_f_df(T x, T& df) {
-  if constexpr (A == Act::Relu2) {
-    const T r = x > T(0) ? x : T(0);
-    df = T(2) * r;
-    return r * r;
-  } else {
-    const T u = (x - T(kLaplaceMu)) * T(1.0 / (kLaplaceSigma * 1.4142135623730951));
-    df = T(1.0 / (kLaplaceSigma * 2.5066282746310002)) * d_exp(-(u * u));
-    return T(0.5) * (T(1) + d_erf(u));
-  }
-}
 
 // Max and sum over the 16 lanes that share a tile row (lanes tx = 0..15 of one ty: xor offsets
 // below 16 stay inside the half warp). Every thread of the block calls them.
@@ -446,12 +417,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         T sum = T(0);
 #pragma unroll
         for (int cc = 0; cc < 4; ++cc) {
-          S[r][cc] = none ? T(0) : d_exp(S[r][cc] - mnew);
+          S[r][cc] = none ? T(0) : exp_fast(S[r][cc] - mnew);
           sum += S[r][cc];
         }
         sum = row_sum16(sum);
         if (!none) {
-          const T corr = d_exp(m[r] - mnew);
+          const T corr = exp_fast(m[r] - mnew);
           l[r] = l[r] * corr + sum;
           m[r] = mnew;
 #pragma unroll
@@ -508,7 +479,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, Act A>
 __device__ __forceinline__ T score_grad(T x, T dpt, T lse_i, T D_i, T keep, bool drop) {
   if constexpr (A == Act::Softmax) {
-    const T P = d_exp(x - lse_i);
+    const T P = exp_fast(x - lse_i);
     return drop ? (P * keep) * dpt - P * D_i : P * (dpt - D_i);
   } else {
     T df;
@@ -522,7 +493,7 @@ template <typename T, Act A>
 __device__ __forceinline__ T score_weight(T x, T lse_i, T keep, bool drop) {
   T P;
   if constexpr (A == Act::Softmax)
-    P = d_exp(x - lse_i);
+    P = exp_fast(x - lse_i);
   else
     P = act_f<A>(x);
   return drop ? P * keep : P;

@@ -55,6 +55,7 @@
 #include <cmath>
 #include <type_traits>
 #include "backends/cuda/cuda_check.h"
+#include "core/vec_math.h"
 
 namespace megagrad::ema_cuda {
 
@@ -72,9 +73,10 @@ template <typename T> constexpr int kGroup = sizeof(T) == 4 ? 16 : 8;
 
 __device__ __forceinline__ float mad(float a, float b, float c) { return fmaf(a, b, c); }
 __device__ __forceinline__ double mad(double a, double b, double c) { return fma(a, b, c); }
-// 1 / (1 + e^-v); the reciprocal is correctly rounded and has no slow-path call (rcp(inf) = 0).
-__device__ __forceinline__ float sigmoid(float v) { return __frcp_rn(1.0f + expf(-v)); }
-__device__ __forceinline__ double sigmoid(double v) { return __drcp_rn(1.0 + exp(-v)); }
+// 1 / (1 + e^-v) as the CPU's sigmoid_fast (core/vec_math.h): the same exp_fast, and a correctly
+// rounded reciprocal (= the CPU's division) with no slow-path call (rcp(inf) = 0).
+__device__ __forceinline__ float sigmoid(float v) { return __frcp_rn(1.0f + exp_fast(-v)); }
+__device__ __forceinline__ double sigmoid(double v) { return __drcp_rn(1.0 + exp_fast(-v)); }
 __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 __host__ __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
