@@ -77,6 +77,15 @@ __device__ __forceinline__ double mad(double a, double b, double c) { return fma
 // rounded reciprocal (= the CPU's division) with no slow-path call (rcp(inf) = 0).
 __device__ __forceinline__ float sigmoid(float v) { return __frcp_rn(1.0f + exp_fast(-v)); }
 __device__ __forceinline__ double sigmoid(double v) { return __drcp_rn(1.0 + exp_fast(-v)); }
+// out = silu(v) in the epilogues. float64: they store v, then apply silu in a second pass over what
+// this thread wrote (read back from L1/L2): the degree-13 exp_fast inlined next to the live
+// states made ptxas spill (sm_80 tile_kernel<double, 8>, chunk_output_kernel<double, 8>).
+template <typename T> inline constexpr bool kSiluSecondPass = sizeof(T) == 8;
+template <typename T> __device__ __forceinline__ T silu_now(T v) { return kSiluSecondPass<T> ? v : v * sigmoid(v); }
+template <typename T> __device__ __forceinline__ void silu_in_place(T* o) {
+  const T v = *o;
+  *o = v * sigmoid(v);
+}
 __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 __host__ __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -320,8 +329,12 @@ __device__ __forceinline__ void chunk_output_body(const In<T>& in, const Dirs<T>
         sweep<TRUNC>(in, g, b, d, t0, t1, dr.rev, prev, [&](int t, T xv, T xl, T yold, T xr) {
           const T acc = step(xv, xl, yold), v = acc + om * xr;
           yb[(int64_t)t * g.D] = acc;
-          ob[(int64_t)t * g.D] = v * sigmoid(v);
+          ob[(int64_t)t * g.D] = silu_now(v);
         });
+        if constexpr (kSiluSecondPass<T>) {
+#pragma unroll 1
+          for (int t = t0; t < t1; ++t) silu_in_place(ob + (int64_t)t * g.D);
+        }
       } else {
         sweep<TRUNC>(in, g, b, d, t0, t1, dr.rev, prev,
                      [&](int t, T xv, T xl, T yold, T) { yb[(int64_t)t * g.D] = step(xv, xl, yold); });
@@ -486,9 +499,16 @@ __global__ void __launch_bounds__(kWarp * kTileW, 2)
           yb[(int64_t)t * g.D] = yacc[j];
           if (ob) {
             const T v = yacc[j] + om * __ldg(xb + t * in.sl);
-            ob[(int64_t)t * g.D] = v * sigmoid(v);
+            ob[(int64_t)t * g.D] = silu_now(v);
           }
         }
+      if constexpr (kSiluSecondPass<T>) {
+        if (ob) {
+#pragma unroll
+          for (int j = 0; j < S; ++j)
+            if (j < len) silu_in_place(ob + (int64_t)(s0 + j) * g.D);
+        }
+      }
     }
   }
 }
