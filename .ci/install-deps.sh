@@ -6,8 +6,9 @@ set -euo pipefail
 # Fashion-MNIST (dataset-fashion-mnist) and the King James Bible corpus (bible-kjv). The fuzz
 # targets of the file readers (make fuzz): clang and its runtime libraries (libFuzzer, sanitizers).
 # The experiments' summaries and plots (experiments/*.py, standard library only): python3.
+# Communication between processes (backends/dist/, optional at build time): Open MPI.
 packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 dataset-fashion-mnist bible-kjv
-          clang libclang-rt-dev python3)
+          clang libclang-rt-dev python3 libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include "backends/cpu/blas.h"
+#include "backends/dist/communicator.h"
 #include "backends/cuda/cuda.h"
 #include "cli/commands.h"
 #include "core/parallel.h"
@@ -44,6 +45,14 @@ int cmd_info(const std::vector<std::string>& args) {
     } else {
       row("cuda devices", cuda_status());  // "no device: <reason>"
     }
+  }
+
+  // Between processes: MPI built or not, and this process's place in an mpirun launch.
+  row("mpi", dist::built_with_mpi() ? "built: yes (backends/dist/comm_mpi.cpp)"
+                                    : "not built (no MPI at configure time: Debian's libopenmpi-dev)");
+  if (dist::launcher_world_size() > 1) {
+    const dist::Communicator& w = dist::world();
+    row("mpi rank", fmt::format("{} of {}", w.rank(), w.size()));
   }
 
   // OpenBLAS: the kernel it runs, and whether we had to re-exec to get it.

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include "backends/cpu/blas.h"
 #include "backends/cuda/cuda.h"
+#include "backends/dist/communicator.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/parallel.h"
@@ -69,6 +70,13 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
   opts.parse(args);
+  if (const int ranks = dist::launcher_world_size(); ranks > 1 && !opts.help()) {
+    dist::world();  // a build without MPI says so first
+    fail("train",
+         "started by mpirun as one of {} ranks: data-parallel training is not built yet (the communicator is, "
+         "backends/dist/), and {} independent runs would write the same run folder. Run one process",
+         ranks, ranks);
+  }
   if (opts.help()) {
     std::printf("usage: megagrad train --task listops|fmnist|charlm [options]\n\n"
                 "Trains a Mega model (or the Transformer baseline) on a built-in task, with a progress\n"

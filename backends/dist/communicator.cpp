@@ -1,0 +1,83 @@
+// world(), the single-process stand-in, and the checks shared by every implementation.
+#include "backends/dist/communicator.h"
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include "core/error.h"
+
+namespace megagrad::dist {
+
+// comm_mpi.cpp (or, without MPI, comm_mpi_stub.cpp).
+std::unique_ptr<Communicator> make_mpi_communicator();
+
+namespace {
+
+class SingleProcess final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string_view name() const override { return "single process"; }
+  void all_reduce_sum(Tensor& t) override { check_reducible("all_reduce_sum", t); }
+  void broadcast(Tensor&, int root) override { check_root("broadcast", root); }
+  void broadcast_bytes(std::string&, int root) override { check_root("broadcast_bytes", root); }
+  std::vector<uint64_t> all_gather(uint64_t value) override { return {value}; }
+  void barrier() override {}
+
+ private:
+  static void check_root(std::string_view op, int root) {
+    MG_CHECK(root == 0, op, "root rank {} of a single-process run", root);
+  }
+  // The same checks as MPI's, so that a single-process run refuses what a distributed one would.
+  static void check_reducible(std::string_view op, const Tensor& t) {
+    MG_CHECK(t.defined(), op, "undefined tensor");
+    MG_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64, op,
+             "expected a float32 or float64 tensor, got {}", t.desc());
+  }
+};
+
+}  // namespace
+
+int launcher_world_size() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(var)) {
+      char* end = nullptr;
+      const long n = std::strtol(v, &end, 10);
+      if (end != v && *end == '\0' && n >= 1) return (int)n;
+    }
+  }
+  return 1;
+}
+
+bool built_with_mpi() { return MEGAGRAD_HAS_MPI; }
+
+Communicator& world() {
+  static std::once_flag once;
+  static std::unique_ptr<Communicator> comm;
+  std::call_once(once, [] {
+    const int launched = launcher_world_size();
+    if (launched > 1) {
+      MG_CHECK(built_with_mpi(), "dist",
+               "this process is one of {} ranks started by mpirun, but this megagrad was built without MPI, so "
+               "each rank would train alone. Install libopenmpi-dev and rebuild (CMake finds MPI by itself), "
+               "or run one process without mpirun",
+               launched);
+      comm = make_mpi_communicator();
+    } else {
+      comm = std::make_unique<SingleProcess>();
+    }
+  });
+  return *comm;
+}
+
+void check_same_on_all_ranks(std::string_view what, uint64_t value) {
+  Communicator& c = world();
+  const std::vector<uint64_t> all = c.all_gather(value);
+  bool same = true;
+  for (uint64_t v : all) same = same && v == all[0];
+  if (same) return;
+  std::string list;
+  for (size_t r = 0; r < all.size(); ++r) list += fmt::format("{}rank {} has {:#018x}", r ? ", " : "", r, all[r]);
+  fail(what, "ranks disagree: {}", list);
+}
+
+}  // namespace megagrad::dist

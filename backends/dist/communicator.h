@@ -1,0 +1,54 @@
+// Communication between the processes of a data-parallel run, behind one small interface:
+// rank, size, all-reduce, broadcast, barrier. Implementations:
+//   - a single-process stand-in (size 1: every collective is a no-op), when the program was not
+//     launched by mpirun;
+//   - MPI (comm_mpi.cpp, built when CMake finds MPI: Debian's libopenmpi-dev), between processes
+//     and hosts, on CPU tensors.
+// world() picks one at its first call: MPI when the environment says the process is one rank of
+// an mpirun launch, else the stand-in. A launch by mpirun of a build without MPI is an error that
+// says so, rather than N processes that each train alone.
+//
+// Errors: the MPI implementation keeps MPI's default handler (MPI_ERRORS_ARE_FATAL), so a rank
+// that dies makes mpirun stop the others instead of leaving them waiting in a collective.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include "core/tensor.h"
+
+namespace megagrad::dist {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string_view name() const = 0;  // "single process" or "MPI"
+  // t = the sum of t over all ranks, in place. t: a contiguous float32/float64 CPU tensor with the
+  // same shape on every rank.
+  virtual void all_reduce_sum(Tensor& t) = 0;
+  // t = root's t on every rank, in place (any dtype, contiguous, CPU).
+  virtual void broadcast(Tensor& t, int root) = 0;
+  // bytes = root's bytes on every rank (the length too).
+  virtual void broadcast_bytes(std::string& bytes, int root) = 0;
+  // Every rank's value, in rank order.
+  virtual std::vector<uint64_t> all_gather(uint64_t value) = 0;
+  virtual void barrier() = 0;
+};
+
+// The communicator of this process (see above). Thread-safe first call; lives until exit.
+Communicator& world();
+
+// The rank count of the mpirun launch this process belongs to, from its environment
+// (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE...); 1 when not launched by mpirun.
+int launcher_world_size();
+
+// Stops every rank with the same error when the ranks disagree on `value` (say, a hash of the
+// configuration or of the data): "[what] ranks disagree: rank 0 has 0x..., rank 1 has 0x...".
+// Every rank calls it; every rank throws, so none is left waiting in a later collective.
+void check_same_on_all_ranks(std::string_view what, uint64_t value);
+
+// Built with MPI?
+bool built_with_mpi();
+
+}  // namespace megagrad::dist
