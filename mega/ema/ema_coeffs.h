@@ -1,7 +1,8 @@
 // The EMA's per-(direction, channel, dim) formulas between the official parameters and what the
-// kernels read (ema.md, "Coefficients" and "Chain"), written once for the CPU op (ema.cpp) and
-// the CUDA kernels that build the same tables on the device (ema_cuda.cu), so that a GPU step
-// reads no parameter back to the host. In double, whatever the parameters' dtype. C++17.
+// kernels read (the coefficients of ema_types.h; ema.md, "Chain to the official parameters"),
+// written once for the CPU op (ema.cpp) and the CUDA kernels that build the same tables on the
+// device (ema_cuda.cu), so that a GPU step reads no parameter back to the host. In double,
+// whatever the parameters' dtype. C++17.
 //
 // Device vs host: the same expression, but CUDA's exp and pow may differ from glibc's in the last
 // bit (CUDA: exp within 1 ulp, pow within 2), so the device tables agree with the host's to a few
@@ -26,7 +27,7 @@ MG_HD inline EmaCoeffValue ema_coeff(double delta, double alpha, double beta, do
 }
 
 // The parameters' gradients from the recurrences' batch sums of one (direction, channel, dim):
-// dc = sum gy h, da = sum gy u, dq = sum gy s, dQ = sum gy w (ema_types.h, ema.md "Chain").
+// dc = sum gy h, da = sum gy u, dq = sum gy s, dQ = sum gy w (ema.md, "Parameter gradients").
 struct EmaParamGrads {
   double delta, alpha, beta, gamma;
 };
