@@ -50,6 +50,7 @@ TEST_CASE("sync: bad indices, targets and masks of CPU tensors still fail at the
 
 #if MEGAGRAD_HAS_CUDA
 #include "backends/cuda/allocator.h"
+#include "backends/cuda/deferred_check.h"
 #include "backends/cuda/stream.h"
 #include "mega/attention/rotary_bias.h"
 #include "mega/attention/rotary_bias_cuda.h"
@@ -98,6 +99,22 @@ TEST_CASE("sync: a bad index on a GPU is reported at the next synchronisation", 
   Tensor b = gather(x, 1, idx({0, 9, 1, 2}, {2, 2}).cuda());
   REQUIRE_THROWS_WITH(b.to_vector(), Contains("[embedding]") && Contains("index 6 at position 0"));
   REQUIRE_NOTHROW(a.to_vector());
+}
+
+TEST_CASE("sync: checks never synchronised are flushed once their record is full", "[cuda][sync]") {
+  if (test::skip_without_cuda()) return;
+  Tensor w = Tensor::ones({5, 3}, DType::Float32, Device::cuda(0));
+  Tensor good = idx({1, 2}, {2}).cuda();
+  // A failure, then only good checks and no synchronisation: the check that finds the record
+  // full synchronises and raises the pending failure from inside that op.
+  embedding(w, idx({9}, {1}).cuda());
+  auto queue = [&] {
+    for (size_t i = 0; i < cuda::kMaxPendingChecks + 1; ++i) embedding(w, good);
+  };
+  REQUIRE_THROWS_WITH(queue(), Contains("[embedding]") && Contains("index 9 at position 0"));
+  // Without failures it only bounds the record: nothing is raised.
+  REQUIRE_NOTHROW(queue());
+  REQUIRE_NOTHROW(cuda_synchronize(0));
 }
 
 TEST_CASE("sync: cross_entropy keeps its count on the device (ignore_index, all ignored)", "[cuda][sync]") {

@@ -42,7 +42,8 @@ index_scan_kernel(const int64_t* __restrict__ idx, int64_t n, OffsetCalc<1, int6
   }
   if (!count) return;
   kept = warp_allreduce(kept, SumOp{});
-  if (threadIdx.x % 32 == 0 && kept) atomicAdd(reinterpret_cast<unsigned long long*>(res + 1), (unsigned long long)kept);
+  if (threadIdx.x % 32 == 0 && kept)
+    atomicAdd(reinterpret_cast<unsigned long long*>(res + 1), (unsigned long long)kept);
 }
 
 __global__ void index_report_kernel(const int64_t* __restrict__ idx, int64_t n, OffsetCalc<1, int64_t> calc,
