@@ -21,26 +21,38 @@ void check_device(std::string_view op, const Tensor& t, std::string_view what, c
   MG_CHECK(t.device() == like.device(), op, "devices differ: {} {} and {}", what, t.desc(), like.desc());
 }
 
-// An int64 index tensor, on x's device, whose values all lie in [0, n).
-void check_index(std::string_view op, const Tensor& index, int64_t n, int64_t dim, const Tensor& x) {
+// An int64 index tensor, on x's device, whose values all lie in [0, n). Returns the index the
+// kernels read: `index` itself on the CPU, where the check is eager. On a GPU the check runs on
+// the device without synchronising: a bad value is reported at the next synchronisation
+// (backends/cuda/deferred_check.h), and the kernels read a copy in which it is replaced by 0.
+Tensor check_index(std::string_view op, const Tensor& index, int64_t n, int64_t dim, const Tensor& x) {
   check_device(op, index, "index", x);
   MG_CHECK(index.dtype() == DType::Int64, op, "index must be int64, got {}", index.desc());
+  if (on_cuda(index)) {
+    // With n = 0 every index is out of range (no value to name: reading it would synchronise).
+    MG_CHECK(n > 0 || index.numel() == 0, op, "index {} out of range for dim {} of size 0 (x {})", index.desc(), dim,
+             x.desc());
+    Tensor safe = Tensor::empty(index.shape(), DType::Int64, index.device());
+    MG_CUDA(op, const cuda::DeferredCheck chk = cuda::defer_check(
+                    index.device().index, op,
+                    [n, dim, xd = x.desc()](int64_t, int64_t bad) {
+                      return fmt::format("index {} out of range for dim {} of size {} (x {})", bad, dim, n, xd);
+                    });
+            cuda::cuda_index_check_deferred(cuda::make_view(index), n, false, 0, safe.device_data_ptr<int64_t>(),
+                                            nullptr, chk, cuda::stream_of(index)));
+    return safe;
+  }
   int64_t bad = 0;
   bool found = false;
-  if (on_cuda(index)) {
-    MG_CUDA(op, cuda::IndexCheck chk = cuda::cuda_index_check(cuda::make_view(index), n, false, 0,
-                                                              cuda::stream_of(index));  // synchronises
-            found = chk.first_bad >= 0; bad = chk.bad_value);
-  } else {
-    const int64_t* p = index.data_ptr<int64_t>();
-    for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
-      for (int64_t i = 0; i < len && !found; ++i) {
-        int64_t v = p[off[0] + i * in[0]];
-        if (v < 0 || v >= n) bad = v, found = true;
-      }
-    }, INT64_MAX);  // serial: reports the first bad value
-  }
+  const int64_t* p = index.data_ptr<int64_t>();
+  for_each_row<1>(index.shape(), {index.strides()}, [&](auto off, int64_t len, auto in) {
+    for (int64_t i = 0; i < len && !found; ++i) {
+      int64_t v = p[off[0] + i * in[0]];
+      if (v < 0 || v >= n) bad = v, found = true;
+    }
+  }, INT64_MAX);  // serial: reports the first bad value
   MG_CHECK(!found, op, "index {} out of range for dim {} of size {} (x {})", bad, dim, n, x.desc());
+  return index;
 }
 
 // Whether `from` broadcasts to exactly `to` (numpy rules, `to` unchanged).
@@ -147,13 +159,13 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 // ---------------------------------------------------------------- index_select
 
-Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index_in) {
   check_defined("index_select", x, "x");
   MG_CHECK(x.dim() > 0, "index_select", "x must have at least 1 dim, got {}", x.desc());
   int64_t d = wrap_dim("index_select", dim, x.dim());
-  check_defined("index_select", index, "index");
-  MG_CHECK(index.dim() == 1, "index_select", "index must be 1-dim (K), got {}", index.desc());
-  check_index("index_select", index, x.shape()[(size_t)d], d, x);
+  check_defined("index_select", index_in, "index");
+  MG_CHECK(index_in.dim() == 1, "index_select", "index must be 1-dim (K), got {}", index_in.desc());
+  const Tensor index = check_index("index_select", index_in, x.shape()[(size_t)d], d, x);
 
   // A gather whose index is the same along every dim but d: index strides 0 elsewhere.
   Shape out_shape = x.shape();
@@ -175,7 +187,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
   if (needs_grad(x)) {
     // index_add of g into zeros: a row chosen k times gets k contributions.
-    record("index_select", {x, index}, out, [d, xshape = x.shape(), idx = index.contiguous().detach()](const Tensor& g) {
+    record("index_select", {x, index_in}, out, [d, xshape = x.shape(), idx = index.contiguous().detach()](const Tensor& g) {
       Tensor gc = g.contiguous();
       OuterInner oi = outer_inner(xshape, d);
       if (on_cuda(gc)) {  // every element of gx is written (0 where no index points)
@@ -198,18 +210,18 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 // ---------------------------------------------------------------- gather
 
-Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index_in) {
   check_defined("gather", x, "x");
-  check_device("gather", index, "index", x);
+  check_device("gather", index_in, "index", x);
   MG_CHECK(x.dim() > 0, "gather", "x must have at least 1 dim, got {}", x.desc());
   int64_t d = wrap_dim("gather", dim, x.dim());
-  MG_CHECK(index.dim() == x.dim(), "gather", "index {} and x {} must have the same number of dims",
-           index.desc(), x.desc());
+  MG_CHECK(index_in.dim() == x.dim(), "gather", "index {} and x {} must have the same number of dims",
+           index_in.desc(), x.desc());
   for (int64_t i = 0; i < x.dim(); ++i)
-    MG_CHECK(i == d || index.shape()[(size_t)i] <= x.shape()[(size_t)i], "gather",
-             "index {} is larger than x {} in dim {} (only dim {} may be larger)", index.desc(), x.desc(),
+    MG_CHECK(i == d || index_in.shape()[(size_t)i] <= x.shape()[(size_t)i], "gather",
+             "index {} is larger than x {} in dim {} (only dim {} may be larger)", index_in.desc(), x.desc(),
              i, d);
-  check_index("gather", index, x.shape()[(size_t)d], d, x);
+  const Tensor index = check_index("gather", index_in, x.shape()[(size_t)d], d, x);
 
   Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
   Strides xs = x.strides();  // valid over index's shape: every coordinate but d is within x
@@ -227,7 +239,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   if (needs_grad(x)) {
     // Scatter-add g back into zeros of x's shape. Dim d goes innermost so that the rows the
     // kernel runs in parallel never write the same element (see cpu::scatter_add).
-    record("gather", {x, index}, out, [d, xshape = x.shape(), idx = index.detach()](const Tensor& g) {
+    record("gather", {x, index_in}, out, [d, xshape = x.shape(), idx = index.detach()](const Tensor& g) {
       Tensor gx = Tensor::zeros(xshape, g.dtype(), g.device());
       if (on_cuda(gx)) {  // one thread per column of dim d adds its values in order
         MG_CUDA("gather", Strides gxs = gx.strides(); const int64_t sd = gxs[(size_t)d]; gxs[(size_t)d] = 0;

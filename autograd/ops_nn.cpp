@@ -92,14 +92,26 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   Tensor tc = contiguous_nograd(target);
   Tensor xc = contiguous_nograd(logits);
   int64_t count = 0;
+  Tensor kept;  // on a GPU: the count, a device int64 that the host never reads
   Tensor out, lse;
   if (on_cuda(logits)) {
-    // The targets are checked on the device (one synchronisation); the per-row losses are summed
-    // there too, so the loss stays a device scalar.
+    // The targets are checked on the device without synchronising (a bad one is reported at the
+    // next synchronisation, e.g. the loss's .item(): backends/cuda/deferred_check.h), and the
+    // kernels read a copy in which it is ignore_index. The count of kept rows and the mean stay
+    // on the device too, so the loss is a device scalar.
     MG_CUDA(op, cudaStream_t stream = cuda::stream_of(xc);
-            cuda::IndexCheck chk = cuda::cuda_index_check(cuda::make_view(tc), C, true, ignore_index, stream);
-            if (chk.first_bad >= 0) bad_target(chk.bad_value, chk.first_bad);
-            count = chk.kept;
+            const cuda::DeferredCheck chk = cuda::defer_check(
+                logits.device().index, op,
+                [C, ignore_index](int64_t b, int64_t value) {
+                  return fmt::format("target {} at position {} is out of range for {} classes (valid: 0..{}, or "
+                                     "ignore_index {})", value, b, C, C - 1, ignore_index);
+                });
+            Tensor safe = Tensor::empty({B}, DType::Int64, logits.device());
+            kept = Tensor::empty({}, DType::Int64, logits.device());
+            cuda::cuda_index_check_deferred(cuda::make_view(tc), C, true, ignore_index,
+                                            safe.device_data_ptr<int64_t>(), kept.device_data_ptr<int64_t>(), chk,
+                                            stream);
+            tc = safe;
             lse = Tensor::empty({B}, logits.dtype(), logits.device());
             Tensor losses = Tensor::empty({B}, DType::Float64, logits.device());
             Tensor total = Tensor::empty({}, DType::Float64, logits.device());
@@ -109,12 +121,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
             cuda::cuda_reduce(cuda::ReduceOp::Sum, DType::Float64, losses.raw_device_data(), 1, B, 1,
                               total.raw_device_data(), nullptr, 0, stream);
             out = Tensor::empty({}, logits.dtype(), logits.device());
-            if (count > 0) {
-              total.mul_(1.0 / (double)count);
-              out.copy_(total);
-            } else {
-              out.fill_(std::numeric_limits<double>::quiet_NaN());
-            });
+            cuda::cuda_cross_entropy_mean(logits.dtype(), total.device_data_ptr<double>(),
+                                          kept.device_data_ptr<int64_t>(), out.raw_device_data(), stream));
   } else {
     const int64_t* tp = tc.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
@@ -135,16 +143,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   }
   if (needs_grad(logits)) {
     // d loss / d logits = (softmax - target distribution) / count on kept rows (see the kernel).
-    record(op, {logits}, out, [xd = xc.detach(), lse, tc, ignore_index, label_smoothing, count, B,
+    record(op, {logits}, out, [xd = xc.detach(), lse, tc, kept, ignore_index, label_smoothing, count, B,
                                C](const Tensor& g) {
       Tensor dx = Tensor::empty({B, C}, xd.dtype(), xd.device());
       if (on_cuda(xd)) {
-        // The loss's gradient stays on the device: the kernel reads it (no synchronisation).
+        // The loss's gradient and the count stay on the device: the kernel reads them.
         MG_CUDA("cross_entropy", Tensor gc = contiguous_nograd(g);
-                cuda::cuda_cross_entropy_backward(xd.dtype(), xd.raw_device_data(), lse.raw_device_data(),
-                                                  tc.device_data_ptr<int64_t>(), B, C, ignore_index, label_smoothing,
-                                                  count > 0 ? 1.0 / (double)count : 0.0, gc.raw_device_data(),
-                                                  dx.raw_device_data(), cuda::stream_of(dx)));
+                cuda::cuda_cross_entropy_backward_kept(xd.dtype(), xd.raw_device_data(), lse.raw_device_data(),
+                                                       tc.device_data_ptr<int64_t>(), B, C, ignore_index,
+                                                       label_smoothing, kept.device_data_ptr<int64_t>(),
+                                                       gc.raw_device_data(), dx.raw_device_data(),
+                                                       cuda::stream_of(dx)));
         return std::vector<Tensor>{dx};
       }
       double scale = count > 0 ? g.item() / (double)count : 0.0;
@@ -244,9 +253,21 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   y_shape.push_back(D);
   Tensor y = Tensor::empty(y_shape, weight.dtype(), weight.device());
   if (on_cuda(weight)) {
+    // Checked on the device without synchronising: a bad index is reported at the next
+    // synchronisation (backends/cuda/deferred_check.h); the kernels read a copy where it is 0.
+    MG_CHECK(V > 0 || L == 0, op, "indices {} index into weight {}, which has no rows", indices.desc(),
+             weight.desc());
     MG_CUDA(op, cudaStream_t stream = cuda::stream_of(y);
-            cuda::IndexCheck chk = cuda::cuda_index_check(cuda::make_view(ic), V, false, 0, stream);  // synchronises
-            if (chk.first_bad >= 0) bad_index(chk.bad_value, chk.first_bad);
+            const cuda::DeferredCheck chk = cuda::defer_check(
+                weight.device().index, op,
+                [wd = weight.desc(), V](int64_t l, int64_t value) {
+                  return fmt::format("index {} at position {} is out of range for weight {} ({} rows)", value, l,
+                                     wd, V);
+                });
+            Tensor safe = Tensor::empty(ic.shape(), DType::Int64, ic.device());
+            cuda::cuda_index_check_deferred(cuda::make_view(ic), V, false, 0, safe.device_data_ptr<int64_t>(),
+                                            nullptr, chk, stream);
+            ic = safe;
             cuda::cuda_embedding_forward(weight.dtype(), weight.raw_device_data(), weight.strides()[0],
                                          weight.strides()[1], ic.device_data_ptr<int64_t>(), L, D,
                                          y.raw_device_data(), stream));

@@ -8,6 +8,7 @@
 #include "backends/cuda/allocator.h"
 #include "backends/cuda/cuda.h"
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/deferred_check.h"
 #include "backends/cuda/stream.h"
 
 namespace megagrad {
@@ -215,8 +216,10 @@ void cuda_memcpy_d2h(void* dst, const void* src, size_t bytes, int device) {
   check_pointers("cuda_memcpy_d2h", dst, src);
   cuda_set_device(device, "cuda_memcpy_d2h");
   cudaStream_t s = cuda_stream(device);
+  const unsigned long long checks = cuda::deferred_checks_registered(device);  // complete after the sync
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
   MG_CUDA_CHECK(cudaStreamSynchronize(s));  // the host reads dst next
+  cuda::raise_deferred_failure(device, checks);  // a bad input found on the GPU since the last sync
 }
 
 void cuda_memcpy_d2d(void* dst, const void* src, size_t bytes, int device) {
@@ -236,7 +239,9 @@ void cuda_memset_zero(void* p, size_t bytes, int device) {
 void cuda_synchronize(int device) {
   if (cuda_device_count() == 0) return;  // no device, no work (cuda.h)
   cuda_set_device(device, "cuda_synchronize");
+  const unsigned long long checks = cuda::deferred_checks_registered(device);
   MG_CUDA_CHECK(cudaDeviceSynchronize());
+  cuda::raise_deferred_failure(device, checks);
 }
 
 }  // namespace megagrad

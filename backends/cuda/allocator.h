@@ -55,12 +55,13 @@ void cuda_reset_peak_memory_stats(int device = 0);
 // memory, as all megagrad CPU storage is: CUDA stages it before returning.
 void cuda_memcpy_h2d(void* dst, const void* src, size_t bytes, int device = 0);
 // Device to host; waits for the stream, so the host sees the data (and earlier kernel errors
-// surface here).
+// surface here, as do the inputs that device-side checks found bad: deferred_check.h).
 void cuda_memcpy_d2h(void* dst, const void* src, size_t bytes, int device = 0);
 // Device to device, same device.
 void cuda_memcpy_d2d(void* dst, const void* src, size_t bytes, int device = 0);
 void cuda_memset_zero(void* p, size_t bytes, int device = 0);
-// Waits until all queued work on the device is done; reports errors from kernels that ran.
+// Waits until all queued work on the device is done; reports errors from kernels that ran and
+// bad inputs found by device-side checks (deferred_check.h).
 // Without any device (or in a CPU-only build) there is no work: it does nothing.
 void cuda_synchronize(int device = 0);
 

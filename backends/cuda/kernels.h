@@ -235,4 +235,28 @@ void cuda_normal(DType dtype, void* out, int64_t n, double mean, double std, uin
 void cuda_philox(uint64_t seed, uint64_t counter_hi, uint64_t first, int64_t n, uint32_t* out,
                  cudaStream_t stream = 0);
 
+// ================================================================ checks without a synchronisation
+// (checks.cu; nn.cu for cross_entropy's). The ops' device-side input checks: a failure is written
+// to the check's slot and raised at the next synchronisation (backends/cuda/deferred_check.h).
+struct DeferredCheck;
+
+// idx int64 values must lie in [0, limit), or equal ignore_index when has_ignore. Writes `safe`
+// (contiguous, idx's row-major order, numel values): each value, or in place of a bad one
+// ignore_index (has_ignore) or 0, so that the kernels reading `safe` next stay in bounds
+// (limit >= 1). `kept` (a device int64, optional): the count of values != ignore_index.
+void cuda_index_check_deferred(const CudaView& idx, int64_t limit, bool has_ignore, int64_t ignore_index,
+                               int64_t* safe, int64_t* kept, const DeferredCheck& check, cudaStream_t stream = 0);
+// Every value of x (float32/64) must be 0 or 1 (a padding mask); the slot gets the bad value's bits
+// as a double.
+void cuda_binary_values_check_deferred(DType dtype, const CudaView& x, const DeferredCheck& check,
+                                       cudaStream_t stream = 0);
+// cross_entropy's mean without reading the count on the host: out (a device scalar of dtype) =
+// (dtype)(total * (1 / kept)), NaN when kept is 0 (total: a device double, kept: a device int64).
+void cuda_cross_entropy_mean(DType dtype, const double* total, const int64_t* kept, void* out,
+                             cudaStream_t stream = 0);
+// cuda_cross_entropy_backward with scale = 1 / *kept (0 when *kept is 0), read on the device.
+void cuda_cross_entropy_backward_kept(DType dtype, const void* x, const void* lse, const int64_t* target, int64_t B,
+                                      int64_t C, int64_t ignore_index, double smoothing, const int64_t* kept,
+                                      const void* dloss, void* dx, cudaStream_t stream = 0);
+
 }  // namespace megagrad::cuda

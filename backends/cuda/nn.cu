@@ -159,12 +159,12 @@ cross_entropy_forward_kernel(const T* __restrict__ x, const int64_t* __restrict_
 }
 
 // dx = sc exp(x - lse) - sc e / C, minus sc (1-e) at the target; 0 on ignored rows.
-// sc = scale * dloss[0] (or scale).
+// sc = scale * dloss[0] (or scale), where scale = 1 / *kept (0 if *kept is 0) when kept is given.
 template <typename T, int G>
 __global__ void __launch_bounds__(kThreads)
 cross_entropy_backward_kernel(const T* __restrict__ x, const T* __restrict__ lse, const int64_t* __restrict__ target,
                               int64_t B, int64_t C, int64_t ignore_index, double e, double scale,
-                              const T* __restrict__ dloss, T* __restrict__ dx) {
+                              const int64_t* __restrict__ kept, const T* __restrict__ dloss, T* __restrict__ dx) {
   const RowSlot<G> rs;
   if (rs.row >= B) return;
   T* dr = dx + rs.row * C;
@@ -173,6 +173,7 @@ cross_entropy_backward_kernel(const T* __restrict__ x, const T* __restrict__ lse
     for (int64_t c = rs.lane; c < C; c += G) dr[c] = T(0);
     return;
   }
+  if (kept) scale = *kept > 0 ? 1.0 / (double)*kept : 0.0;  // as the op computed it on the host before
   const double total = dloss ? scale * (double)dloss[0] : scale;
   const T sc = (T)total, smooth = (T)(total * e / (double)C), hit = (T)(total * (1 - e));
   const T* xr = x + rs.row * C;
@@ -362,10 +363,10 @@ void cuda_cross_entropy_forward(DType dtype, const void* x, const int64_t* targe
   });
 }
 
-void cuda_cross_entropy_backward(DType dtype, const void* x, const void* lse, const int64_t* target, int64_t B,
-                                 int64_t C, int64_t ignore_index, double smoothing, double scale,
-                                 const void* dloss, void* dx, cudaStream_t stream) {
-  constexpr std::string_view name = "cuda_cross_entropy_backward";
+namespace {
+void cross_entropy_backward(std::string_view name, DType dtype, const void* x, const void* lse,
+                            const int64_t* target, int64_t B, int64_t C, int64_t ignore_index, double smoothing,
+                            double scale, const int64_t* kept, const void* dloss, void* dx, cudaStream_t stream) {
   MG_CHECK(B >= 0 && C > 0, name, "logits ({},{}): need C > 0", B, C);
   if (B == 0) return;
   dispatch_float_cu(name, dtype, [&](auto tag) {
@@ -376,10 +377,43 @@ void cuda_cross_entropy_backward(DType dtype, const void* x, const void* lse, co
     T* dp = static_cast<T*>(dx);
     if (group_for(C) == 32)
       cross_entropy_backward_kernel<T, 32><<<row_grid(name, B, 32), kThreads, 0, stream>>>(
-          xp, lp, target, B, C, ignore_index, smoothing, scale, gp, dp);
+          xp, lp, target, B, C, ignore_index, smoothing, scale, kept, gp, dp);
     else
       cross_entropy_backward_kernel<T, kThreads><<<row_grid(name, B, kThreads), kThreads, 0, stream>>>(
-          xp, lp, target, B, C, ignore_index, smoothing, scale, gp, dp);
+          xp, lp, target, B, C, ignore_index, smoothing, scale, kept, gp, dp);
+    check_launch();
+  });
+}
+
+template <typename T>
+__global__ void cross_entropy_mean_kernel(const double* __restrict__ total, const int64_t* __restrict__ kept,
+                                          T* __restrict__ out) {
+  const int64_t n = *kept;
+  out[0] = n > 0 ? (T)(*total * (1.0 / (double)n)) : std::numeric_limits<T>::quiet_NaN();
+}
+}  // namespace
+
+void cuda_cross_entropy_backward(DType dtype, const void* x, const void* lse, const int64_t* target, int64_t B,
+                                 int64_t C, int64_t ignore_index, double smoothing, double scale,
+                                 const void* dloss, void* dx, cudaStream_t stream) {
+  cross_entropy_backward("cuda_cross_entropy_backward", dtype, x, lse, target, B, C, ignore_index, smoothing, scale,
+                         nullptr, dloss, dx, stream);
+}
+
+void cuda_cross_entropy_backward_kept(DType dtype, const void* x, const void* lse, const int64_t* target, int64_t B,
+                                      int64_t C, int64_t ignore_index, double smoothing, const int64_t* kept,
+                                      const void* dloss, void* dx, cudaStream_t stream) {
+  MG_CHECK(kept, "cuda_cross_entropy_backward_kept", "null count");
+  cross_entropy_backward("cuda_cross_entropy_backward_kept", dtype, x, lse, target, B, C, ignore_index, smoothing, 0.0,
+                         kept, dloss, dx, stream);
+}
+
+void cuda_cross_entropy_mean(DType dtype, const double* total, const int64_t* kept, void* out, cudaStream_t stream) {
+  constexpr std::string_view name = "cuda_cross_entropy_mean";
+  MG_CHECK(total && kept && out, name, "null pointer");
+  dispatch_float_cu(name, dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cross_entropy_mean_kernel<T><<<1, 1, 0, stream>>>(total, kept, static_cast<T*>(out));
     check_launch();
   });
 }

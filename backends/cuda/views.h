@@ -6,6 +6,7 @@
 //                    cuda::stream_of(y));
 #pragma once
 #include <cuda_runtime.h>
+#include "backends/cuda/deferred_check.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/stream.h"
 #include "core/tensor.h"

@@ -11,8 +11,11 @@
 #include "mega/attention/attention_cpu.h"
 #include "mega/attention/rotary_bias.h"
 #if MEGAGRAD_HAS_CUDA
+#include <cstring>
 #include "backends/cuda/stream.h"
+#include "backends/cuda/views.h"
 #include "mega/attention/attention_cuda.h"
+#include "mega/attention/rotary_bias_cuda.h"
 #endif
 
 namespace megagrad {
@@ -47,10 +50,24 @@ Checked check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
     MG_CHECK(mask.dtype() == q.dtype() && mask.device() == q.device(), op,
              "padding_mask {} must have q's dtype and device ({})", mask.desc(), q.desc());
     MG_CHECK(mask.shape() == (Shape{c.B, c.L}), op, "padding_mask must be ({},{}), got {}", c.B, c.L, mask.desc());
-    std::vector<double> m = mask.to_vector();
-    for (size_t i = 0; i < m.size(); ++i)
-      MG_CHECK(m[i] == 0.0 || m[i] == 1.0, op, "padding_mask must hold 0 or 1 (1 = pad), found {} at ({},{})",
-               m[i], (int64_t)i / c.L, (int64_t)i % c.L);
+    if (mask.device().is_cpu()) {
+      std::vector<double> m = mask.to_vector();
+      for (size_t i = 0; i < m.size(); ++i)
+        MG_CHECK(m[i] == 0.0 || m[i] == 1.0, op, "padding_mask must hold 0 or 1 (1 = pad), found {} at ({},{})",
+                 m[i], (int64_t)i / c.L, (int64_t)i % c.L);
+    } else {
+#if MEGAGRAD_HAS_CUDA
+      // On the device, without synchronising: a bad value is reported at the next synchronisation
+      // (backends/cuda/deferred_check.h). The kernels read any value safely (pad = value != 0).
+      const int64_t L = c.L;
+      const cuda::DeferredCheck chk = cuda::defer_check(mask.device().index, op, [L](int64_t i, int64_t bits) {
+        double v;
+        std::memcpy(&v, &bits, sizeof v);
+        return fmt::format("padding_mask must hold 0 or 1 (1 = pad), found {} at ({},{})", v, i / L, i % L);
+      });
+      cuda::cuda_binary_values_check_deferred(mask.dtype(), cuda::make_view(mask), chk, cuda::stream_of(mask));
+#endif
+    }
   }
   MG_CHECK(o.dropout >= 0.0 && o.dropout < 1.0, op, "dropout must be in [0, 1), got {}", o.dropout);
   // Chunks: C = chunk_size when 0 < chunk_size < L, else the whole sequence.
@@ -91,6 +108,29 @@ std::vector<double> bias_table(const RelPosBias& bias, const Checked& c) {
   std::vector<double> w = bias.weight.to_vector(), rel((size_t)(2 * c.C - 1));
   for (int64_t t = 0; t < 2 * c.C - 1; ++t) rel[(size_t)t] = w[(size_t)(c.M - c.C + t)];
   return rel;
+}
+
+// bias_table built on the device from the parameters (no round trip through the host): simple, a
+// copy of the weight's slice (the same values); rotary, by a kernel with the host's formulas
+// (rotary_coeffs.h).
+Tensor device_bias_table(const RelPosBias& bias, const Checked& c) {
+#if MEGAGRAD_HAS_CUDA
+  const Tensor& like = c.rotary ? bias.alpha : bias.weight;
+  Tensor rel = Tensor::empty({2 * c.C - 1}, like.dtype(), like.device());
+  if (!c.rotary) {
+    rel.copy_(bias.weight.detach().narrow(0, c.M - c.C, 2 * c.C - 1));
+    return rel;
+  }
+  Tensor a = bias.alpha.detach().contiguous(), b = bias.beta.detach().contiguous();
+  dispatch_float(kOp, rel.dtype(), [&]<typename T>() {
+    rotary_cuda::bias_table<T>(a.device_data_ptr<T>(), b.device_data_ptr<T>(), c.Z, c.C, rel.device_data_ptr<T>(),
+                               cuda_stream(rel.device().index));
+  });
+  return rel;
+#else
+  (void)bias;
+  fail(kOp, "the bias of a {} tensor: megagrad was built without CUDA", c.rotary ? "rotary" : "simple");
+#endif
 }
 
 // The kernels read rows with unit stride along the last dim and a row stride >= its width
@@ -149,7 +189,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   if (!dev.is_cpu()) fail(kOp, "{} is not on the cpu, and megagrad was built without CUDA", q.desc());
 #endif
   // The bias table in the kernels' dtype, on their device; the backward reuses it.
-  const Tensor rel = Tensor::from_vector(bias_table(bias, c), {2 * c.C - 1}, dt).to(dev);
+  const Tensor rel = dev.is_cpu() ? Tensor::from_vector(bias_table(bias, c), {2 * c.C - 1}, dt)
+                                  : device_bias_table(bias, c);
   Tensor out = Tensor::empty({c.B, c.L, c.H}, dt, dev);
   Tensor lse = softmax ? Tensor::empty({c.B, c.L}, dt, dev) : Tensor();
   dispatch_float(kOp, dt, [&]<typename T>() {
@@ -207,16 +248,35 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     });
     grads[0] = dq, grads[1] = dk, grads[2] = dv;
     if (!need_bias) return grads;
+    if (!dev.is_cpu()) {  // on the device, as the host below computes it
+#if MEGAGRAD_HAS_CUDA
+      if (!c.rotary) {
+        grads[3] = Tensor::zeros({2 * c.M - 1}, dt, dev);
+        grads[3].narrow(0, c.M - c.C, 2 * c.C - 1).copy_(drel_t);  // (T) of the double sums, as from_vector
+      } else {
+        Tensor a = saved.alpha.contiguous(), b = saved.beta.contiguous();
+        grads[4] = Tensor::empty({1, c.Z}, dt, dev);
+        grads[5] = Tensor::empty({1, c.Z}, dt, dev);
+        dispatch_float(kOp, dt, [&]<typename T>() {
+          rotary_cuda::bias_table_backward<T>(a.device_data_ptr<T>(), b.device_data_ptr<T>(),
+                                              drel_t.device_data_ptr<double>(), c.Z, c.C,
+                                              grads[4].device_data_ptr<T>(), grads[5].device_data_ptr<T>(),
+                                              cuda_stream(dev.index));
+        });
+      }
+#endif
+      return grads;
+    }
     const std::vector<double> drel = drel_t.to_vector();
     if (!c.rotary) {
       // rel[t] = w[M-C+t]: the table's gradient lands on that slice of the weight.
       std::vector<double> dw((size_t)(2 * c.M - 1), 0.0);
       for (int64_t t = 0; t < 2 * c.C - 1; ++t) dw[(size_t)(c.M - c.C + t)] = drel[(size_t)t];
-      grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt).to(dev);
+      grads[3] = Tensor::from_vector(dw, {2 * c.M - 1}, dt);
     } else {
       auto [da, db] = rotary_bias_table_backward(saved.alpha, saved.beta, drel, c.C);
-      grads[4] = Tensor::from_vector(da, {1, c.Z}, dt).to(dev);
-      grads[5] = Tensor::from_vector(db, {1, c.Z}, dt).to(dev);
+      grads[4] = Tensor::from_vector(da, {1, c.Z}, dt);
+      grads[5] = Tensor::from_vector(db, {1, c.Z}, dt);
     }
     return grads;
   });

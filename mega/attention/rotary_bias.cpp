@@ -2,13 +2,14 @@
 #include "mega/attention/rotary_bias.h"
 #include <cmath>
 #include "autograd/ops.h"
+#include "mega/attention/rotary_coeffs.h"
 
 namespace megagrad {
 
 std::vector<double> rotary_theta(int64_t Z) {
   const int64_t half = Z / 2;
   std::vector<double> th((size_t)half);
-  for (int64_t kk = 0; kk < half; ++kk) th[(size_t)kk] = std::exp((double)kk * -(std::log(10000.0) / (double)half));
+  for (int64_t kk = 0; kk < half; ++kk) th[(size_t)kk] = rotary_theta_at(kk, half);
   return th;
 }
 
@@ -19,19 +20,13 @@ std::vector<double> rotary_bias_table(const Tensor& alpha, const Tensor& beta, i
   std::vector<double> a = alpha.to_vector(), b = beta.to_vector();
   const int64_t Z = (int64_t)a.size(), half = Z / 2;
   std::vector<double> th = rotary_theta(Z), rel((size_t)(2 * C - 1));
-  std::vector<double> P((size_t)half), Q((size_t)half);
-  for (int64_t kk = 0; kk < half; ++kk) {
-    const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
-    P[(size_t)kk] = a1 * b1 + a2 * b2, Q[(size_t)kk] = a1 * b2 - a2 * b1;
-  }
+  std::vector<RotaryPQ> pq((size_t)half);
+  for (int64_t kk = 0; kk < half; ++kk)
+    pq[(size_t)kk] = rotary_pq(a[(size_t)kk], a[(size_t)(kk + half)], b[(size_t)kk], b[(size_t)(kk + half)]);
   // e and -e share their cosines, and their sines differ in sign: half the trigonometric calls.
   for (int64_t e = 0; e < C; ++e) {
     double pc = 0, qs = 0;  // sum_k P_k cos(theta_k e), sum_k Q_k sin(theta_k e)
-    for (int64_t kk = 0; kk < half; ++kk) {
-      const double x = th[(size_t)kk] * (double)e;
-      pc += P[(size_t)kk] * std::cos(x);
-      qs += Q[(size_t)kk] * std::sin(x);
-    }
+    for (int64_t kk = 0; kk < half; ++kk) rotary_rel_term(pq[(size_t)kk], th[(size_t)kk], e, pc, qs);
     rel[(size_t)(C - 1 + e)] = pc - qs;
     rel[(size_t)(C - 1 - e)] = pc + qs;
   }
@@ -48,18 +43,12 @@ std::pair<std::vector<double>, std::vector<double>> rotary_bias_table_backward(c
   const int64_t Z = (int64_t)a.size(), half = Z / 2;
   std::vector<double> th = rotary_theta(Z), da((size_t)Z), db((size_t)Z);
   for (int64_t kk = 0; kk < half; ++kk) {
-    // Entries e and -e together: cos is even, sin odd.
-    double gc = drel[(size_t)(C - 1)], gs = 0;
-    for (int64_t e = 1; e < C; ++e) {
-      const double x = th[(size_t)kk] * (double)e, up = drel[(size_t)(C - 1 + e)], dn = drel[(size_t)(C - 1 - e)];
-      gc += (up + dn) * std::cos(x);
-      gs += (up - dn) * std::sin(x);
-    }
-    const double a1 = a[(size_t)kk], a2 = a[(size_t)(kk + half)], b1 = b[(size_t)kk], b2 = b[(size_t)(kk + half)];
-    da[(size_t)kk] = b1 * gc - b2 * gs;
-    da[(size_t)(kk + half)] = b2 * gc + b1 * gs;
-    db[(size_t)kk] = a1 * gc + a2 * gs;
-    db[(size_t)(kk + half)] = a2 * gc - a1 * gs;
+    const RotaryGrads g = rotary_grads(drel.data(), C, th[(size_t)kk], a[(size_t)kk], a[(size_t)(kk + half)],
+                                       b[(size_t)kk], b[(size_t)(kk + half)]);
+    da[(size_t)kk] = g.da1;
+    da[(size_t)(kk + half)] = g.da2;
+    db[(size_t)kk] = g.db1;
+    db[(size_t)(kk + half)] = g.db2;
   }
   return {da, db};
 }

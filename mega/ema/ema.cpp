@@ -10,6 +10,7 @@
 #include "autograd/ops.h"
 #include "core/dispatch.h"
 #include "core/vec_math.h"
+#include "mega/ema/ema_coeffs.h"
 #include "mega/ema/ema_cpu.h"
 #if MEGAGRAD_HAS_CUDA
 #include "backends/cuda/stream.h"
@@ -52,13 +53,27 @@ EmaShape check_ema(const Tensor& x, const Tensor& mask, const EmaParams& p, cons
   return s;
 }
 
-// Per direction q, a, c, Q laid out (N, Dp), from the official (E, N) parameters in double, as one
-// tensor (R, 4, N * Dp) of x's dtype on the parameters' device. Computed on the host (E x N numbers).
+// Per direction q, a, c, Q laid out (N, Dp), from the official (E, N) parameters in double
+// (ema_coeffs.h), as one tensor (R, 4, N * Dp) of x's dtype on the parameters' device: on the host
+// for CPU tensors, by a kernel on the device for GPU tensors (no round trip).
 Tensor make_coeffs(const EmaParams& p, const EmaShape& s) {
-  std::vector<double> delta = p.delta.to_vector(), alpha = p.alpha.to_vector(), beta = p.beta.to_vector(),
-                      gamma = p.gamma.to_vector();
   const int64_t Dp = s.Dp(), NDp = s.N * Dp;
   const double scale = std::sqrt(1.0 / (double)s.N);
+  if (!p.gamma.device().is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    Tensor all = Tensor::empty({s.ndirs, 4, NDp}, p.gamma.dtype(), p.gamma.device());  // every entry written
+    Tensor delta = p.delta.detach().contiguous(), alpha = p.alpha.detach().contiguous(),
+           beta = p.beta.detach().contiguous(), gamma = p.gamma.detach().contiguous();
+    dispatch_float("ema", all.dtype(), [&]<typename T>() {
+      ema_cuda::make_coeffs<T>(delta.device_data_ptr<T>(), alpha.device_data_ptr<T>(), beta.device_data_ptr<T>(),
+                               gamma.device_data_ptr<T>(), s, scale, all.device_data_ptr<T>(),
+                               cuda_stream(all.device().index));
+    });
+    return all;
+#endif
+  }
+  std::vector<double> delta = p.delta.to_vector(), alpha = p.alpha.to_vector(), beta = p.beta.to_vector(),
+                      gamma = p.gamma.to_vector();
   Tensor all = Tensor::zeros({s.ndirs, 4, NDp}, p.gamma.dtype());
   dispatch_float("ema", all.dtype(), [&]<typename T>() {
     for (int dir = 0; dir < s.ndirs; ++dir) {
@@ -67,16 +82,15 @@ Tensor make_coeffs(const EmaParams& p, const EmaShape& s) {
       for (int64_t d = 0; d < s.D; ++d)
         for (int64_t n = 0; n < s.N; ++n) {
           size_t e = (size_t)((dir * s.D + d) * s.N + n), j = (size_t)(n * Dp + d);
-          double pp = 1 / (1 + std::exp(-delta[e])), ap = 1 / (1 + std::exp(-alpha[e]));
-          double q = 1 - pp * ap;
-          q_[j] = (T)q;
-          a_[j] = (T)(pp * beta[e]);
-          c_[j] = (T)(gamma[e] * scale);
-          Q_[j] = s.truncated() ? (T)std::pow(q, (double)s.kernel_len) : T(0);
+          const EmaCoeffValue v = ema_coeff(delta[e], alpha[e], beta[e], gamma[e], scale, s.truncated(), s.kernel_len);
+          q_[j] = (T)v.q;
+          a_[j] = (T)v.a;
+          c_[j] = (T)v.c;
+          Q_[j] = (T)v.Q;
         }
     }
   });
-  return all.to(p.gamma.device());
+  return all;
 }
 
 // Pointers on the tensors' device (host or device alike) to what the kernels take.
@@ -210,37 +224,49 @@ Tensor input_grad(const EmaShape& s, const Tensor& dxt, const Tensor& mask, cons
 }
 
 // Chains the recurrences' sums (4, R, N, Dp), summed over the batch, to the gradients of delta,
-// alpha, beta, gamma (ema.md, "Chain"), on the host.
+// alpha, beta, gamma (ema.md, "Chain"; ema_coeffs.h): on the host for CPU tensors, by a kernel on
+// the device for GPU tensors.
 std::array<Tensor, 4> chain_param_grads(const EmaParams& saved, const EmaShape& s, const Tensor& sums) {
+  const int64_t E = s.E(), N = s.N, Dp = s.Dp();
+  const double scale = std::sqrt(1.0 / (double)N);
+  const DType dt = saved.gamma.dtype();
+  const Device dev = saved.delta.device();
+  if (!dev.is_cpu()) {
+#if MEGAGRAD_HAS_CUDA
+    std::array<Tensor, 4> g{Tensor::empty({E, N, 1}, dt, dev), Tensor::empty({E, N, 1}, dt, dev),
+                            Tensor::empty({E, N, 1}, dt, dev), Tensor::empty({E, N}, dt, dev)};
+    Tensor delta = saved.delta.contiguous(), alpha = saved.alpha.contiguous(), beta = saved.beta.contiguous(),
+           gamma = saved.gamma.contiguous();
+    dispatch_float("ema", dt, [&]<typename T>() {
+      ema_cuda::chain_param_grads<T>(delta.device_data_ptr<T>(), alpha.device_data_ptr<T>(),
+                                     beta.device_data_ptr<T>(), gamma.device_data_ptr<T>(),
+                                     sums.device_data_ptr<double>(), s, scale, g[0].device_data_ptr<T>(),
+                                     g[1].device_data_ptr<T>(), g[2].device_data_ptr<T>(), g[3].device_data_ptr<T>(),
+                                     cuda_stream(dev.index));
+    });
+    return g;
+#endif
+  }
   std::vector<double> delta = saved.delta.to_vector(), alpha = saved.alpha.to_vector(),
                       beta = saved.beta.to_vector(), gamma = saved.gamma.to_vector();
   const std::vector<double> h = sums.to_vector();
-  const int64_t E = s.E(), N = s.N, Dp = s.Dp();
   auto sum = [&](int kind, int dir, int64_t n, int64_t d) {
     return h[(size_t)(((kind * s.ndirs + dir) * N + n) * Dp + d)];
   };
-  const double scale = std::sqrt(1.0 / (double)N);
   std::vector<double> gdelta((size_t)(E * N)), galpha((size_t)(E * N)), gbeta((size_t)(E * N)), ggamma((size_t)(E * N));
   for (int dir = 0; dir < s.ndirs; ++dir)
     for (int64_t d = 0; d < s.D; ++d)
       for (int64_t n = 0; n < N; ++n) {
         size_t e = (size_t)((dir * s.D + d) * N + n);
-        double dc = sum(0, dir, n, d), da = sum(1, dir, n, d), dq = sum(2, dir, n, d), dQ = sum(3, dir, n, d);
-        double pp = 1 / (1 + std::exp(-delta[e])), ap = 1 / (1 + std::exp(-alpha[e]));
-        double q = 1 - pp * ap, c = gamma[e] * scale;
-        da *= c;  // the kernel summed gy u; da = c sum gy u
-        dq *= c;
-        if (s.truncated()) dq += c * dQ * (double)s.kernel_len * std::pow(q, (double)(s.kernel_len - 1));
-        double dp = da * beta[e] - dq * ap, dap = -dq * pp;
-        ggamma[e] = dc * scale;
-        gbeta[e] = da * pp;
-        gdelta[e] = dp * pp * (1 - pp);
-        galpha[e] = dap * ap * (1 - ap);
+        const EmaParamGrads g = ema_chain(delta[e], alpha[e], beta[e], gamma[e], scale, s.truncated(), s.kernel_len,
+                                          sum(0, dir, n, d), sum(1, dir, n, d), sum(2, dir, n, d), sum(3, dir, n, d));
+        ggamma[e] = g.gamma;
+        gbeta[e] = g.beta;
+        gdelta[e] = g.delta;
+        galpha[e] = g.alpha;
       }
-  const DType dt = saved.gamma.dtype();
-  const Device dev = saved.delta.device();
-  return {Tensor::from_vector(gdelta, {E, N, 1}, dt).to(dev), Tensor::from_vector(galpha, {E, N, 1}, dt).to(dev),
-          Tensor::from_vector(gbeta, {E, N, 1}, dt).to(dev), Tensor::from_vector(ggamma, {E, N}, dt).to(dev)};
+  return {Tensor::from_vector(gdelta, {E, N, 1}, dt), Tensor::from_vector(galpha, {E, N, 1}, dt),
+          Tensor::from_vector(gbeta, {E, N, 1}, dt), Tensor::from_vector(ggamma, {E, N}, dt)};
 }
 
 }  // namespace

@@ -49,6 +49,7 @@
 // the tile kernels read x once each and write y once, at 6 FMA per (step, n) for two directions
 // (plus 2 in the states pass): compute-bound rather than memory-bound.
 #include "mega/ema/ema_cuda.h"
+#include "mega/ema/ema_coeffs.h"
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -830,13 +831,95 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
   }
 }
 
+namespace {
+
+// ---------------------------------------------------------------- parameter tables
+// One thread per entry (direction, n, column j < Dp); the formulas are ema_coeffs.h's.
+template <typename T>
+__global__ void __launch_bounds__(256)
+make_coeffs_kernel(const T* __restrict__ delta, const T* __restrict__ alpha, const T* __restrict__ beta,
+                   const T* __restrict__ gamma, int64_t D, int64_t N, int64_t Dp, int ndirs, double scale,
+                   bool truncated, int64_t K, T* __restrict__ out) {
+  // No grid-stride loop: with one, ptxas spills 8 bytes in the float64 kernel on sm_90.
+  const int64_t NDp = N * Dp, i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= ndirs * NDp) return;
+  const int64_t dir = i / NDp, r = i - dir * NDp, n = r / Dp, d = r - n * Dp;
+  T* q = out + dir * 4 * NDp + r;
+  if (d >= D) {
+    q[0] = q[NDp] = q[2 * NDp] = q[3 * NDp] = T(0);
+    return;
+  }
+  const int64_t e = (dir * D + d) * N + n;
+  const EmaCoeffValue v =
+      ema_coeff((double)delta[e], (double)alpha[e], (double)beta[e], (double)gamma[e], scale, truncated, K);
+  q[0] = (T)v.q;
+  q[NDp] = (T)v.a;
+  q[2 * NDp] = (T)v.c;
+  q[3 * NDp] = (T)v.Q;
+}
+
+// One thread per parameter entry e = (dir D + d) N + n.
+template <typename T>
+__global__ void __launch_bounds__(256)
+chain_kernel(const T* __restrict__ delta, const T* __restrict__ alpha, const T* __restrict__ beta,
+             const T* __restrict__ gamma, const double* __restrict__ sums, int64_t D, int64_t N, int64_t Dp, int ndirs,
+             double scale, bool truncated, int64_t K, T* __restrict__ gdelta, T* __restrict__ galpha,
+             T* __restrict__ gbeta, T* __restrict__ ggamma) {
+  const int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= ndirs * D * N) return;
+  const int64_t n = e % N, dd = e / N, dir = dd / D, d = dd - dir * D;
+  auto sum = [&](int kind) { return sums[((kind * ndirs + dir) * N + n) * Dp + d]; };
+  const EmaParamGrads g = ema_chain((double)delta[e], (double)alpha[e], (double)beta[e], (double)gamma[e], scale,
+                                    truncated, K, sum(0), sum(1), sum(2), sum(3));
+  gdelta[e] = (T)g.delta;
+  galpha[e] = (T)g.alpha;
+  gbeta[e] = (T)g.beta;
+  ggamma[e] = (T)g.gamma;
+}
+
+// One thread per entry (the tables are small: R N Dp entries).
+unsigned table_grid(int64_t n) {
+  MG_CHECK((n + 255) / 256 <= INT32_MAX, "ema_cuda", "{} table entries do not fit one grid", n);
+  return (unsigned)std::max<int64_t>((n + 255) / 256, 1);
+}
+
+}  // namespace
+
+template <typename T>
+void make_coeffs(const T* delta, const T* alpha, const T* beta, const T* gamma, const EmaShape& s, double scale,
+                 T* coeffs, cudaStream_t stream) {
+  MG_CHECK(delta && alpha && beta && gamma && coeffs, "ema_cuda", "make_coeffs: null pointer");
+  const int64_t total = s.ndirs * s.N * s.Dp();
+  if (total == 0) return;
+  make_coeffs_kernel<T><<<table_grid(total), 256, 0, stream>>>(delta, alpha, beta, gamma, s.D, s.N, s.Dp(), s.ndirs,
+                                                               scale, s.truncated(), s.kernel_len, coeffs);
+  MG_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void chain_param_grads(const T* delta, const T* alpha, const T* beta, const T* gamma, const double* sums,
+                       const EmaShape& s, double scale, T* gdelta, T* galpha, T* gbeta, T* ggamma,
+                       cudaStream_t stream) {
+  MG_CHECK(delta && alpha && beta && gamma && sums && gdelta && galpha && gbeta && ggamma, "ema_cuda",
+           "chain_param_grads: null pointer");
+  const int64_t total = s.E() * s.N;
+  if (total == 0) return;
+  chain_kernel<T><<<table_grid(total), 256, 0, stream>>>(delta, alpha, beta, gamma, sums, s.D, s.N, s.Dp(), s.ndirs,
+                                                         scale, s.truncated(), s.kernel_len, gdelta, galpha, gbeta,
+                                                         ggamma);
+  MG_CUDA_CHECK(cudaGetLastError());
+}
+
 #define MG_EMA_CUDA_INSTANTIATE(T)                                                                              \
   template size_t forward_workspace_bytes<T>(const EmaShape&, int64_t);                                            \
   template size_t backward_workspace_bytes<T>(const EmaShape&, int64_t);                                           \
   template void forward<T>(const EmaInput<T>&, const EmaCoeffs<T>*, const EmaShape&, T*, const T*, T*, void*, size_t, \
                            cudaStream_t, int64_t);                                                              \
   template void backward<T>(const EmaInput<T>&, const EmaCoeffs<T>*, const EmaShape&, const T*, T*, double*, void*,  \
-                            size_t, cudaStream_t, int64_t);
+                            size_t, cudaStream_t, int64_t);                                                  \
+  template void make_coeffs<T>(const T*, const T*, const T*, const T*, const EmaShape&, double, T*, cudaStream_t);  \
+  template void chain_param_grads<T>(const T*, const T*, const T*, const T*, const double*, const EmaShape&, double, \
+                                     T*, T*, T*, T*, cudaStream_t);
 MG_EMA_CUDA_INSTANTIATE(float)
 MG_EMA_CUDA_INSTANTIATE(double)
 #undef MG_EMA_CUDA_INSTANTIATE

@@ -48,4 +48,19 @@ template <typename T>
 void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, const T* gy, T* dxt,
               double* sums, void* workspace, size_t workspace_bytes, cudaStream_t stream, int64_t chunk = 0);
 
+// The op's parameter tables on the device, from the official parameters (device arrays of T,
+// contiguous: delta, alpha, beta (E, N, 1), gamma (E, N)), with the formulas of ema_coeffs.h;
+// scale = sqrt(1 / N) as the host computes it.
+// coeffs: (R, 4, N * Dp), per direction q, a, c, Q each (N, Dp), zero for d >= D (every entry
+// written), as ema.cpp's make_coeffs builds on the host.
+template <typename T>
+void make_coeffs(const T* delta, const T* alpha, const T* beta, const T* gamma, const EmaShape& s, double scale,
+                 T* coeffs, cudaStream_t stream);
+// The parameters' gradients from the backward's sums (4, R, N, Dp) doubles: gdelta, galpha,
+// gbeta (E, N, 1) and ggamma (E, N), contiguous, written (ema_chain of ema_coeffs.h).
+template <typename T>
+void chain_param_grads(const T* delta, const T* alpha, const T* beta, const T* gamma, const double* sums,
+                       const EmaShape& s, double scale, T* gdelta, T* galpha, T* gbeta, T* ggamma,
+                       cudaStream_t stream);
+
 }  // namespace megagrad::ema_cuda
