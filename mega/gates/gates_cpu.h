@@ -45,7 +45,53 @@ inline int64_t row_grain(int64_t width) { return std::max<int64_t>(1, kElementwi
 // count), then the blocks are added in order.
 inline constexpr int64_t kSumBlock = 64;
 
+// The per-row loops, with restrict-qualified arguments: the compiler then vectorises each without
+// run-time overlap checks (several outputs and inputs per loop defeat its versioning).
+template <typename T>
+inline void silu_row(const T* __restrict x, T* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid_fast(x[i]);
+}
+// dx = dy silu'(x)
+template <typename T>
+inline void silu_grad_row(const T* __restrict x, const T* __restrict dy, T* __restrict dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T sg = sigmoid_fast(x[i]);
+    dx[i] = dy[i] * (sg * (T(1) + x[i] * (T(1) - sg)));
+  }
+}
+// d = d silu'(x), in place
+template <typename T>
+inline void silu_grad_inplace_row(const T* __restrict x, T* __restrict d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T sg = sigmoid_fast(x[i]);
+    d[i] = d[i] * (sg * (T(1) + x[i] * (T(1) - sg)));
+  }
+}
+// q = z g0 + b0, k = z g1 + b1
+template <typename T>
+inline void affine_pair_row(const T* __restrict z, const T* __restrict g0, const T* __restrict b0,
+                            const T* __restrict g1, const T* __restrict b1, T* __restrict q, T* __restrict k,
+                            int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T zi = z[i];
+    q[i] = zi * g0[i] + b0[i];
+    k[i] = zi * g1[i] + b1[i];
+  }
+}
+
 // ---------------------------------------------------------------- input gates
+
+// acc += [gq z | gk z | gq | gk] in double, acc (4, n)
+template <typename T>
+inline void param_sums_row(const T* __restrict gq, const T* __restrict gk, const T* __restrict z,
+                           double* __restrict acc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    acc[i] += (double)(gq[i] * z[i]);
+    acc[n + i] += (double)(gk[i] * z[i]);
+    acc[2 * n + i] += (double)gq[i];
+    acc[3 * n + i] += (double)gk[i];
+  }
+}
 
 // out[r] = [sigmoid(u~) | silu(r~) | silu(z~) gamma0 + beta0 | silu(z~) gamma1 + beta1]
 template <typename T>
@@ -53,18 +99,16 @@ void input_gates_forward(const Dims& s, Rows<T> x, const T* gamma, const T* beta
   const int64_t D = s.D, Z = s.Z, H = s.H, P = s.P();
   const T *g0 = gamma, *g1 = gamma + Z, *b0 = beta, *b1 = beta + Z;
   parallel_for(s.R(), row_grain(P), [&](int64_t r0, int64_t r1) {
+    std::vector<T> z((size_t)Z);
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x.row(r, s.L);
       const T *xu = xr, *xz = xr + D, *xh = xr + D + Z;
       T* o = out + r * P;
       T *u = o, *rr = o + D, *q = o + D + H, *k = q + Z;
       for (int64_t d = 0; d < D; ++d) u[d] = sigmoid_fast(xu[d]);
-      for (int64_t h = 0; h < H; ++h) rr[h] = xh[h] * sigmoid_fast(xh[h]);
-      for (int64_t j = 0; j < Z; ++j) {
-        const T z = xz[j] * sigmoid_fast(xz[j]);
-        q[j] = z * g0[j] + b0[j];
-        k[j] = z * g1[j] + b1[j];
-      }
+      silu_row(xh, rr, H);
+      silu_row(xz, z.data(), Z);
+      affine_pair_row(z.data(), g0, b0, g1, b1, q, k, Z);
     }
   });
 }
@@ -86,14 +130,9 @@ void input_gates_backward(const Dims& s, Rows<T> x, const T* gamma, const T* out
         const T *gu = gr, *gh = gr + D, *gq = gr + D + H, *gk = gq + Z;
         T *du = dx + r * C, *dz = du + D, *dh = du + D + Z;
         for (int64_t d = 0; d < D; ++d) du[d] = gu[d] * (u[d] * (T(1) - u[d]));
-        for (int64_t j = 0; j < Z; ++j) {
-          const T sg = sigmoid_fast(xz[j]);
-          dz[j] = (gq[j] * g0[j] + gk[j] * g1[j]) * (sg * (T(1) + xz[j] * (T(1) - sg)));
-        }
-        for (int64_t h = 0; h < H; ++h) {
-          const T sg = sigmoid_fast(xh[h]);
-          dh[h] = gh[h] * (sg * (T(1) + xh[h] * (T(1) - sg)));
-        }
+        for (int64_t j = 0; j < Z; ++j) dz[j] = gq[j] * g0[j] + gk[j] * g1[j];  // dz, then dz~ in place
+        silu_grad_inplace_row(xz, dz, Z);
+        silu_grad_row(xh, gh, dh, H);
       }
     });
   if (!dparams) return;
@@ -108,12 +147,7 @@ void input_gates_backward(const Dims& s, Rows<T> x, const T* gamma, const T* out
         const T* xz = x.row(r, s.L) + D;
         const T *gq = g + r * P + D + H, *gk = gq + Z;
         for (int64_t j = 0; j < Z; ++j) z[(size_t)j] = xz[j] * sigmoid_fast(xz[j]);
-        for (int64_t j = 0; j < Z; ++j) {
-          acc[j] += (double)(gq[j] * z[(size_t)j]);
-          acc[Z + j] += (double)(gk[j] * z[(size_t)j]);
-          acc[2 * Z + j] += (double)gq[j];
-          acc[3 * Z + j] += (double)gk[j];
-        }
+        param_sums_row(gq, gk, z.data(), acc, Z);
       }
     }
   });
@@ -124,21 +158,48 @@ void input_gates_backward(const Dims& s, Rows<T> x, const T* gamma, const T* out
 
 // ---------------------------------------------------------------- output gate
 
+template <typename T>
+inline void output_gate_row(const T* __restrict hx, const T* __restrict hp, const T* __restrict u,
+                            const T* __restrict res, T* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = hx[i] + hp[i];
+    const T h = a * sigmoid_fast(a);
+    out[i] = res[i] + u[i] * (h - res[i]);
+  }
+}
+
 // out = res + u (silu(hx + hp) - res)
 template <typename T>
 void output_gate_forward(const Dims& s, Rows<T> hx, Rows<T> hp, Rows<T> u, Rows<T> res, T* out) {
   const int64_t D = s.D;
   parallel_for(s.R(), row_grain(D), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T *a1 = hx.row(r, s.L), *a2 = hp.row(r, s.L), *ur = u.row(r, s.L), *rr = res.row(r, s.L);
-      T* o = out + r * D;
-      for (int64_t d = 0; d < D; ++d) {
-        const T a = a1[d] + a2[d];
-        const T h = a * sigmoid_fast(a);
-        o[d] = rr[d] + ur[d] * (h - rr[d]);
-      }
-    }
+    for (int64_t r = r0; r < r1; ++r)
+      output_gate_row(hx.row(r, s.L), hp.row(r, s.L), u.row(r, s.L), res.row(r, s.L), out + r * D, D);
   });
+}
+
+// da = g u silu'(a), silu'(a) = s (1 + a (1 - s)), s = sigmoid(a), a = hx + hp
+template <typename T>
+inline void output_gate_da_row(const T* __restrict hx, const T* __restrict hp, const T* __restrict u,
+                               const T* __restrict g, T* __restrict da, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = hx[i] + hp[i], sg = sigmoid_fast(a);
+    da[i] = (g[i] * u[i]) * (sg * (T(1) + a * (T(1) - sg)));
+  }
+}
+// du = g (silu(a) - res)
+template <typename T>
+inline void output_gate_du_row(const T* __restrict hx, const T* __restrict hp, const T* __restrict res,
+                               const T* __restrict g, T* __restrict du, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = hx[i] + hp[i];
+    du[i] = g[i] * (a * sigmoid_fast(a) - res[i]);
+  }
+}
+// dres = g - g u (the add's path minus the sub's, as the composed ops sum them)
+template <typename T>
+inline void output_gate_dres_row(const T* __restrict u, const T* __restrict g, T* __restrict dres, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dres[i] = g[i] - g[i] * u[i];
 }
 
 // g (R, D) -> da (the gradient of hx and of hp alike), du, dres, each (R, D) or null.
@@ -150,21 +211,9 @@ void output_gate_backward(const Dims& s, Rows<T> hx, Rows<T> hp, Rows<T> u, Rows
     for (int64_t r = r0; r < r1; ++r) {
       const T *a1 = hx.row(r, s.L), *a2 = hp.row(r, s.L), *ur = u.row(r, s.L), *rr = res.row(r, s.L);
       const T* gr = g + r * D;
-      // da = g u silu'(a), silu'(a) = s (1 + a (1 - s)), s = sigmoid(a)
-      if (da)
-        for (int64_t d = 0; d < D; ++d) {
-          const T a = a1[d] + a2[d], sg = sigmoid_fast(a);
-          da[r * D + d] = (gr[d] * ur[d]) * (sg * (T(1) + a * (T(1) - sg)));
-        }
-      // du = g (silu(a) - res)
-      if (du)
-        for (int64_t d = 0; d < D; ++d) {
-          const T a = a1[d] + a2[d];
-          du[r * D + d] = gr[d] * (a * sigmoid_fast(a) - rr[d]);
-        }
-      // dres = g - g u (the add's path minus the sub's, as the composed ops sum them)
-      if (dres)
-        for (int64_t d = 0; d < D; ++d) dres[r * D + d] = gr[d] - gr[d] * ur[d];
+      if (da) output_gate_da_row(a1, a2, ur, gr, da + r * D, D);
+      if (du) output_gate_du_row(a1, a2, rr, gr, du + r * D, D);
+      if (dres) output_gate_dres_row(ur, gr, dres + r * D, D);
     }
   });
 }
