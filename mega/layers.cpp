@@ -3,6 +3,7 @@
 #include "mega/layers.h"
 #include <cmath>
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "mega/gates/gates.h"
 
@@ -176,9 +177,14 @@ Tensor MovingAverageGatedAttention::run(const Tensor& x, const Tensor& padding_m
                          : move->forward(xn, padding_mask);
   Tensor mx = dropout(ema_out, cfg.dropout, train, gen);                        // (B,L,D)
   Tensor base = mx_proj->forward(mx);                                           // (B,L,D+Z+H+D)
-  // u = sigmoid, r = silu, q/k = silu(z) * gamma + beta from the first D+Z+H columns, one fused
-  // op (mega/gates/); the last D columns (hx) stay a view of base for the output gate.
-  InputGates gates = input_gates(base.narrow(2, 0, D + Z + H), gamma, beta, D);
+  // u = sigmoid, r = silu, q/k = silu(z) * gamma + beta from the first D+Z+H columns; the last D
+  // columns (hx) stay a view of base for the output gate. Fused (mega/gates/) when no graph is
+  // recorded: with one, the fused op's four outputs are views of one packed tensor, and the
+  // engine pads each view's gradient to the packed width and sums them, which costs more than the
+  // fusion saves (S: forward+backward +1.3 ms of 45; gates.md, "Where the fusion pays").
+  Tensor xg = base.narrow(2, 0, D + Z + H);
+  InputGates gates = needs_grad({&xg, &gamma, &beta}) ? input_gates_reference(xg, gamma, beta, D)
+                                                      : input_gates(xg, gamma, beta, D);
   Tensor u = gates.u, r = gates.r, q = gates.q, k = gates.k;                    // (B,L,D|H|Z|Z)
   Tensor hx = base.narrow(2, D + Z + H, D);                                     // (B,L,D)
   v = dropout(v, cfg.hidden_dropout, train, gen);
