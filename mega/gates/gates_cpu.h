@@ -202,6 +202,19 @@ inline void output_gate_dres_row(const T* __restrict u, const T* __restrict g, T
   for (int64_t i = 0; i < n; ++i) dres[i] = g[i] - g[i] * u[i];
 }
 
+// All three in one pass (the layer's case): one sigmoid per element.
+template <typename T>
+inline void output_gate_grad_row(const T* __restrict hx, const T* __restrict hp, const T* __restrict u,
+                                 const T* __restrict res, const T* __restrict g, T* __restrict da,
+                                 T* __restrict du, T* __restrict dres, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = hx[i] + hp[i], sg = sigmoid_fast(a);
+    da[i] = (g[i] * u[i]) * (sg * (T(1) + a * (T(1) - sg)));
+    du[i] = g[i] * (a * sg - res[i]);
+    dres[i] = g[i] - g[i] * u[i];
+  }
+}
+
 // g (R, D) -> da (the gradient of hx and of hp alike), du, dres, each (R, D) or null.
 template <typename T>
 void output_gate_backward(const Dims& s, Rows<T> hx, Rows<T> hp, Rows<T> u, Rows<T> res, const T* g, T* da,
@@ -211,6 +224,10 @@ void output_gate_backward(const Dims& s, Rows<T> hx, Rows<T> hp, Rows<T> u, Rows
     for (int64_t r = r0; r < r1; ++r) {
       const T *a1 = hx.row(r, s.L), *a2 = hp.row(r, s.L), *ur = u.row(r, s.L), *rr = res.row(r, s.L);
       const T* gr = g + r * D;
+      if (da && du && dres) {
+        output_gate_grad_row(a1, a2, ur, rr, gr, da + r * D, du + r * D, dres + r * D, D);
+        continue;
+      }
       if (da) output_gate_da_row(a1, a2, ur, gr, da + r * D, D);
       if (du) output_gate_du_row(a1, a2, rr, gr, du + r * D, D);
       if (dres) output_gate_dres_row(ur, gr, dres + r * D, D);
