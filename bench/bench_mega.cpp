@@ -14,6 +14,7 @@
 #include "mega/attention/attention.h"
 #include "mega/ema/ema.h"
 #include "mega/ema/ema_gradcheck.h"
+#include "mega/gates/gates.h"
 
 using namespace megagrad;
 using namespace megagrad::bench;
@@ -81,6 +82,31 @@ int main(int argc, char** argv) {
                          [&] { fwd_bwd([&] { return attention(q, k, v, Tensor(), bias, o); }, G, leaves); });
     std::snprintf(name, sizeof name, "attention %s forward+backward", an);
     row(name, rb, fb);
+  }
+  {  // the gate chains of MovingAverageGatedAttention at the small-model size (bench/configs/S.json)
+    const int64_t B = 32, L = 100, D = 64, Z = 32, H = 128;
+    Generator g(5);
+    Tensor base = randn({B, L, D + Z + H + D}, DType::Float32, &g).requires_grad_();
+    Tensor gamma = randn({2, Z}, DType::Float32, &g).requires_grad_(), beta = randn({2, Z}, DType::Float32, &g).requires_grad_();
+    Tensor hp = randn({B, L, D}, DType::Float32, &g).requires_grad_(), res = randn({B, L, D}, DType::Float32, &g).requires_grad_();
+    Tensor Gr = randn({B, L, H}, DType::Float32, &g), Gq = randn({B, L, Z}, DType::Float32, &g),
+           Go = randn({B, L, D}, DType::Float32, &g);
+    std::vector<Tensor*> leaves{&base, &gamma, &beta, &hp, &res};
+    // both gates as the layer chains them: u into the output gate, r, q, k into a stand-in loss
+    auto chain = [&](bool fused) {
+      Tensor x = base.narrow(2, 0, D + Z + H), hx = base.narrow(2, D + Z + H, D);
+      InputGates ig = fused ? input_gates(x, gamma, beta, D) : input_gates_reference(x, gamma, beta, D);
+      Tensor out = fused ? output_gate(hx, hp, ig.u, res) : output_gate_reference(hx, hp, ig.u, res);
+      return add(add(sum(mul(out, Go)), sum(mul(ig.r, Gr))), add(sum(mul(ig.q, Gq)), sum(mul(ig.k, Gq))));
+    };
+    auto [rf, ff] = race(reps, [&] { no_grad ng; chain(false); }, [&] { no_grad ng; chain(true); });
+    row("gates forward (B=32 L=100 D=64 Z=32 H=128)", rf, ff);
+    auto run = [&](bool fused) {
+      for (Tensor* t : leaves) t->zero_grad();
+      chain(fused).backward();
+    };
+    auto [rb, fb] = race(reps, [&] { run(false); }, [&] { run(true); });
+    row("gates forward+backward", rb, fb);
   }
   return 0;
 }

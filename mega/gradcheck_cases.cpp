@@ -3,6 +3,7 @@
 #include "autograd/gradcheck_cases.h"
 #include "mega/attention/attention_gradcheck.h"
 #include "mega/ema/ema_gradcheck.h"
+#include "mega/gates/gates_gradcheck.h"
 
 namespace megagrad {
 
@@ -16,6 +17,7 @@ std::vector<GradcheckCase> all_gradcheck_cases() {
   add_index_cases(cases);
   add_ema_cases(cases);
   add_attention_cases(cases);
+  add_gates_cases(cases);
   return cases;
 }
 

@@ -3,7 +3,9 @@
 #include "mega/layers.h"
 #include <cmath>
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
+#include "mega/gates/gates.h"
 
 namespace megagrad {
 
@@ -175,12 +177,16 @@ Tensor MovingAverageGatedAttention::run(const Tensor& x, const Tensor& padding_m
                          : move->forward(xn, padding_mask);
   Tensor mx = dropout(ema_out, cfg.dropout, train, gen);                        // (B,L,D)
   Tensor base = mx_proj->forward(mx);                                           // (B,L,D+Z+H+D)
-  std::vector<Tensor> parts = split(base, {D, Z + H, D}, -1);
-  Tensor u = sigmoid(parts[0]);
-  std::vector<Tensor> zr = split(silu(parts[1]), {Z, H}, -1);
-  Tensor z = zr[0], r = zr[1];
-  Tensor q = add(mul(z, gamma.select(0, 0)), beta.select(0, 0));                // (B,L,Z)
-  Tensor k = add(mul(z, gamma.select(0, 1)), beta.select(0, 1));
+  // u = sigmoid, r = silu, q/k = silu(z) * gamma + beta from the first D+Z+H columns; the last D
+  // columns (hx) stay a view of base for the output gate. Fused (mega/gates/) when no graph is
+  // recorded: with one, the fused op's four outputs are views of one packed tensor, and the
+  // engine pads each view's gradient to the packed width and sums them, which costs more than the
+  // fusion saves (S: forward+backward +1.3 ms of 45; gates.md, "Where the fusion pays").
+  Tensor xg = base.narrow(2, 0, D + Z + H);
+  InputGates gates = needs_grad({&xg, &gamma, &beta}) ? input_gates_reference(xg, gamma, beta, D)
+                                                      : input_gates(xg, gamma, beta, D);
+  Tensor u = gates.u, r = gates.r, q = gates.q, k = gates.k;                    // (B,L,D|H|Z|Z)
+  Tensor hx = base.narrow(2, D + Z + H, D);                                     // (B,L,D)
   v = dropout(v, cfg.hidden_dropout, train, gen);
   AttentionOptions ao;
   ao.activation = cfg.attention_activation;
@@ -192,9 +198,14 @@ Tensor MovingAverageGatedAttention::run(const Tensor& x, const Tensor& padding_m
   ao.generator = gen;
   Tensor h = state ? attention_incremental(q, k, v, padding_mask, *state)
                    : attention(q, k, v, padding_mask, rel_pos_bias(), ao);      // (B,L,H)
-  h = silu(add(parts[2], h_proj->forward(mul(h, r))));
-  h = dropout(h, cfg.dropout, train, gen);
-  Tensor out = add(residual, mul(u, sub(h, residual)));
+  Tensor hp = h_proj->forward(mul(h, r));
+  Tensor out;
+  if (train && cfg.dropout > 0) {  // dropout sits between the silu and the gate: the composed ops
+    h = dropout(silu(add(hx, hp)), cfg.dropout, train, gen);
+    out = add(residual, mul(u, sub(h, residual)));
+  } else {  // residual + u * (silu(hx + hp) - residual), one fused op
+    out = output_gate(hx, hp, u, residual);
+  }
   return cfg.prenorm ? out : norm->forward(out);
 }
 
