@@ -18,40 +18,6 @@ namespace megagrad::cuda {
 
 namespace {
 
-// ---------------------------------------------------------------- index check
-// res[0] = first bad flat position (n when none), res[1] = its value, res[2] = kept count.
-__global__ void index_check_init_kernel(int64_t* res, int64_t n) {
-  res[0] = n;
-  res[1] = 0;
-  res[2] = 0;
-}
-
-__global__ void __launch_bounds__(kThreads)
-index_check_kernel(const int64_t* __restrict__ idx, int64_t n, OffsetCalc<1, int64_t> calc, int64_t limit,
-                   bool has_ignore, int64_t ignore_index, int64_t* res) {
-  long long kept = 0;
-  for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < n; i += (int64_t)gridDim.x * kThreads) {
-    int64_t off[1];
-    calc.get(i, off);
-    const int64_t v = idx[off[0]];
-    const bool ignored = has_ignore && v == ignore_index;
-    if (!ignored) ++kept;
-    if (!ignored && (v < 0 || v >= limit))
-      atomicMin(reinterpret_cast<unsigned long long*>(res), (unsigned long long)i);  // integers: exact
-  }
-  kept = warp_allreduce(kept, SumOp{});
-  if (threadIdx.x % 32 == 0 && kept) atomicAdd(reinterpret_cast<unsigned long long*>(res + 2), (unsigned long long)kept);
-}
-
-__global__ void index_check_value_kernel(const int64_t* __restrict__ idx, int64_t n, OffsetCalc<1, int64_t> calc,
-                                         int64_t* res) {
-  if (res[0] < n) {
-    int64_t off[1];
-    calc.get(res[0], off);
-    res[1] = idx[off[0]];
-  }
-}
-
 // ---------------------------------------------------------------- embedding forward
 // y (L,D) = weight[idx[l]*rs + d*cs]: block (32, 8), a row l per y-thread, columns by 32.
 template <typename T>
@@ -141,33 +107,6 @@ size_t align_up(size_t b) { return (b + 255) & ~size_t(255); }
 
 // ---------------------------------------------------------------- launchers
 
-IndexCheck cuda_index_check(const CudaView& idx, int64_t limit, bool has_ignore, int64_t ignore_index,
-                            cudaStream_t stream) {
-  constexpr std::string_view name = "cuda_index_check";
-  const CudaView* views[1] = {&idx};
-  const Layout<1> L = merge_views<1>(name, views);
-  IndexCheck r;
-  if (L.numel == 0) return r;
-  MG_CHECK(idx.data, name, "null index pointer");
-  const int64_t n = L.numel;
-  const OffsetCalc<1, int64_t> calc(L);
-  const int64_t* ip = static_cast<const int64_t*>(idx.data);
-  Workspace res(3 * sizeof(int64_t), stream);
-  index_check_init_kernel<<<1, 1, 0, stream>>>(res.as<int64_t>(), n);
-  check_launch();
-  index_check_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(ip, n, calc, limit, has_ignore, ignore_index,
-                                                                      res.as<int64_t>());
-  check_launch();
-  index_check_value_kernel<<<1, 1, 0, stream>>>(ip, n, calc, res.as<int64_t>());
-  check_launch();
-  int64_t host[3];
-  MG_CUDA_CHECK(cudaMemcpyAsync(host, res.as<int64_t>(), sizeof(host), cudaMemcpyDeviceToHost, stream));
-  MG_CUDA_CHECK(cudaStreamSynchronize(stream));
-  r.first_bad = host[0] < n ? host[0] : -1;
-  r.bad_value = host[0] < n ? host[1] : 0;
-  r.kept = host[2];
-  return r;
-}
 
 void cuda_embedding_forward(DType dtype, const void* weight, int64_t rs, int64_t cs, const int64_t* idx, int64_t L,
                             int64_t D, void* y, cudaStream_t stream) {

@@ -5,8 +5,8 @@
 // Conventions
 //   - Every pointer is a device pointer to element [0,...,0] of its operand (offset applied).
 //   - Strides and sizes are in elements. Strides must be >= 0.
-//   - Launchers are asynchronous on `stream` (default: the legacy default stream), except
-//     cuda_index_check, which returns a host answer and so synchronises the stream.
+//   - Launchers are asynchronous on `stream` (default: the legacy default stream); none
+//     synchronises. Checks of values in device memory are deferred (cuda_*_deferred, below).
 //   - float32 math runs in float, float64 in double; reductions are deterministic (fixed trees,
 //     no floating-point atomics): the same inputs give the same bits on every run of one device.
 //   - Bad arguments (mismatched views, unsupported dtype, sizes that do not fit) raise
@@ -132,7 +132,7 @@ void cuda_softmax_backward(DType dtype, bool log, const void* dy, const void* y,
                            int64_t I, cudaStream_t stream = 0);
 
 // Fused log_softmax + NLL with label smoothing e (see cpu::cross_entropy_forward):
-// x (B,C), target (B) int64 in [0,C) or ignore_index (checked beforehand: cuda_index_check);
+// x (B,C), target (B) int64 in [0,C) or ignore_index (checked beforehand: cuda_index_check_deferred);
 // losses (B) float64 (0 on ignored rows), lse (B) of dtype (saved for backward).
 void cuda_cross_entropy_forward(DType dtype, const void* x, const int64_t* target, int64_t B, int64_t C,
                                 int64_t ignore_index, double smoothing, double* losses, void* lse,
@@ -160,16 +160,6 @@ void cuda_layer_norm_backward_params(DType dtype, const void* dy, const void* x,
 // mega/layers.cpp; they have no dedicated kernels.)
 
 // ================================================================ indexing (index.cu)
-
-// Validates an int64 index operand: values must lie in [0, limit), or equal ignore_index when
-// has_ignore. Synchronises `stream` and answers on the host.
-struct IndexCheck {
-  int64_t first_bad = -1;  // flat (row-major) position of the first bad value, or -1
-  int64_t bad_value = 0;   // its value
-  int64_t kept = 0;        // positions whose value is not ignore_index (all when !has_ignore)
-};
-IndexCheck cuda_index_check(const CudaView& idx, int64_t limit, bool has_ignore = false,
-                            int64_t ignore_index = 0, cudaStream_t stream = 0);
 
 // y (L,D) = weight[idx[l], :], weight (V,D) read at row stride rs and column stride cs.
 void cuda_embedding_forward(DType dtype, const void* weight, int64_t rs, int64_t cs, const int64_t* idx,
