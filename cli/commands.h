@@ -13,6 +13,7 @@ int cmd_gradcheck(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
 int cmd_ref_check(const std::vector<std::string>& args);
 int cmd_bench_layer(const std::vector<std::string>& args);
+int cmd_bench_step(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);

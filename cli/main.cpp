@@ -30,6 +30,7 @@ const std::vector<Command>& commands() {
       {"demo", cmd_demo, "train a two-layer MLP on a 2-D spiral (a quick smoke run; `make demo` trains ListOps)"},
       {"ref-check", cmd_ref_check, "compare a Mega layer with a case computed by the official code"},
       {"bench-layer", cmd_bench_layer, "time one Mega layer's forward and backward, and its peak memory"},
+      {"bench-step", cmd_bench_step, "time one training step of a whole ListOps model at a given length, and its peak memory"},
   };
   return list;
 }

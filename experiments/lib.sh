@@ -10,7 +10,8 @@ JOBS="${JOBS:-2}"
 [ -x "$MEGAGRAD" ] || { echo "experiments: $MEGAGRAD not found: build it first (README: Training), or set MEGAGRAD" >&2; exit 2; }
 
 # run_one DIR LABEL TEST(0|1) ARGS...: megagrad train --task ... ARGS --out DIR into a fresh DIR,
-# with the configuration (config.json), the label, the thread count and stdout (train.log) next to
+# with the configuration (config.json), the label, the thread count, stdout (train.log) and the
+# peak resident memory in KiB (peak_rss_kib, by /usr/bin/time where present) next to
 # metrics.jsonl; TEST=1 then evaluates the final checkpoint on the test split (test.txt).
 run_one() {
   local dir=$1 label=$2 test=$3
@@ -24,7 +25,10 @@ run_one() {
   echo "$THREADS" > "$dir/threads"
   "$MEGAGRAD" train "$@" --show-config > "$dir/config.json"
   local t0=$SECONDS
-  if ! "$MEGAGRAD" train "$@" --threads "$THREADS" --out "$dir" > "$dir/train.log" 2>&1; then
+  # The run's peak resident memory (KiB) into peak_rss_kib, where GNU time is there.
+  local timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%M" -o "$dir/peak_rss_kib")
+  if ! "${timer[@]}" "$MEGAGRAD" train "$@" --threads "$THREADS" --out "$dir" > "$dir/train.log" 2>&1; then
     echo "experiments: run $label failed (see $dir/train.log)" >&2
     tail -5 "$dir/train.log" >&2
     return 1

@@ -13,6 +13,7 @@ Each RUN_DIR is a folder written by run_one (experiments/lib.sh):
   label           optional: the run's name in the table and the plot (default: the folder's name)
   test.txt        optional: megagrad eval --split test's output ("test accuracy 0.61 ...")
   threads         the --threads of the run
+  peak_rss_kib    optional: the run's peak resident memory in KiB (/usr/bin/time -f %M)
 """
 import argparse
 import json
@@ -65,6 +66,9 @@ def summarize_run(d, window):
         run["tokens"] = int(round(float(m.group(2)) * float(m.group(3))))
     else:
         run["wall_s"] = run["tokens_per_s"] = run["tokens"] = None
+    rss = (read(os.path.join(d, "peak_rss_kib"), "") or "").strip().splitlines()
+    if rss and rss[-1].isdigit():
+        run["peak_rss_mib"] = round(int(rss[-1]) / 1024, 1)
     run["metric"] = metric
     if val:
         run["final_val"] = val[-1].get(metric)
@@ -180,14 +184,96 @@ def plot(runs, path, title, majority, kind="val"):
         f.write("\n".join(out) + "\n")
 
 
+def fit_slope(points):
+    """Least-squares slope of log(y) against log(x) over (x, y) points (None with fewer than 2)."""
+    import math
+    pts = [(math.log(x), math.log(y)) for x, y in points if x > 0 and y > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
+
+
+def loglog_plot(series, path, title, xlabel, ylabel, limit=None, limit_label=""):
+    """An SVG with log-log axes. series: [{"name", "points": [(x, y)], "color", "dash", "note" (a line or lines),
+    "predicted": [(x, y)]}] (predicted: open circles joined to the last point by a dotted line, e.g.
+    a point extrapolated and not run); limit: a horizontal dotted line (e.g. a memory budget) at
+    y = limit, labelled limit_label."""
+    import math
+    W, H, L, R, T, B = 900, 440, 70, 390, 40, 50
+    pw, ph = W - L - R, H - T - B
+    xs = [x for s in series for x, _ in s["points"] + s.get("predicted", [])] or [1, 2]
+    ys = [y for s in series for _, y in s["points"] + s.get("predicted", [])] + ([limit] if limit else [])
+    ys = [y for y in ys if y > 0] or [1, 10]
+    x0, x1 = math.log10(min(xs)), math.log10(max(xs))
+    if x1 - x0 < 1e-9:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    if y1 == y0:
+        y1 += 1
+    pad = (x1 - x0) * 0.04
+    x0, x1 = x0 - pad, x1 + pad
+    X = lambda v: L + pw * (math.log10(v) - x0) / (x1 - x0)
+    Y = lambda v: T + ph * (1 - (math.log10(v) - y0) / (y1 - y0))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{L}" y="22" font-size="14">{esc(title)}</text>']
+    for e in range(int(y0), int(y1) + 1):
+        for m in (1, 2, 5):
+            v = m * 10 ** e
+            if not (10 ** y0 <= v <= 10 ** y1):
+                continue
+            out.append(f'<line x1="{L}" x2="{L + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="{"#ddd" if m == 1 else "#f2f2f2"}"/>')
+            out.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+    for x in sorted(set(xs)):
+        out.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{T}" y2="{T + ph}" stroke="#f2f2f2"/>')
+        out.append(f'<text x="{X(x):.1f}" y="{T + ph + 18}" text-anchor="middle">{x:g}</text>')
+    out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    out.append(f'<text x="{L + pw / 2}" y="{H - 12}" text-anchor="middle">{esc(xlabel)}</text>')
+    out.append(f'<text x="16" y="{T + ph / 2}" transform="rotate(-90 16 {T + ph / 2})" text-anchor="middle">'
+               f'{esc(ylabel)}</text>')
+    if limit:
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{Y(limit):.1f}" y2="{Y(limit):.1f}" stroke="#d62728" '
+                   f'stroke-dasharray="2,3"/>')
+        out.append(f'<text x="{L + 4}" y="{Y(limit) - 5:.1f}" fill="#d62728">{esc(limit_label)}</text>')
+    for k, s in enumerate(series):
+        color = s.get("color") or OTHER[k % len(OTHER)]
+        dash = ' stroke-dasharray="6,3"' if s.get("dash") else ""
+        pts = sorted(s["points"])
+        if pts:
+            poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
+            out.append(f'<polyline points="{poly}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+            for x, y in pts:
+                out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{color}"/>')
+        pred = sorted(s.get("predicted", []))
+        if pred:
+            poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts[-1:] + pred)
+            out.append(f'<polyline points="{poly}" fill="none" stroke="{color}" stroke-width="1.5" stroke-dasharray="1,3"/>')
+            for x, y in pred:
+                out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="4" fill="white" stroke="{color}" stroke-width="1.5"/>')
+        ly = T + 14 + 48 * k
+        out.append(f'<line x1="{L + pw + 12}" x2="{L + pw + 36}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
+                   f'stroke-width="2"{dash}/>')
+        out.append(f'<text x="{L + pw + 42}" y="{ly}">{esc(s["name"])}</text>')
+        notes = s.get("note") or []
+        for i, line in enumerate([notes] if isinstance(notes, str) else notes):
+            out.append(f'<text x="{L + pw + 42}" y="{ly + 15 + 13 * i}" fill="#555" font-size="11">{esc(line)}</text>')
+    out.append("</svg>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def pct(x):  # megagrad's accuracy is in percent
     return "" if x is None else f"{x:.1f}%"
 
 
 def table(runs):
     has_test = any("test" in r for r in runs)
+    has_rss = any(r.get("peak_rss_mib") is not None for r in runs)
     head = "| run | model | parameters | steps | val acc @ end | val loss @ end | best val acc (step) |" + \
-        (" test acc |" if has_test else "") + " wall time | tokens/s |"
+        (" test acc |" if has_test else "") + " wall time | tokens/s |" + (" peak RSS |" if has_rss else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in runs:
         best = f'{pct(r.get("best_val"))} ({r.get("best_val_step", "")})' if r.get("best_val") is not None else ""
@@ -199,6 +285,8 @@ def table(runs):
         wall = "" if r.get("wall_s") is None else f'{r["wall_s"]:.0f} s'
         tps = "" if r.get("tokens_per_s") is None else f'{r["tokens_per_s"]:.0f}'
         row += f" {wall} | {tps} |"
+        if has_rss:
+            row += "" if r.get("peak_rss_mib") is None else f' {r["peak_rss_mib"]:.0f} MiB |'
         lines.append(row)
     return "\n".join(lines) + "\n"
 

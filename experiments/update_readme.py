@@ -27,6 +27,10 @@ def main():
             return m.group(0)
         with open(os.path.join(root, path), encoding="utf-8") as f:
             res = json.load(f)
+        if res.get("experiment") == "scaling":  # time and memory against L: its own table
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling"))
+            import summarize_scaling  # noqa: E402
+            return f"<!-- results: {path} -->\n{summarize_scaling.table(res)}<!-- /results -->"
         return f"<!-- results: {path} -->\n{summarize.table(res['runs'])}<!-- /results -->"
 
     new, n = re.subn(r"<!-- results: (.*?) -->.*?<!-- /results -->", repl, text, flags=re.S)
