@@ -1,7 +1,11 @@
-# Shared by the experiments' run.sh scripts (source it; bash only).
+# Shared by the experiments' run.sh scripts (bash only): `source lib.sh "$@"` checks the script's
+# one argument, OUT_DIR, and sets OUT to it and TINY (default 0; 1: a few steps, for CI).
 #   MEGAGRAD  the megagrad program (default: build/megagrad of this checkout)
 #   THREADS   --threads of every run (default 1)
 #   JOBS      runs at once (default 2: one per core)
+[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
+OUT=$1
+TINY="${TINY:-0}"
 EXPERIMENTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$EXPERIMENTS_DIR/.." && pwd)"
 MEGAGRAD="${MEGAGRAD:-$REPO_DIR/build/megagrad}"

@@ -22,12 +22,9 @@
 # (run_one folders), OUT_DIR/results.json (the training runs, and the probe under "probe"),
 # OUT_DIR/table.md, OUT_DIR/val_accuracy.svg, OUT_DIR/time.svg and OUT_DIR/memory.svg (the probe's).
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
-OUT=$1
 HERE="$(cd "$(dirname "$0")" && pwd)"
-source "$HERE/../lib.sh"
+source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 JOBS=1  # the runs are compared on wall time: one at a time
-TINY="${TINY:-0}"
 BUDGET_MEGA_MIN="${BUDGET_MEGA_MIN:-20}"
 BUDGET_TRANSFORMER_MIN="${BUDGET_TRANSFORMER_MIN:-20}"
 BUDGET_CHUNK256_MIN="${BUDGET_CHUNK256_MIN:-10}"

@@ -11,11 +11,8 @@
 # for the other seeds, and OUT_DIR/results.json, OUT_DIR/table.md, OUT_DIR/val_accuracy.svg.
 # The models are mega.json and transformer.json next to this script.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
-OUT=$1
 HERE="$(cd "$(dirname "$0")" && pwd)"
-source "$HERE/../lib.sh"
-TINY="${TINY:-0}"
+source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 STEPS="${STEPS:-1000}"
 EVAL_EVERY="${EVAL_EVERY:-125}"
 SEEDS="${SEEDS:-1 2}"

@@ -27,11 +27,8 @@
 # Leaves OUT_DIR/<model>/L<L>/{config.json, bench.json, bench.txt}, OUT_DIR/results.json,
 # OUT_DIR/table.md, OUT_DIR/time.svg and OUT_DIR/memory.svg.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
-OUT=$1
 HERE="$(cd "$(dirname "$0")" && pwd)"
-source "$HERE/../lib.sh"
-TINY="${TINY:-0}"
+source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 LENGTHS="${LENGTHS:-512 1024 2048 4096 8192 16384 32768 65536}"
 MODELS="${MODELS:-mega mega_chunk transformer}"
 ITERS="${ITERS:-3}"

@@ -10,10 +10,7 @@
 # Writes OUT_DIR/<setting>/ (one megagrad run each), OUT_DIR/results.json, OUT_DIR/table.md and
 # OUT_DIR/val_accuracy.svg.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
-OUT=$1
-source "$(dirname "$0")/../../lib.sh"
-TINY="${TINY:-0}"
+source "$(dirname "$0")/../../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 STEPS="${STEPS:-600}"
 EVAL_EVERY="${EVAL_EVERY:-100}"
 SEED="${SEED:-1}"

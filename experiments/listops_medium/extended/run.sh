@@ -6,11 +6,8 @@
 #   experiments/listops_medium/extended/run.sh OUT_DIR          # ~25 min on one core
 #   TINY=1 experiments/listops_medium/extended/run.sh OUT_DIR   # for CI
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
-OUT=$1
 HERE="$(cd "$(dirname "$0")" && pwd)"
-source "$HERE/../../lib.sh"
-TINY="${TINY:-0}"
+source "$HERE/../../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 STEPS="${STEPS:-2000}"
 EVAL_EVERY="${EVAL_EVERY:-250}"
 EVAL_BATCHES=0

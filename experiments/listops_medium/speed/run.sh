@@ -7,11 +7,8 @@
 #   experiments/listops_medium/speed/run.sh OUT_DIR          # ~5 min
 #   TINY=1 experiments/listops_medium/speed/run.sh OUT_DIR   # for CI
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
-OUT=$1
 HERE="$(cd "$(dirname "$0")" && pwd)"
-source "$HERE/../../lib.sh"
-TINY="${TINY:-0}"
+source "$HERE/../../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 STEPS="${STEPS:-100}"
 OFFICIAL_STEPS="${OFFICIAL_STEPS:-20}"
 DATA='"preset": "medium"'
