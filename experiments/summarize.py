@@ -175,10 +175,7 @@ def plot(runs, path, title, majority, kind="val"):
         out.append(f'<polyline points="{poly}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         for s, a in vs:
             out.append(f'<circle cx="{X(s):.1f}" cy="{Y(a):.1f}" r="2.5" fill="{color}"/>')
-        ly = T + 14 + 18 * k
-        out.append(f'<line x1="{L + pw + 12}" x2="{L + pw + 36}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
-                   f'stroke-width="2"{dash}/>')
-        out.append(f'<text x="{L + pw + 42}" y="{ly}">{esc(r["name"])}</text>')
+        legend_entry(out, L + pw, T + 14 + 18 * k, color, dash, r["name"])
     out.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
@@ -254,9 +251,7 @@ def loglog_plot(series, path, title, xlabel, ylabel, limit=None, limit_label="")
             for x, y in pred:
                 out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="4" fill="white" stroke="{color}" stroke-width="1.5"/>')
         ly = T + 14 + 48 * k
-        out.append(f'<line x1="{L + pw + 12}" x2="{L + pw + 36}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
-                   f'stroke-width="2"{dash}/>')
-        out.append(f'<text x="{L + pw + 42}" y="{ly}">{esc(s["name"])}</text>')
+        legend_entry(out, L + pw, ly, color, dash, s["name"])
         notes = s.get("note") or []
         for i, line in enumerate([notes] if isinstance(notes, str) else notes):
             out.append(f'<text x="{L + pw + 42}" y="{ly + 15 + 13 * i}" fill="#555" font-size="11">{esc(line)}</text>')
@@ -291,6 +286,21 @@ def table(runs):
     return "\n".join(lines) + "\n"
 
 
+def legend_entry(out, x, ly, color, dash, name):
+    """A legend line and its label at the right of a plot whose data ends at x."""
+    out.append(f'<line x1="{x + 12}" x2="{x + 36}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
+               f'stroke-width="2"{dash}/>')
+    out.append(f'<text x="{x + 42}" y="{ly}">{esc(name)}</text>')
+
+
+def emit_table(t, path):
+    """Prints a markdown table, and writes it to path too when one is given."""
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(t)
+    sys.stdout.write(t)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experiment", required=True)
@@ -316,11 +326,7 @@ def main():
     if a.plot_train:
         for kind in ("loss", "grad_norm"):
             plot(runs, f"{a.plot_train}_{kind}.svg", a.title or a.experiment, None, kind)
-    t = table(runs)
-    if a.table:
-        with open(a.table, "w", encoding="utf-8") as f:
-            f.write(t)
-    sys.stdout.write(t)
+    emit_table(table(runs), a.table)
 
 
 if __name__ == "__main__":

@@ -61,16 +61,8 @@ def predict(points, L, kind, order):
     return v1 * (L / l1) ** slope
 
 
-def read(path, default=None):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        return default
-
-
 def cpu_name():
-    for line in (read("/proc/cpuinfo", "") or "").splitlines():
+    for line in (summarize.read("/proc/cpuinfo", "") or "").splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or None
@@ -85,7 +77,7 @@ def collect(root):
             continue
         L = int(m.group(1))
         p = {"seq_len": L}
-        bench = read(os.path.join(d, "bench.json"))
+        bench = summarize.read(os.path.join(d, "bench.json"))
         if bench:
             j = json.loads(bench)
             p.update(status="measured", **{k: j[k] for k in (
@@ -94,21 +86,21 @@ def collect(root):
                 "chunk_size", "batch_size", "loss", "seed") if k in j})
             p["steps"] = j["iters"] + 1
             for w in ("before", "after"):
-                la = read(os.path.join(d, f"loadavg_{w}"))
+                la = summarize.read(os.path.join(d, f"loadavg_{w}"))
                 if la:
                     p[f"load_{w}"] = float(la.split()[0])
-            pred = read(os.path.join(d, "predicted"), "") or ""
+            pred = summarize.read(os.path.join(d, "predicted"), "") or ""
             mm = re.search(r"peak_rss_mib ([0-9.]+) step_ms ([0-9.]+)", pred)
             if mm:
                 p["predicted_peak_rss_mib"], p["predicted_step_ms"] = float(mm.group(1)), float(mm.group(2))
-        elif read(os.path.join(d, "failed")):
-            p.update(status="failed", reason=read(os.path.join(d, "failed")).strip())
-        elif read(os.path.join(d, "skipped")):
-            reason = read(os.path.join(d, "skipped")).strip()
+        elif summarize.read(os.path.join(d, "failed")):
+            p.update(status="failed", reason=summarize.read(os.path.join(d, "failed")).strip())
+        elif summarize.read(os.path.join(d, "skipped")):
+            reason = summarize.read(os.path.join(d, "skipped")).strip()
             p.update(status="stopped" if reason.startswith("stopped") else "not run", reason=reason)
         else:
             continue
-        cfg = read(os.path.join(d, "config.json"))
+        cfg = summarize.read(os.path.join(d, "config.json"))
         if cfg and "config" not in models.get(model, {}):
             models.setdefault(model, {})["config"] = json.loads(cfg)
         models.setdefault(model, {}).setdefault("points", []).append(p)
@@ -260,11 +252,7 @@ def main():
                               f"One training step, batch {batch}: peak resident memory against L",
                               "sequence length L (tokens)", "peak RSS (GiB)", a.mem_limit_gib,
                               f"{a.mem_limit_gib:g} GiB")
-    t = table(res)
-    if a.table:
-        with open(a.table, "w", encoding="utf-8") as f:
-            f.write(t)
-    sys.stdout.write(t)
+    summarize.emit_table(table(res), a.table)
 
 
 if __name__ == "__main__":
