@@ -23,9 +23,11 @@ Tensor gates_input(Layout layout, int64_t B, int64_t L, int64_t n, uint64_t seed
 void add_gates_cases(std::vector<GradcheckCase>& cases) {
   const int64_t B = 2, L = 3, D = 3, Z = 2, H = 4;
   // f is the four gates side by side, so that every output's gradient reaches the op.
-  for (auto [label, layout] : {std::pair{"contiguous", Layout::Contiguous},
-                               std::pair{"x narrowed from (B, L, D+Z+H+5)", Layout::Narrowed},
-                               std::pair{"x permuted from (L, B, D+Z+H)", Layout::Permuted}}) {
+  // The lambdas capture a copy of each layout: clang before 16 cannot capture a structured binding.
+  for (auto [label, layout_] : {std::pair{"contiguous", Layout::Contiguous},
+                                std::pair{"x narrowed from (B, L, D+Z+H+5)", Layout::Narrowed},
+                                std::pair{"x permuted from (L, B, D+Z+H)", Layout::Permuted}}) {
+    const Layout layout = layout_;
     cases.push_back({"input_gates", label,
                      [=] {
                        return std::vector<Tensor>{gates_input(layout, B, L, D + Z + H, 31), gc_input({2, Z}, 32),
@@ -36,8 +38,9 @@ void add_gates_cases(std::vector<GradcheckCase>& cases) {
                        return cat({g.u, g.r, g.q, g.k}, -1);
                      }});
   }
-  for (auto [label, layout] : {std::pair{"contiguous", Layout::Contiguous},
-                               std::pair{"hx and u narrowed, residual permuted", Layout::Narrowed}}) {
+  for (auto [label, layout_] : {std::pair{"contiguous", Layout::Contiguous},
+                                std::pair{"hx and u narrowed, residual permuted", Layout::Narrowed}}) {
+    const Layout layout = layout_;
     cases.push_back({"output_gate", label,
                      [=] {
                        const Layout other = layout == Layout::Narrowed ? Layout::Permuted : Layout::Contiguous;
