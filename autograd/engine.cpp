@@ -143,7 +143,10 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     Tensor g = std::move(grads[n]);
     grads.erase(n);
     if (n->is_accumulator()) {
-      if (auto leaf = n->leaf.lock(); leaf && g.defined()) accumulate_into_leaf(*leaf, g);
+      if (auto leaf = n->leaf.lock(); leaf && g.defined()) {
+        accumulate_into_leaf(*leaf, g);
+        if (leaf->post_accumulate_grad_hook) leaf->post_accumulate_grad_hook(Tensor(leaf));
+      }
       continue;
     }
     std::vector<Tensor> in_grads;
@@ -198,6 +201,12 @@ void Tensor::set_grad(const Tensor& g) {
 }
 
 void Tensor::zero_grad() { impl().grad = nullptr; }
+
+void Tensor::set_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) {
+  MG_CHECK(is_leaf() && requires_grad(), "set_post_accumulate_grad_hook",
+           "only a leaf that requires grad accumulates a gradient, got {}", desc());
+  impl().post_accumulate_grad_hook = std::move(hook);
+}
 
 Tensor Tensor::detach() const {
   auto d = std::make_shared<TensorImpl>();

@@ -308,7 +308,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   MG_CHECK(p >= 0.0 && p < 1.0, op, "p must be in [0, 1), got {}", p);
   if (!training || p == 0.0) return x;  // identity: no copy, no node
   Generator& g = gen ? *gen : default_generator();
-  const uint64_t seed = g.seed(), first = g.advance((uint64_t)x.numel());
+  const uint64_t seed = g.seed(), first = g.advance_batch((uint64_t)x.numel(), op);
   Tensor xc = contiguous_nograd(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mask = Tensor::empty(x.shape(), DType::Bool, x.device());

@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/parallel.h"
 #include "mega/train/checkpoint.h"
+#include "mega/train/data_parallel.h"
 #include "mega/train/tasks.h"
 
 namespace megagrad::cli {
@@ -70,13 +71,10 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
   opts.parse(args);
-  if (const int ranks = dist::launcher_world_size(); ranks > 1 && !opts.help()) {
-    dist::world();  // a build without MPI says so first
-    fail("train",
-         "started by mpirun as one of {} ranks: data-parallel training is not built yet (the communicator is, "
-         "backends/dist/), and {} independent runs would write the same run folder. Run one process",
-         ranks, ranks);
-  }
+  // Under mpirun: one rank of a data-parallel run (a build without MPI says so here). Rank 0
+  // prints and writes; every rank trains on its share of each batch.
+  dist::Communicator& comm = opts.help() ? dist::single_process() : dist::world();
+  const bool root = comm.rank() == 0;
   if (opts.help()) {
     std::printf("usage: megagrad train --task listops|fmnist|charlm [options]\n\n"
                 "Trains a Mega model (or the Transformer baseline) on a built-in task, with a progress\n"
@@ -130,17 +128,22 @@ int cmd_train(const std::vector<std::string>& args) {
   o.device = device;
   // Before the data is loaded: a folder that holds another run is refused at once.
   try {
-    const std::string moved = prepare_run_dir(o);
-    if (!moved.empty()) std::printf("megagrad train: moved the old run in %s to %s\n", o.out_dir.c_str(), moved.c_str());
+    const std::string moved = run_on_root(comm, [&] { return prepare_run_dir(o); });
+    if (!moved.empty() && root)
+      std::printf("megagrad train: moved the old run in %s to %s\n", o.out_dir.c_str(), moved.c_str());
     o.force = false;  // done: train() finds an empty folder
   } catch (const RunExistsError& e) {
     throw UsageError(fmt::format("megagrad train: {}", std::string_view(e.what()).substr(8)));
   }
-  std::printf("megagrad train: task %s, model %s; OpenBLAS core %s, %d thread(s)\n", task.c_str(),
-              cfg.at("model").at("type").get_string().c_str(), blas_core_name().c_str(), get_num_threads());
+  if (root)
+    std::printf("megagrad train: task %s, model %s; OpenBLAS core %s, %d thread(s)%s\n", task.c_str(),
+                cfg.at("model").at("type").get_string().c_str(), blas_core_name().c_str(), get_num_threads(),
+                comm.size() > 1 ? fmt::format(" per rank, {} ranks ({})", comm.size(), comm.name()).c_str() : "");
   std::fflush(stdout);
   std::unique_ptr<TrainTask> t = make_task(cfg);
+  o.comm = &comm;
   TrainSummary s = train(*t, o);
+  if (!root) return s.stopped_on_nan ? 1 : 0;
   const double steps_done = (double)std::max<int64_t>(s.step, 1);
   std::printf("\nsteps %lld in %.1f s: %.0f tokens/s; per step %.1f ms forward, %.1f ms backward, %.1f ms optimizer\n",
               (long long)s.step, s.seconds, s.tokens_per_s, 1e3 * s.forward_s / steps_done, 1e3 * s.backward_s / steps_done,

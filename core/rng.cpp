@@ -4,6 +4,22 @@
 
 namespace megagrad {
 
+void Generator::set_batch_shard(int64_t first_row, int64_t rows, int64_t total_rows) {
+  MG_CHECK(rows == 0 || (rows >= 1 && first_row >= 0 && first_row + rows <= total_rows), "set_batch_shard",
+           "rows [{}, {}) are not a part of a batch of {}", first_row, first_row + rows, total_rows);
+  shard_first_ = first_row, shard_rows_ = rows == total_rows ? 0 : rows, shard_total_ = total_rows;
+}
+
+uint64_t Generator::advance_batch(uint64_t n, std::string_view op) {
+  if (shard_rows_ == 0) return advance(n);
+  MG_CHECK(n % (uint64_t)shard_rows_ == 0, op,
+           "a random mask of {} elements in the forward pass of a data-parallel shard of {} rows: its outermost "
+           "dimension must run over the rows, so its size must be a multiple of them",
+           n, shard_rows_);
+  const uint64_t per_row = n / (uint64_t)shard_rows_;
+  return advance(per_row * (uint64_t)shard_total_) + per_row * (uint64_t)shard_first_;
+}
+
 std::array<uint32_t, 4> philox4x32(uint64_t key, uint64_t counter_hi, uint64_t counter_lo) {
   constexpr uint32_t M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85;
   uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);

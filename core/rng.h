@@ -4,6 +4,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <string_view>
 #include "core/tensor.h"
 
 namespace megagrad {
@@ -31,8 +32,34 @@ class Generator {
     return o;
   }
 
+  // Data parallelism: this process computes rows [first_row, first_row + rows) of a global batch
+  // of total_rows. Set for the forward pass of a shard (BatchShardScope), it makes the random
+  // masks of that pass (dropout, attention dropout) the rows' part of the masks the whole batch
+  // would draw in one process, so N ranks train as one process does, and every rank's generator
+  // stays at the same offset. rows == total_rows: no shard (advance_batch is advance).
+  void set_batch_shard(int64_t first_row, int64_t rows, int64_t total_rows);
+  // Reserves the counters of a tensor of n elements whose outermost dimension runs over this
+  // process's rows of the batch (e.g. (B, L, D), (B * chunks, C, C)): those of the global batch.
+  // Returns this shard's first counter. Error when n is not a multiple of the shard's rows.
+  uint64_t advance_batch(uint64_t n, std::string_view op);
+
  private:
   uint64_t seed_ = 0, offset_ = 0;
+  int64_t shard_first_ = 0, shard_rows_ = 0, shard_total_ = 0;  // shard_rows_ 0: no shard
+};
+
+// Sets the batch shard of a generator for a scope, and clears it after.
+class BatchShardScope {
+ public:
+  BatchShardScope(Generator& g, int64_t first_row, int64_t rows, int64_t total_rows) : g_(g) {
+    g_.set_batch_shard(first_row, rows, total_rows);
+  }
+  ~BatchShardScope() { g_.set_batch_shard(0, 0, 0); }
+  BatchShardScope(const BatchShardScope&) = delete;
+  BatchShardScope& operator=(const BatchShardScope&) = delete;
+
+ private:
+  Generator& g_;
 };
 
 // The calling thread's default generator (seed 0 until manual_seed in that thread). A Generator

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 namespace megagrad {
 
 class Node;  // autograd/node.h
+class Tensor;
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -29,6 +31,10 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;    // accumulated gradient (leaves, or retain_grad)
   std::shared_ptr<Node> grad_fn;       // the op that made this tensor; null for leaves
   std::shared_ptr<Node> grad_accumulator;  // leaves only: the node that adds into .grad
+  // Leaves only: called by backward() right after this leaf's gradient of that pass has been
+  // added into .grad (once per pass, after every path's share is summed). Data-parallel training
+  // uses it to start reducing a gradient while the rest of the backward runs.
+  std::function<void(const Tensor&)> post_accumulate_grad_hook;
   std::string name;                    // optional, shown by dump_graph and anomaly messages
 };
 
@@ -118,6 +124,9 @@ class Tensor {
   Tensor grad() const;  // undefined when none yet
   void set_grad(const Tensor& g);
   void zero_grad();     // drops .grad, as PyTorch's set_to_none
+  // As PyTorch's register_post_accumulate_grad_hook, with one hook per leaf: `hook(leaf)` runs
+  // after each backward pass has accumulated into leaf.grad. An empty function removes it.
+  void set_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook);
   const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
   // Gradient of this tensor w.r.t. every leaf that requires grad; `grad` defaults to 1 for a
   // one-element tensor. The graph's saved tensors are freed unless retain_graph.

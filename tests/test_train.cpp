@@ -51,6 +51,7 @@ std::vector<double> losses_of(const std::string& metrics) {
   std::ifstream in(metrics);
   for (std::string line; std::getline(in, line);) {
     Json j = Json::parse(line);
+    if (j.contains("header")) continue;  // a run's header line
     if (j.at("split").get_string() == "train") out.push_back(j.at("loss").get_double());
   }
   return out;

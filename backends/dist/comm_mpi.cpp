@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 #include "backends/dist/communicator.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -33,6 +34,26 @@ void check_cpu_contiguous(std::string_view op, const Tensor& t) {
   MG_CHECK(t.is_contiguous(), op, "{} is not contiguous", t.desc());
 }
 
+// MPI_Iallreduce requests of one tensor (one per piece of at most kMaxCount elements).
+class MpiPending final : public PendingCollective {
+ public:
+  explicit MpiPending(std::vector<MPI_Request> requests) : requests_(std::move(requests)) {}
+  ~MpiPending() override { wait(); }
+  void wait() override {
+    if (!requests_.empty()) MPI_Waitall((int)requests_.size(), requests_.data(), MPI_STATUSES_IGNORE);
+    requests_.clear();
+  }
+  bool test() override {
+    int done = 1;
+    if (!requests_.empty()) MPI_Testall((int)requests_.size(), requests_.data(), &done, MPI_STATUSES_IGNORE);
+    if (done) requests_.clear();
+    return done != 0;
+  }
+
+ private:
+  std::vector<MPI_Request> requests_;
+};
+
 class Mpi final : public Communicator {
  public:
   Mpi() {
@@ -55,17 +76,23 @@ class Mpi final : public Communicator {
   int size() const override { return size_; }
   std::string_view name() const override { return "MPI"; }
 
-  void all_reduce_sum(Tensor& t) override {
+  void all_reduce_sum(Tensor& t) override { start_all_reduce_sum(t)->wait(); }
+
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor& t) override {
     constexpr std::string_view op = "all_reduce_sum";
     check_cpu_contiguous(op, t);
     MG_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64, op,
              "expected a float32 or float64 tensor, got {}", t.desc());
     char* p = static_cast<char*>(t.raw_device_data());
     const size_t esize = dtype_size(t.dtype());
+    std::vector<MPI_Request> requests;
     for (int64_t i = 0; i < t.numel(); i += kMaxCount) {
       const int n = (int)std::min(kMaxCount, t.numel() - i);
-      MPI_Allreduce(MPI_IN_PLACE, p + (size_t)i * esize, n, mpi_type(op, t), MPI_SUM, MPI_COMM_WORLD);
+      requests.emplace_back();
+      MPI_Iallreduce(MPI_IN_PLACE, p + (size_t)i * esize, n, mpi_type(op, t), MPI_SUM, MPI_COMM_WORLD,
+                     &requests.back());
     }
+    return std::make_unique<MpiPending>(std::move(requests));
   }
 
   void broadcast(Tensor& t, int root) override {

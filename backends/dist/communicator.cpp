@@ -17,6 +17,7 @@ class SingleProcess final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string_view name() const override { return "single process"; }
+  bool reduces_on(Device) const override { return true; }  // nothing moves
   void all_reduce_sum(Tensor& t) override { check_reducible("all_reduce_sum", t); }
   void broadcast(Tensor&, int root) override { check_root("broadcast", root); }
   void broadcast_bytes(std::string&, int root) override { check_root("broadcast_bytes", root); }
@@ -50,6 +51,11 @@ int launcher_world_size() {
 
 bool built_with_mpi() { return MEGAGRAD_HAS_MPI; }
 
+Communicator& single_process() {
+  static SingleProcess one;
+  return one;
+}
+
 Communicator& world() {
   static std::once_flag once;
   static std::unique_ptr<Communicator> comm;
@@ -69,8 +75,22 @@ Communicator& world() {
   return *comm;
 }
 
-void check_same_on_all_ranks(std::string_view what, uint64_t value) {
-  Communicator& c = world();
+namespace {
+class Finished final : public PendingCollective {
+ public:
+  void wait() override {}
+  bool test() override { return true; }
+};
+}  // namespace
+
+std::unique_ptr<PendingCollective> Communicator::start_all_reduce_sum(Tensor& t) {
+  all_reduce_sum(t);
+  return std::make_unique<Finished>();
+}
+
+void check_same_on_all_ranks(std::string_view what, uint64_t value) { check_same_on_all_ranks(world(), what, value); }
+
+void check_same_on_all_ranks(Communicator& c, std::string_view what, uint64_t value) {
   const std::vector<uint64_t> all = c.all_gather(value);
   bool same = true;
   for (uint64_t v : all) same = same && v == all[0];

@@ -12,11 +12,24 @@
 // that dies makes mpirun stop the others instead of leaving them waiting in a collective.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include "core/tensor.h"
 
 namespace megagrad::dist {
+
+// A collective that was started and may not have finished: its tensor must stay alive and
+// untouched until wait() returns. The destructor waits too, so a buffer is never freed under a
+// collective in flight.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void wait() = 0;
+  // Lets the library move the collective on without blocking (MPI progresses non-blocking
+  // collectives only inside MPI calls); true once it has finished.
+  virtual bool test() { return false; }
+};
 
 class Communicator {
  public:
@@ -24,9 +37,16 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string_view name() const = 0;  // "single process" or "MPI"
+  // Whether the collectives take tensors on this device (MPI: CPU tensors; a caller stages others
+  // through the host).
+  virtual bool reduces_on(Device d) const { return d.is_cpu(); }
   // t = the sum of t over all ranks, in place. t: a contiguous float32/float64 CPU tensor with the
   // same shape on every rank.
   virtual void all_reduce_sum(Tensor& t) = 0;
+  // all_reduce_sum started without waiting for it (MPI_Iallreduce), so that a data-parallel
+  // backward can overlap it with the rest of the gradient computation. Every rank must start the
+  // same collectives in the same order. The default runs the blocking one and returns it finished.
+  virtual std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor& t);
   // t = root's t on every rank, in place (any dtype, contiguous, CPU).
   virtual void broadcast(Tensor& t, int root) = 0;
   // bytes = root's bytes on every rank (the length too).
@@ -47,8 +67,13 @@ int launcher_world_size();
 // configuration or of the data): "[what] ranks disagree: rank 0 has 0x..., rank 1 has 0x...".
 // Every rank calls it; every rank throws, so none is left waiting in a later collective.
 void check_same_on_all_ranks(std::string_view what, uint64_t value);
+void check_same_on_all_ranks(Communicator& comm, std::string_view what, uint64_t value);
 
 // Built with MPI?
 bool built_with_mpi();
+
+// A single-process communicator (size 1), whatever world() is: for a run that must train alone
+// inside an mpirun launch (tests that compare N ranks with one process).
+Communicator& single_process();
 
 }  // namespace megagrad::dist

@@ -154,7 +154,7 @@ Dropout draw_dropout(const Checked& c, const AttentionOptions& o) {
   if (!o.training || o.dropout == 0.0) return {};
   Generator& g = o.generator ? *o.generator : default_generator();
   Dropout d{o.dropout, g.seed(), 0};
-  d.first = g.advance((uint64_t)(c.B * c.NC * c.C * c.C));
+  d.first = g.advance_batch((uint64_t)(c.B * c.NC * c.C * c.C), "attention");
   return d;
 }
 

@@ -12,7 +12,7 @@ namespace megagrad {
 // ---------------------------------------------------------------- Progress
 
 Progress::Progress(int64_t total, int64_t every, std::FILE* out)
-    : total_(total), every_(std::max<int64_t>(1, every)), out_(out), tty_(isatty(fileno(out)) != 0),
+    : total_(total), every_(std::max<int64_t>(1, every)), out_(out), tty_(out && isatty(fileno(out)) != 0),
       start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 namespace {
@@ -24,6 +24,7 @@ std::string clock_str(double s) {
 }  // namespace
 
 void Progress::update(int64_t step, const std::vector<std::pair<std::string, std::string>>& fields, double tok_s) {
+  if (!out_) return;
   auto now = std::chrono::steady_clock::now();
   if (start_step_ < 0) start_step_ = step - 1, start_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
@@ -49,12 +50,14 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, std
 }
 
 void Progress::message(const std::string& line) {
+  if (!out_) return;
   if (bar_open_) std::fputc('\n', out_), bar_open_ = false;
   std::fprintf(out_, "%s\n", line.c_str());
   std::fflush(out_);
 }
 
 void Progress::finish() {
+  if (!out_) return;
   if (bar_open_) std::fputc('\n', out_), bar_open_ = false;
   std::fflush(out_);
 }

@@ -11,7 +11,8 @@ namespace megagrad {
 
 class Progress {
  public:
-  // total: steps of the run; every: log-line interval when not on a terminal.
+  // total: steps of the run; every: log-line interval when not on a terminal. out null: silent
+  // (the ranks other than 0 of a data-parallel run).
   Progress(int64_t total, int64_t every, std::FILE* out = stdout);
   // Redraws the bar (at most 10 times a second on a terminal) or prints a line every `every` steps.
   // `fields` are shown in order, e.g. {"loss", "2.301"}, {"acc", "41.0%"}.

@@ -14,6 +14,7 @@
 #include "mega/data/text.h"
 #include "mega/models.h"
 #include "mega/optim.h"
+#include "mega/train/data_parallel.h"
 
 namespace megagrad {
 
@@ -180,6 +181,12 @@ int64_t listops_model_id(int64_t id, int64_t pad) {
 }
 int64_t listops_model_vocab(int64_t pad) { return data::kListOpsVocabSize + (pad == data::kListOpsPad ? 0 : 1); }
 
+// The bytes of a vector, for data fingerprints.
+template <typename T>
+std::string_view bytes_of(const std::vector<T>& v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)};
+}
+
 // ---------------------------------------------------------------- classification tasks
 
 // Shared by ListOps and Fashion-MNIST: a classifier over (B, L) inputs, cross-entropy, accuracy.
@@ -198,12 +205,17 @@ class ClassifierTask : public TrainTask {
   Tensor next_train_loss(StepStats& st) override {
     MG_CHECK(iterator_ != nullptr, "train", "this task was built for evaluation only (no training data)");
     std::vector<int64_t> idx = iterator_->next();
+    // The whole batch, then this rank's rows: padded as the whole batch is, so that each row is
+    // computed as in one process.
     auto [input, labels] = batch("train", idx);
-    input = input.to(device_), labels = labels.to(device_);
+    const Share share = share_of((int64_t)idx.size());
+    if (share.rows == 0) return Tensor();
+    input = take_share(input, share).to(device_), labels = take_share(labels, share).to(device_);
+    BatchShardScope masks(default_generator(), share.first, share.rows, share.total);
     Tensor logits = forward(input);
     count(logits, labels, st);
     st.tokens += input.numel();
-    return cross_entropy(logits, labels);
+    return share_of_mean(cross_entropy(logits, labels), share);
   }
 
   EvalResult evaluate(const std::string& split, int64_t max_batches) override {
@@ -220,11 +232,16 @@ class ClassifierTask : public TrainTask {
       std::vector<int64_t> idx((size_t)std::min(batch_size_, n - b0));
       std::iota(idx.begin(), idx.end(), b0);
       auto [input, labels] = batch(split, idx);
-      input = input.to(device_), labels = labels.to(device_);
+      const Share share = share_of((int64_t)idx.size());  // data parallel: each rank its rows
+      if (share.rows == 0) continue;
+      input = take_share(input, share).to(device_), labels = take_share(labels, share).to(device_);
       Tensor logits = forward(input);
       count(logits, labels, st);
-      loss_sum += cross_entropy(logits, labels).item() * (double)idx.size();
+      loss_sum += cross_entropy(logits, labels).item() * (double)share.rows;
     }
+    std::vector<double> sums{loss_sum, (double)st.correct, (double)st.count};
+    sum_over_ranks(sums);
+    loss_sum = sums[0], st.correct = (int64_t)sums[1], st.count = (int64_t)sums[2];
     model_->train();
     return {loss_sum / (double)std::max<int64_t>(st.count, 1), train_metric(st), st.count};
   }
@@ -327,6 +344,14 @@ class ListOpsTask : public ClassifierTask {
     return fmt::format("{}: {} train / {} val / {} test sequences, lengths up to {}; validation majority class {:.1f}%",
                        source_, data_.train.size(), data_.val.size(), data_.test.size(), longest, majority(data_.val));
   }
+  uint64_t data_fingerprint() const override {
+    uint64_t h = fnv1a(describe());
+    for (const data::SequenceDataset* ds : {&data_.train, &data_.val, &data_.test}) {
+      h = fnv1a(bytes_of(ds->tokens), h);
+      h = fnv1a(bytes_of(ds->labels), h);
+    }
+    return h;
+  }
 
  protected:
   const data::SequenceDataset& split(const std::string& s) const {
@@ -371,6 +396,12 @@ class FashionMnistTask : public ClassifierTask {
     return fmt::format("sequential Fashion-MNIST: {} train / {} val / {} test images as sequences of 784 pixels; chance 10%",
                        data_.train.count - val_size_, val_size_, data_.test.count);
   }
+  uint64_t data_fingerprint() const override {
+    uint64_t h = fnv1a(describe());
+    for (const data::ImageSet* set : {&data_.train, &data_.test})
+      h = fnv1a(bytes_of(set->labels), fnv1a(bytes_of(set->pixels), h));
+    return h;
+  }
 
  protected:
   // The last val_size training images are the validation split.
@@ -412,8 +443,12 @@ class CharLMTask : public TrainTask {
   std::string metric_name() const override { return "bpc"; }
   double train_metric(const StepStats& s) const override { return s.batches ? s.loss_sum / (double)s.batches / std::log(2.0) : 0; }
   Tensor next_train_loss(StepStats& st) override {
-    data::LMBatch b = data::sample_windows(text_.train, batch_size_, seq_len_, gen_);
-    Tensor loss = lm_loss(b);
+    data::LMBatch b = data::sample_windows(text_.train, batch_size_, seq_len_, gen_);  // the whole batch on every rank
+    const Share share = share_of(b.inputs.size(0));
+    if (share.rows == 0) return Tensor();
+    b.inputs = take_share(b.inputs, share), b.targets = take_share(b.targets, share);
+    BatchShardScope masks(default_generator(), share.first, share.rows, share.total);
+    Tensor loss = share_of_mean(lm_loss(b), share);  // every row has seq_len targets: the rows' share is exact
     st.tokens += b.inputs.numel(), st.loss_sum += loss.item(), st.batches += 1;
     return loss;
   }
@@ -428,9 +463,15 @@ class CharLMTask : public TrainTask {
     int64_t n = 0, batches = 0;
     for (int64_t w = 0; w < windows && (max_batches == 0 || batches < max_batches); w += batch_size_, ++batches) {
       data::LMBatch b = data::eval_windows(text_.val, seq_len_, w, std::min(batch_size_, windows - w));
+      const Share share = share_of(b.inputs.size(0));  // data parallel: each rank its rows
+      if (share.rows == 0) continue;
+      b.inputs = take_share(b.inputs, share), b.targets = take_share(b.targets, share);
       loss_sum += lm_loss(b).item() * (double)b.targets.numel();
       n += b.targets.numel();
     }
+    std::vector<double> sums{loss_sum, (double)n};
+    sum_over_ranks(sums);
+    loss_sum = sums[0], n = (int64_t)sums[1];
     model_->train();
     double loss = loss_sum / (double)std::max<int64_t>(n, 1);
     return {loss, loss / std::log(2.0), n};
@@ -451,6 +492,9 @@ class CharLMTask : public TrainTask {
     return fmt::format("character LM on {}: {} train / {} val characters, vocabulary {}; uniform guess {:.2f} bpc", file_,
                        text_.train.size(), text_.val.size(), text_.vocab.size() - 1,
                        std::log2((double)text_.vocab.size() - 1));
+  }
+  uint64_t data_fingerprint() const override {
+    return fnv1a(bytes_of(text_.val), fnv1a(bytes_of(text_.train), fnv1a(describe())));
   }
   MegaLM& lm() { return *model_; }
   const data::CharVocab& vocab() const { return text_.vocab; }

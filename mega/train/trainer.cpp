@@ -4,13 +4,16 @@
 #include <ctime>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/atomic_file.h"
 #include "core/rng.h"
 #include "mega/optim.h"
+#include "core/parallel.h"
 #include "mega/train/checkpoint.h"
+#include "mega/train/data_parallel.h"
 #include "mega/train/report.h"
 
 namespace megagrad {
@@ -83,13 +86,30 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   MG_CHECK(o.steps >= 1 && o.accum >= 1 && o.log_every >= 1 && o.eval_every >= 1 && o.checkpoint_every >= 1,
            "train", "steps, accum, log_every, eval_every and checkpoint_every must be >= 1");
   namespace fs = std::filesystem;
+  // Data parallelism: every rank runs this loop on its share of each batch; rank 0 alone writes
+  // the run folder. Any decision that ends the loop rests on values summed over the ranks (the
+  // loss, the gradient norm after the all-reduce, evaluations), so the ranks always decide alike.
+  dist::Communicator& comm = o.comm ? *o.comm : dist::world();
+  const bool root = comm.rank() == 0, distributed = comm.size() > 1;
+  if (distributed) {
+    // Ranks that disagree stop here, each with the same error, instead of hanging or drifting.
+    dist::check_same_on_all_ranks(comm, "train", fnv1a(o.config.dump() + "|" + o.resume + fmt::format("|{}|{}", o.steps, o.accum)));
+    dist::check_same_on_all_ranks(comm, "train: the data", task.data_fingerprint());
+    for (const auto& [name, t] : task.model().state_dict())
+      MG_CHECK(name.find("running_mean") == std::string::npos, "train",
+               "{} is a batch-norm statistic: batch norm under data parallelism would need its statistics "
+               "synchronised across the {} ranks, which megagrad does not do. Use another norm (layernorm, "
+               "scalenorm, rmsnorm) or one process",
+               name, comm.size());
+  }
   TrainSummary sum;
-  sum.moved_aside = prepare_run_dir(o);
+  sum.moved_aside = run_on_root(comm, [&] { return prepare_run_dir(o); });
   const std::string checkpoint_path = (fs::path(o.out_dir) / "checkpoint.safetensors").string();
   sum.metrics = (fs::path(o.out_dir) / "metrics.jsonl").string();
   sum.plot = (fs::path(o.out_dir) / "curves.svg").string();
 
   task.to(o.device);
+  task.set_communicator(comm);
   Module& model = task.model();
   AdamWOptions ao;
   ao.lr = o.lr, ao.beta1 = o.beta1, ao.beta2 = o.beta2, ao.eps = o.eps, ao.weight_decay = o.weight_decay;
@@ -130,12 +150,38 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     default_generator().set_state(seed, offset);
     MG_CHECK(step < o.steps, "train", "{} is at step {}, and this run has only {} steps", o.resume, step, o.steps);
   }
+  std::unique_ptr<GradientSync> sync;
+  if (distributed) {
+    broadcast_from_root(comm, model.state_dict());  // the same start on every rank, whatever each initialised
+    sync = std::make_unique<GradientSync>(model.named_parameters(), comm);
+  }
 
-  MetricsLog log(sum.metrics, o.resume.empty() ? -1 : step);
-  Progress progress(o.steps, o.log_every);
+  // Rank 0 keeps the log and the terminal; the others log nothing.
+  std::optional<MetricsLog> log;
+  if (root) log.emplace(sum.metrics, o.resume.empty() ? -1 : step);
+  auto log_write = [&](Json j, double elapsed) {
+    if (!log) return;
+    j.set("elapsed_s", std::round(elapsed * 1000) / 1000);
+    log->write(j);
+  };
+  {  // A header line per start or resume: what produced the lines after it.
+    Json h = Json::object();
+    h.set("version", MEGAGRAD_VERSION), h.set("seed", (int64_t)o.seed), h.set("threads", (int64_t)get_num_threads());
+    h.set("world_size", (int64_t)comm.size()), h.set("communicator", std::string(comm.name()));
+    h.set("device", fmt::format("{}", o.device)), h.set("resumed_at_step", o.resume.empty() ? Json() : Json(step));
+    h.set("config", o.config);
+    Json j = Json::object();
+    j.set("header", h);
+    if (log) log->write(j);
+  }
+  Progress progress(o.steps, o.log_every, root ? stdout : nullptr);
   progress.message(task.describe());
-  progress.message(fmt::format("{} parameters; {} steps{}", model.num_parameters(), o.steps,
-                               step > 0 ? fmt::format(", resuming at step {} from {}", step, o.resume) : ""));
+  progress.message(fmt::format("{} parameters; {} steps{}{}", model.num_parameters(), o.steps,
+                               step > 0 ? fmt::format(", resuming at step {} from {}", step, o.resume) : "",
+                               distributed ? fmt::format("; data parallel over {} ranks ({}, {} gradient bucket(s)), "
+                                                         "global batch split across them", comm.size(), comm.name(),
+                                                         sync->num_buckets())
+                                           : ""));
   auto t_run = Clock::now();
   StepStats window;
   int64_t tokens_total = 0;
@@ -150,7 +196,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   int64_t pending_step = 0, val_step = -1;  // val_step: the step of the last evaluation
   auto commit = [&] {
     if (pending.empty()) return;
-    write_file_atomic(checkpoint_path, pending, "train");
+    if (root) write_file_atomic(checkpoint_path, pending, "train");
     last_good = checkpoint_path;
     pending.clear();
   };
@@ -163,7 +209,8 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
       progress.message(fmt::format("train: not saving step {}: {}", at, *bad));
       return;
     }
-    pending = serialize_checkpoint(ck), pending_step = at;
+    // Only rank 0 writes; the others keep a marker, so that every rank takes the same decisions.
+    pending = root ? serialize_checkpoint(ck) : std::string("(written by rank 0)"), pending_step = at;
     // An evaluation at this step was a forward pass with exactly these weights.
     if (val_step == at && std::isfinite(sum.val.loss)) commit();
   };
@@ -177,7 +224,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     val_step = at;
     Json j = Json::object();
     j.set("step", at), j.set("split", "val"), j.set("loss", sum.val.loss), j.set(task.metric_name(), sum.val.metric);
-    log.write(j);
+    log_write(j, since(t_run));
     progress.message(fmt::format("step {}: validation loss {:.4f}, {} {:.4g}", at, sum.val.loss, task.metric_name(),
                                  sum.val.metric));
     model.train();
@@ -190,12 +237,26 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     StepStats st;
     double loss_value = 0;
     for (int64_t m = 0; m < o.accum; ++m) {
+      if (sync && m == o.accum - 1) sync->arm();  // the last backward's gradients go to the all-reduce as they come
       auto t0 = Clock::now();
       Tensor loss = task.next_train_loss(st);
       sum.forward_s += since(t0);
+      if (!loss.defined()) continue;  // this rank's share of the batch is empty (a small last batch)
       loss_value += loss.item() / (double)o.accum;
       auto t1 = Clock::now();
       (o.accum > 1 ? mul_scalar(loss, 1.0 / (double)o.accum) : loss).backward();
+      sum.backward_s += since(t1);
+    }
+    if (sync) {
+      auto t1 = Clock::now();
+      sync->finish();
+      // The ranks' shares add up to the global batch's loss and counts.
+      Tensor totals = Tensor::from_vector({loss_value, (double)st.tokens, (double)st.correct, (double)st.count, st.loss_sum},
+                                          {5}, DType::Float64);
+      comm.all_reduce_sum(totals);
+      const std::vector<double> v = totals.to_vector();
+      loss_value = v[0], st.tokens = (int64_t)v[1], st.correct = (int64_t)v[2], st.count = (int64_t)v[3], st.loss_sum = v[4];
+      st.batches = o.accum;
       sum.backward_s += since(t1);
     }
     if (!std::isfinite(loss_value)) {
@@ -228,7 +289,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
       Json j = Json::object();
       j.set("step", step), j.set("split", "train"), j.set("loss", loss_value), j.set("lr", opt.lr());
       j.set("grad_norm", norm), j.set(task.metric_name(), task.train_metric(st));
-      log.write(j);
+      log_write(j, elapsed);
     }
     if (step % o.log_every == 0 || step == o.steps) {
       sum.train_loss = window.loss_sum / (double)window.batches;
@@ -239,6 +300,9 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
                      {task.metric_name(), fmt::format("{:.4g}", task.train_metric(st))},
                      {"lr", fmt::format("{:.2e}", opt.lr())}},
                     (double)tokens_total / std::max(elapsed, 1e-9));
+    if (o.check_replicas_every > 0 && step % o.check_replicas_every == 0)
+      dist::check_same_on_all_ranks(comm, fmt::format("train: the weights after step {}", step),
+                                    replicas_hash(model.state_dict()));
     if (step % o.eval_every == 0 || step == o.steps) evaluate(step);
     const bool stop = o.stop_after > 0 && step == o.stop_after;
     if (step % o.checkpoint_every == 0 || step == o.steps || stop) take_checkpoint(step);
@@ -257,7 +321,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   progress.finish();
   sum.seconds = since(t_run);
   sum.tokens_per_s = (double)tokens_total / std::max(sum.seconds, 1e-9);
-  plot_metrics_log(sum.metrics, sum.plot, o.title, task.metric_name());
+  if (root) plot_metrics_log(sum.metrics, sum.plot, o.title, task.metric_name());
   return sum;
 }
 

@@ -5,6 +5,7 @@
 // A task (mega/train/tasks.h) owns the model and the data; the loop only sees this interface.
 #pragma once
 #include <string>
+#include "backends/dist/communicator.h"
 #include "core/json.h"
 #include "mega/module.h"
 
@@ -49,8 +50,36 @@ class TrainTask {
   }
   Device device() const { return device_; }
 
+  // A fingerprint of the data (its content where cheap, else its description): data-parallel
+  // ranks that would train on different data stop at start-up instead of drifting apart.
+  virtual uint64_t data_fingerprint() const;
+
+  // Data parallelism: this process is one of comm.size() ranks. Each takes its share of every
+  // global batch (rows [n r / N, n (r + 1) / N) of a batch of n): next_train_loss then returns the
+  // share's part of the global batch's mean loss (the share's mean times its fraction of the
+  // rows), so that the ranks' losses, and gradients, sum to the whole batch's; `stats` count the
+  // share only. evaluate() splits each batch the same way and sums over the ranks, so every rank
+  // gets the whole split's result. A rank whose share of a batch is empty gets an undefined loss.
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
+
  protected:
+  struct Share {
+    int64_t first = 0, rows = 0, total = 0;  // rows [first, first + rows) of a batch of total
+    bool whole() const { return rows == total; }
+    double fraction() const { return (double)rows / (double)total; }
+  };
+  Share share_of(int64_t batch_rows) const;
+  // Rows [first, first + rows) of a batch (dimension 0).
+  static Tensor take_share(const Tensor& batch, const Share& share) {
+    return share.whole() ? batch : batch.narrow(0, share.first, share.rows).contiguous();
+  }
+  // The share's mean loss as its part of the global batch's mean.
+  static Tensor share_of_mean(const Tensor& loss, const Share& share);
+  // Sums each value over the ranks, in place (one process: unchanged).
+  void sum_over_ranks(std::vector<double>& values) const;
+
   Device device_ = Device::cpu();
+  dist::Communicator* comm_ = nullptr;  // null: one process
 };
 
 struct TrainOptions {
@@ -73,6 +102,10 @@ struct TrainOptions {
   int64_t stop_after = 0;        // stop (with a checkpoint) after this step, as if interrupted (0: run to the end)
   Json config;                   // the run's configuration, stored in every checkpoint
   std::string title = "training";
+  // The processes of a data-parallel run (null: dist::world(), i.e. MPI when started by mpirun).
+  // Rank 0 writes the run folder; --batch-size stays the global batch.
+  dist::Communicator* comm = nullptr;
+  int64_t check_replicas_every = 0;  // > 0: every N steps, stop if the ranks' weights differ (a test aid)
 };
 
 struct TrainSummary {
