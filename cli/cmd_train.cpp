@@ -78,7 +78,9 @@ int cmd_train(const std::vector<std::string>& args) {
   if (opts.help()) {
     std::printf("usage: megagrad train --task listops|fmnist|charlm [options]\n\n"
                 "Trains a Mega model (or the Transformer baseline) on a built-in task, with a progress\n"
-                "bar, evaluation on the validation split, checkpoints, a metrics log and a plot.\n\n%s",
+                "bar, evaluation on the validation split, checkpoints, a metrics log and a plot.\n"
+                "Under `mpirun -np N`, N processes train one run (data parallel): --batch-size stays\n"
+                "the global batch, each rank takes its rows, and rank 0 writes the run folder.\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
