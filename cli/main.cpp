@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 #include "backends/cpu/blas.h"
+#include "backends/dist/communicator.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -96,9 +97,11 @@ int main(int argc, char** argv) {
     return megagrad::cli::run(argc, argv);
   } catch (const megagrad::cli::UsageError& e) {
     std::fprintf(stderr, "%s\n", e.what());
+    megagrad::dist::end_job_after_error(2);  // under mpirun: the other ranks too, not a hang
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "megagrad: error: %s\n", e.what());
+    megagrad::dist::end_job_after_error(1);
     return 1;
   }
 }

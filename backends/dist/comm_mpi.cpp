@@ -3,6 +3,7 @@
 // MPI_COMM_WORLD with MPI's default error handler (MPI_ERRORS_ARE_FATAL): a failed call or a
 // dead rank ends the whole job instead of leaving ranks waiting.
 #include <mpi.h>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -123,6 +124,12 @@ class Mpi final : public Communicator {
   }
 
   void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+
+  [[noreturn]] void abort_job(int exit_code) override {
+    std::fflush(nullptr);  // the error message first
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    std::_Exit(exit_code);  // MPI_Abort does not return; this satisfies [[noreturn]]
+  }
 
  private:
   void check_root(std::string_view op, int root) const {

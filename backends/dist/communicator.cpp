@@ -1,5 +1,7 @@
 // world(), the single-process stand-in, and the checks shared by every implementation.
 #include "backends/dist/communicator.h"
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -56,6 +58,20 @@ Communicator& single_process() {
   return one;
 }
 
+namespace {
+std::atomic<Communicator*> g_started{nullptr};  // world() once it exists
+}  // namespace
+
+void Communicator::abort_job(int exit_code) {
+  std::fflush(nullptr);
+  std::_Exit(exit_code);
+}
+
+void end_job_after_error(int exit_code) {
+  Communicator* c = g_started.load();
+  if (c && c->size() > 1) c->abort_job(exit_code);
+}
+
 Communicator& world() {
   static std::once_flag once;
   static std::unique_ptr<Communicator> comm;
@@ -71,6 +87,7 @@ Communicator& world() {
     } else {
       comm = std::make_unique<SingleProcess>();
     }
+    g_started = comm.get();
   });
   return *comm;
 }

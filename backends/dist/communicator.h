@@ -54,6 +54,9 @@ class Communicator {
   // Every rank's value, in rank order.
   virtual std::vector<uint64_t> all_gather(uint64_t value) = 0;
   virtual void barrier() = 0;
+  // Ends every rank of the job now (MPI_Abort): for an error on some ranks only, whose peers may
+  // wait in a collective that will never complete. The stand-in exits this process.
+  [[noreturn]] virtual void abort_job(int exit_code);
 };
 
 // The communicator of this process (see above). Thread-safe first call; lives until exit.
@@ -68,6 +71,11 @@ int launcher_world_size();
 // Every rank calls it; every rank throws, so none is left waiting in a later collective.
 void check_same_on_all_ranks(std::string_view what, uint64_t value);
 void check_same_on_all_ranks(Communicator& comm, std::string_view what, uint64_t value);
+
+// Called on the way out of a program after an error: when this process is one of several ranks
+// (world() was started and has size > 1), ends the whole job with exit_code, since a normal exit
+// would wait in MPI_Finalize for ranks that may wait for this one. Otherwise returns.
+void end_job_after_error(int exit_code);
 
 // Built with MPI?
 bool built_with_mpi();
