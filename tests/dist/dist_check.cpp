@@ -7,19 +7,13 @@
 #include <string>
 #include "backends/dist/communicator.h"
 #include "core/error.h"
+#include "tests/dist/expect.h"
 #include "core/tensor.h"
 
 using namespace megagrad;
 
-namespace {
-int failures = 0;
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "rank %d: FAILED: %s\n", dist::world().rank(), what.c_str());
-  }
-}
-}  // namespace
+using dist_test::expect;
+using dist_test::failures;
 
 int main() {
   dist::Communicator& c = dist::world();

@@ -20,6 +20,7 @@
 #include "autograd/ops.h"
 #include "backends/dist/communicator.h"
 #include "core/error.h"
+#include "tests/dist/expect.h"
 #include "mega/train/checkpoint.h"
 #include "mega/train/data_parallel.h"
 #include "mega/train/tasks.h"
@@ -28,14 +29,10 @@
 using namespace megagrad;
 namespace fs = std::filesystem;
 
+using dist_test::expect;
+using dist_test::failures;
+
 namespace {
-int failures = 0;
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "rank %d: FAILED: %s\n", dist::world().rank(), what.c_str());
-  }
-}
 
 // A tiny ListOps run with dropout (so that the masks matter), 2 micro-batches per step and a
 // global batch of 7, which 2 ranks split 3 + 4.
