@@ -1,10 +1,12 @@
 // The reverse-mode engine: Tensor::backward() walks the recorded graph from the output back to
 // the leaves, in topological order, summing the gradients that reach a node along several paths.
+#include <chrono>
 #include <deque>
 #include <unordered_map>
 #include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "autograd/profile.h"
 #include "autograd/ops.h"
 #include "autograd/registry.h"
 
@@ -101,6 +103,7 @@ void record(std::string_view op, const std::vector<Tensor>& inputs, Tensor& outp
   TensorImpl& o = output.impl();
   o.requires_grad = true;
   o.grad_fn = std::move(node);
+  if (profile_ops* prof = profile_ops::active()) prof->forward_done(op);
 }
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
@@ -133,14 +136,38 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     }
   }
 
-  // 2. Kahn's algorithm: a node runs once all nodes that feed it a gradient have run.
-  std::unordered_map<Node*, Tensor> grads;
-  grads[root.get()] = g0;
+  // 2. Kahn's algorithm: a node runs once all nodes that feed it a gradient have run. A node's
+  // gradient is summed as its parts arrive. `owned`: the sum is a buffer of the engine's own (not
+  // a tensor an op returned, which may alias one that something else holds), so later parts are
+  // added into it in place instead of into a new tensor each time.
+  struct Incoming {
+    Tensor g;
+    bool owned = false;
+  };
+  std::unordered_map<Node*, Incoming> grads;
+  grads[root.get()].g = g0;
   std::deque<Node*> ready{root.get()};
+  profile_ops* const prof = profile_ops::active();
+  auto timed = [prof](std::string_view op, auto&& fn) {
+    if (!prof) return fn();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto result = fn();
+    prof->backward_done(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return result;
+  };
+  // The buffer that node `child`'s gradient is summed in: created (zeros of its shape) or copied
+  // from a part that an op returned, the first time a part is to be added into it in place.
+  auto owned_sum = [&](Node* child, const Shape& shape, const Tensor& like) -> Tensor& {
+    Incoming& in = grads[child];
+    if (!in.g.defined()) in.g = Tensor::zeros(shape, like.dtype(), like.device());
+    else if (!in.owned) in.g = in.g.clone();
+    in.owned = true;
+    return in.g;
+  };
   while (!ready.empty()) {
     Node* n = ready.front();
     ready.pop_front();
-    Tensor g = std::move(grads[n]);
+    Tensor g = std::move(grads[n].g);
     grads.erase(n);
     if (n->is_accumulator()) {
       if (auto leaf = n->leaf.lock(); leaf && g.defined()) {
@@ -149,14 +176,21 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
       }
       continue;
     }
+    if (g.defined() && n->released)
+      fail("backward",
+           "the graph through '{}' was already freed by an earlier backward(); call "
+           "backward(grad, /*retain_graph=*/true) the first time to go through it twice",
+           n->op);
     std::vector<Tensor> in_grads;
-    if (g.defined()) {
-      if (n->released)
-        fail("backward",
-             "the graph through '{}' was already freed by an earlier backward(); call "
-             "backward(grad, /*retain_graph=*/true) the first time to go through it twice",
-             n->op);
-      in_grads = n->backward(g);
+    if (g.defined() && n->backward_into && n->next[0]) {
+      // A slice's gradient is added into its part of the input's gradient, in place: no
+      // zero-padded tensor per slice, and no full-size sum of them.
+      Node* child = n->next[0].get();
+      Tensor& sum = owned_sum(child, n->input_shapes[0], g);
+      timed(n->op, [&] { return n->backward_into(sum, g), 0; });
+      if (AnomalyMode::is_enabled()) check_finite(g, where_of(*n, "the gradient reaching op"), "its output gradient");
+    } else if (g.defined()) {
+      in_grads = timed(n->op, [&] { return n->backward(g); });
       MG_CHECK(in_grads.size() == n->next.size(), "backward",
                "op '{}' returned {} gradients for {} inputs", n->op, in_grads.size(), n->next.size());
       if (AnomalyMode::is_enabled())
@@ -165,6 +199,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     }
     if (!retain_graph) {
       n->backward = nullptr;  // frees the saved tensors
+      n->backward_into = nullptr;
       n->released = true;
     }
     for (size_t i = 0; i < n->next.size(); ++i) {
@@ -175,8 +210,15 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
         MG_CHECK(gi.shape() == n->input_shapes[i], "backward",
                  "op '{}' gave a gradient of shape {} for input {} of shape {}", n->op,
                  shape_str(gi.shape()), i, shape_str(n->input_shapes[i]));
-        Tensor& acc = grads[child];
-        acc = acc.defined() ? add(acc, gi) : gi;
+        Incoming& in = grads[child];
+        if (!in.g.defined()) {
+          in.g = gi;  // not owned: an op's result may alias a tensor held elsewhere
+        } else if (in.g.dtype() == gi.dtype() && in.g.device() == gi.device()) {
+          timed("(sum of gradients)", [&] { return owned_sum(child, n->input_shapes[i], gi).add_(gi), 0; });
+        } else {
+          in.g = timed("(sum of gradients)", [&] { return add(in.g, gi); });
+          in.owned = true;
+        }
       }
       if (--deps[child] == 0) ready.push_back(child);
     }

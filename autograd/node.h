@@ -24,6 +24,10 @@ class Node {
   std::vector<DType> input_dtypes;
   Shape output_shape;
   BackwardFn backward;                      // cleared when the graph is released
+  // Single-input ops whose gradient is a part of the input's (narrow): adds grad_output into its
+  // part of `input_grad_sum`, a buffer of the input's shape that the engine owns. Used instead of
+  // `backward` when set, so that slices of one tensor never build zero-padded copies to sum.
+  std::function<void(Tensor& input_grad_sum, const Tensor& grad_output)> backward_into;
   bool released = false;
   std::string scope;                        // anomaly mode only: the module the forward ran in
 

@@ -131,12 +131,16 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   s[(size_t)d] = length;
   Tensor v = make_view(*this, s, strides(), offset() + start * strides()[(size_t)d]);
   if (needs_grad(*this)) {
-    // The slice's gradient, zero elsewhere.
-    record("narrow", {*this}, v, [in = shape(), dt = dtype(), d, start, length](const Tensor& g) {
+    // The slice's gradient, zero elsewhere. The engine calls the in-place form (backward_into):
+    // the slices of one tensor (the parts of a packed projection) add into one buffer.
+    record("narrow", {*this}, v, [in = shape(), d, start, length](const Tensor& g) {
       Tensor gx = Tensor::zeros(in, g.dtype(), g.device());
       gx.narrow(d, start, length).copy_(g);
       return std::vector<Tensor>{gx};
     });
+    v.grad_fn()->backward_into = [d, start, length](Tensor& sum, const Tensor& g) {
+      sum.narrow(d, start, length).add_(g.dtype() == sum.dtype() ? g : g.to(sum.dtype()));
+    };
   }
   return v;
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "autograd/profile.h"
 #include "backends/cpu/blas.h"
 #include "backends/cuda/allocator.h"
 #include "cli/commands.h"
@@ -40,6 +41,7 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
   Options opts("bench-layer", {{"--config", "FILE", "layer config in the reference cases' config.json format"},
                                {"--iters", "N", "timed repetitions of each measurement (default 5)"},
                                {"--json", "OUT", "also write {forward_ms, forward_backward_ms, peak_rss_mib} (medians)"},
+                               {"--profile-ops", "", "then time each op of the forward+backward passes (autograd/profile.h) and print the table"},
                                {"--dtype", "T", "float32 (default) or float64"},
                                device_option(), threads_option()});
   opts.parse(args);
@@ -113,6 +115,13 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
   std::printf("%-20s %10.1f %10.1f\n", "forward", f.median, f.min);
   std::printf("%-20s %10.1f %10.1f\n", "forward+backward", fb.median, fb.min);
   std::printf("peak RSS %.1f MiB\n", rss);
+  if (opts.has("--profile-ops")) {
+    // On a GPU the ops only queue kernels: the table would show launch costs, not kernel times.
+    profile_ops prof;
+    for (int i = 0; i < iters; ++i) forward_backward();
+    std::printf("\nper-op times over %d forward+backward passes%s:\n%s", iters,
+                device.is_cpu() ? "" : " (launch times: the kernels run asynchronously)", prof.table().c_str());
+  }
   if (!device.is_cpu())
     std::printf("%s: peak %s allocated by megagrad\n", device.str().c_str(),
                 human_bytes(cuda_memory_stats(device.index).peak_allocated).c_str());
