@@ -126,7 +126,8 @@ def fmt(x, spec=".3f"):
     return "" if x is None else format(x, spec)
 
 
-def table(runs, comp):
+def table(runs, comp, with_samples=True):
+    """The runs beside the compressors; with_samples: each run's generated text below (table.md)."""
     head = ("| run | model | parameters | steps | tokens | val bpc @ end (whole split) | best val bpc in training (step) "
             "| wall time | tokens/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -143,7 +144,7 @@ def table(runs, comp):
         else:
             lines.append(f"| {tool} -9 | compressor | | | | not installed | | | |")
     out = "\n".join(lines) + "\n"
-    for r in runs:
+    for r in runs if with_samples else []:
         for s in r.get("samples", []):
             out += f'\n{r["name"]}, `megagrad generate` (temperature 0.8):\n\n```text\n{s.rstrip()}\n```\n'
     return out
