@@ -15,7 +15,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
-STEPS="${STEPS:-3000}"
+STEPS="${STEPS:-2000}"
 EVAL_EVERY="${EVAL_EVERY:-250}"
 EVAL_BATCHES="${EVAL_BATCHES:-16}"  # per evaluation during training; val.txt is the whole split
 SEED="${SEED:-1}"
