@@ -58,7 +58,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--recipe", "NAME", "a named set of settings, merged before --config: cpu (the defaults), official (listops: the paper's mega_lra_listop)"},
                          {"--config", "FILE", "JSON overriding any default (see: megagrad train --task T --show-config)"},
                          {"--show-config", "", "print the task's full configuration and exit"},
-                         {"--model", "M", "mega (default) or transformer (listops)"},
+                         {"--model", "M", "mega (default) or transformer (listops, charlm)"},
                          {"--steps", "N", "optimizer steps"},
                          {"--batch-size", "N", "sequences per batch"},
                          {"--lr", "X", "peak learning rate"},
@@ -211,7 +211,8 @@ int cmd_generate(const std::vector<std::string>& args) {
   opts.parse(args);
   if (opts.help()) {
     std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n\nContinues TEXT with a character "
-                "language model (megagrad train --task charlm), by incremental decoding.\n\n%s",
+                "language model (megagrad train --task charlm), by incremental decoding (Mega;\n"
+                "a Transformer decoder reruns its forward over the context for each character).\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
