@@ -123,7 +123,7 @@ std::string xml_escape(const std::string& s) {
 }  // namespace
 
 std::vector<std::pair<double, double>> smooth_curve(const std::vector<std::pair<double, double>>& points) {
-  const double window = std::clamp((double)points.size() / 20.0, 1.0, 200.0);
+  const double window = std::clamp((double)points.size() / 10.0, 1.0, 200.0);
   const double beta = 1 - 2 / (window + 1);  // an EMA's "span": the mean age of its weights is ~window/2
   std::vector<std::pair<double, double>> out;
   double ema = 0, weight = 0;

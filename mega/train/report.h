@@ -80,7 +80,7 @@ struct PlotReference {
 std::vector<double> nice_ticks(double lo, double hi, int target = 5);
 
 // Debiased exponential moving average (as TensorBoard's smoothing) with a window of about
-// points/20 (at least 1, at most 200 points): the trend of a noisy per-step curve.
+// points/10 (at least 1, at most 200 points): the trend of a noisy per-step curve.
 std::vector<std::pair<double, double>> smooth_curve(const std::vector<std::pair<double, double>>& points);
 
 // Writes an SVG line chart (atomically): x = step with round ticks, the left axis for the series
