@@ -68,6 +68,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
                          {"--force", "", "--out holds another run: move it aside to DIR.old-<time>/ and start over"},
                          device_option(),
+                         {"--tensorboard", "", "also write TensorBoard event files to OUT/tensorboard/ (view: tensorboard --logdir runs)"},
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
   opts.parse(args);
@@ -127,6 +128,7 @@ int cmd_train(const std::vector<std::string>& args) {
   o.out_dir = opts.get("--out").value_or(o.resume.empty() ? "runs/" + task + "-" + model_type
                                                           : (resume_dir.empty() ? "." : resume_dir));
   o.detect_anomaly = opts.has("--detect-anomaly");
+  if (opts.has("--tensorboard")) o.tensorboard_dir = (std::filesystem::path(o.out_dir) / "tensorboard").string();
   o.device = device;
   // Before the data is loaded: a folder that holds another run is refused at once.
   try {

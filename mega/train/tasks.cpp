@@ -347,6 +347,12 @@ class ListOpsTask : public ClassifierTask {
     return fmt::format("{}: {} train / {} val / {} test sequences, lengths up to {}; validation majority class {:.1f}%",
                        source_, data_.train.size(), data_.val.size(), data_.test.size(), longest, majority(data_.val));
   }
+  std::pair<double, std::string> baseline() const override {  // the validation split's majority class, as describe()
+    std::vector<int64_t> n(10, 0);
+    for (int64_t y : data_.val.labels) ++n[(size_t)y];
+    const double top = (double)*std::max_element(n.begin(), n.end());
+    return {100.0 * top / (double)std::max<int64_t>(data_.val.size(), 1), "majority class"};
+  }
   uint64_t data_fingerprint() const override {
     uint64_t h = fnv1a(describe());
     for (const data::SequenceDataset* ds : {&data_.train, &data_.val, &data_.test}) {
@@ -399,6 +405,7 @@ class FashionMnistTask : public ClassifierTask {
     return fmt::format("sequential Fashion-MNIST: {} train / {} val / {} test images as sequences of 784 pixels; chance 10%",
                        data_.train.count - val_size_, val_size_, data_.test.count);
   }
+  std::pair<double, std::string> baseline() const override { return {10.0, "chance"}; }
   uint64_t data_fingerprint() const override {
     uint64_t h = fnv1a(describe());
     for (const data::ImageSet* set : {&data_.train, &data_.test})
@@ -516,6 +523,9 @@ class CharLMTask : public TrainTask {
     return fmt::format("character LM on {}: {} train / {} val characters, vocabulary {}; uniform guess {:.2f} bpc", file_,
                        text_.train.size(), text_.val.size(), text_.vocab.size() - 1,
                        std::log2((double)text_.vocab.size() - 1));
+  }
+  std::pair<double, std::string> baseline() const override {
+    return {std::log2((double)text_.vocab.size() - 1), "uniform guess"};
   }
   uint64_t data_fingerprint() const override {
     return fnv1a(bytes_of(text_.val), fnv1a(bytes_of(text_.train), fnv1a(describe())));
