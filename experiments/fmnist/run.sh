@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Sequential Fashion-MNIST (784 pixels, one real-valued pixel per step: the LRA-Image analogue;
+# issue 13 item 3). Goal: at least 88% test accuracy. The recipes are the JSON files named in
+# RUNS, next to this script, each a --config over the fmnist defaults (megagrad train --task
+# fmnist --show-config); they run side by side (JOBS=2, one thread each), seed 1, and the final
+# checkpoint of each is evaluated on the whole test split (10,000 images). How they were chosen:
+# ../../README.md, "Sequential Fashion-MNIST", and the probes in results.json's notes.
+#
+#   experiments/fmnist/run.sh OUT_DIR          # ~60 min on 2 busy cores (JOBS=2, THREADS=1)
+#   TINY=1 experiments/fmnist/run.sh OUT_DIR   # a few steps, for CI (no test evaluation: 10,000
+#                                              # images are minutes; the test path is listops_medium's)
+#   STEPS=N RUNS="a b" EVAL_EVERY=N ...        # another budget or a subset of the recipes
+#
+# Leaves OUT_DIR/<recipe>/ (run_one folders: checkpoint.safetensors, metrics.jsonl, curves.svg,
+# train.log, config.json, test.txt), OUT_DIR/results.json, OUT_DIR/table.md, OUT_DIR/val_accuracy.svg.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
+RUNS="${RUNS:-mega_bn_chunk49 mega_lr1e-2}"
+STEPS="${STEPS:-1750}"
+EVAL_EVERY="${EVAL_EVERY:-250}"
+EVAL_BATCHES=40  # validation on the first 1280 of the 5000 held-out training images (40 batches of 32)
+DATA='{}'
+TEST=1
+if [ "$TINY" = 1 ]; then STEPS=3; EVAL_EVERY=3; EVAL_BATCHES=1; DATA='{"val_size": 64}'; TEST=0; fi
+mkdir -p "$OUT"
+[ ! -e "$OUT/results.json" ] || { echo "experiments: $OUT already holds results: give run.sh a fresh OUT_DIR" >&2; exit 2; }
+
+queue="" DIRS=()
+for name in $RUNS; do
+  [ -f "$HERE/$name.json" ] || { echo "experiments: no recipe $HERE/$name.json" >&2; exit 2; }
+  python3 - "$HERE/$name.json" "$DATA" "$STEPS" "$EVAL_EVERY" "$EVAL_BATCHES" > "$OUT/config-$name.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg.setdefault("data", {}).update(json.loads(sys.argv[2]))
+steps, every, batches = map(int, sys.argv[3:6])
+cfg.setdefault("train", {}).update({"steps": steps, "eval_every": every, "checkpoint_every": steps,
+                                    "eval_batches": batches, "seed": 1})
+print(json.dumps(cfg, indent=1))
+PY
+  queue+="run_one '$OUT/$name' '$name' $TEST --task fmnist --config '$OUT/config-$name.json'"$'\n'
+  DIRS+=("$OUT/$name")
+done
+printf '%s' "$queue" | run_queue
+
+python3 "$EXPERIMENTS_DIR/summarize.py" --experiment fmnist --out "$OUT/results.json" \
+  --plot "$OUT/val_accuracy.svg" --table "$OUT/table.md" --majority 10 \
+  --title "Sequential Fashion-MNIST (784 pixels): $STEPS steps, one thread each" \
+  --note "sequential Fashion-MNIST from /usr/share/datasets/fashion-mnist: 55000 train / 5000 validation (the last 5000 training images) / 10000 test, pixels /255 one per step; validation curve on the first $((EVAL_BATCHES * 32)) validation images; 'test' is the final checkpoint on the whole test split (megagrad eval --split test); chance 10%" \
+  "${DIRS[@]}"
