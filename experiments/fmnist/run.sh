@@ -6,7 +6,7 @@
 # checkpoint of each is evaluated on the whole test split (10,000 images). How they were chosen:
 # ../../README.md, "Sequential Fashion-MNIST", and the probes in results.json's notes.
 #
-#   experiments/fmnist/run.sh OUT_DIR          # ~60 min on 2 busy cores (JOBS=2, THREADS=1)
+#   experiments/fmnist/run.sh OUT_DIR          # ~45-60 min on 2 busy cores (JOBS=2, THREADS=1)
 #   TINY=1 experiments/fmnist/run.sh OUT_DIR   # a few steps, for CI (no test evaluation: 10,000
 #                                              # images are minutes; the test path is listops_medium's)
 #   STEPS=N RUNS="a b" EVAL_EVERY=N ...        # another budget or a subset of the recipes
@@ -17,9 +17,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 RUNS="${RUNS:-mega_bn_chunk49 mega_lr1e-2}"
-STEPS="${STEPS:-1750}"
-EVAL_EVERY="${EVAL_EVERY:-250}"
-EVAL_BATCHES=40  # validation on the first 1280 of the 5000 held-out training images (40 batches of 32)
+STEPS="${STEPS:-1000}"
+EVAL_EVERY="${EVAL_EVERY:-200}"
+EVAL_BATCHES="${EVAL_BATCHES:-20}"  # validation curve: the first 640 of the 5000 held-out training images (20 batches of 32)
 DATA='{}'
 TEST=1
 if [ "$TINY" = 1 ]; then STEPS=3; EVAL_EVERY=3; EVAL_BATCHES=1; DATA='{"val_size": 64}'; TEST=0; fi
