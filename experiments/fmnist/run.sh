@@ -27,6 +27,7 @@ if [ "$TINY" = 1 ]; then STEPS=3; EVAL_EVERY=3; EVAL_BATCHES=1; DATA='{"val_size
 mkdir -p "$OUT"
 [ ! -e "$OUT/results.json" ] || { echo "experiments: $OUT already holds results: give run.sh a fresh OUT_DIR" >&2; exit 2; }
 
+cut -d' ' -f1-3 /proc/loadavg > "$OUT/load_start"  # the machine's load (1/5/15-min averages): it is shared
 queue="" DIRS=()
 for name in $RUNS; do
   [ -f "$HERE/$name.json" ] || { echo "experiments: no recipe $HERE/$name.json" >&2; exit 2; }
@@ -43,9 +44,25 @@ PY
   DIRS+=("$OUT/$name")
 done
 printf '%s' "$queue" | run_queue
+cut -d' ' -f1-3 /proc/loadavg > "$OUT/load_end"
+# The goal, from each run's measured test accuracy (TINY: none, no test evaluation).
+goal=$(python3 - "${DIRS[@]}" <<'PY'
+import os, re, sys
+parts = []
+for d in sys.argv[1:]:
+    f = os.path.join(d, "test.txt")
+    m = re.search(r"test accuracy ([0-9.]+)", open(f).read()) if os.path.exists(f) else None
+    acc = float(m.group(1)) if m else None
+    parts.append(f"{os.path.basename(d)}: " + ("no test evaluation" if acc is None else
+                 f"{acc:.2f}%, " + ("met" if acc >= 88 else f"missed by {88 - acc:.2f} points")))
+print("goal: at least 88% test accuracy; " + "; ".join(parts))
+PY
+)
 
 python3 "$EXPERIMENTS_DIR/summarize.py" --experiment fmnist --out "$OUT/results.json" \
   --plot "$OUT/val_accuracy.svg" --table "$OUT/table.md" --majority 10 \
   --title "Sequential Fashion-MNIST (784 pixels): $STEPS steps, one thread each" \
   --note "sequential Fashion-MNIST from /usr/share/datasets/fashion-mnist: 55000 train / 5000 validation (the last 5000 training images) / 10000 test, pixels /255 one per step; validation curve on the first $((EVAL_BATCHES * 32)) validation images; 'test' is the final checkpoint on the whole test split (megagrad eval --split test); chance 10%" \
+  --note "$goal" \
+  --note "seed 1, $STEPS steps of batch 32 per run, one thread each ($THREADS), JOBS=$JOBS at a time, on a 2-core machine shared with other engineers' builds and runs (load average 1/5/15 min at the start: $(cat "$OUT/load_start"), at the end: $(cat "$OUT/load_end")): wall times and tokens/s are inflated by that load" \
   "${DIRS[@]}"
