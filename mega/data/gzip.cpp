@@ -1,10 +1,11 @@
 // gunzip on zlib's inflate. zlib parses and checks each member (header, deflate data, CRC-32,
-// size); this file feeds it the input and output in pieces that fit its 32-bit counters, walks
+// size); this file feeds it the input in pieces that fit its 32-bit counters, walks
 // from member to member, enforces the output limit and words zlib's errors for the user.
 #include "mega/data/gzip.h"
 #include <zlib.h>
 #include <algorithm>
 #include <climits>
+#include <vector>
 #include "core/error.h"
 
 namespace megagrad::data {
@@ -12,7 +13,7 @@ namespace megagrad::data {
 namespace {
 
 constexpr const char* kOp = "gzip";
-// The most bytes handed to zlib in one call (its avail_in/avail_out are 32-bit).
+// The most input bytes handed to zlib in one call (its avail_in is 32-bit).
 constexpr size_t kMaxPiece = size_t(1) << 30;
 
 uint32_t le32(const uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
@@ -57,6 +58,9 @@ std::string gunzip(std::string_view bytes, std::string_view what, size_t max_out
     ~End() { inflateEnd(z); }
   } end{&zs};
 
+  // zlib writes into this piece, appended to `out` after each call: growing `out` itself would
+  // zero-fill it first, and a corrupt trailer's size hint would make that cost tens of megabytes.
+  std::vector<char> piece(size_t(256) << 10);
   size_t pos = 0;  // the next input byte zlib has not consumed
   for (int member = 1; pos < n; ++member) {
     const uint8_t* h = p + pos;
@@ -76,17 +80,14 @@ std::string gunzip(std::string_view bytes, std::string_view what, size_t max_out
         fail(kOp, "{}: the decompressed data exceeds the limit of {} bytes", what, max_output);
       // Room for one byte more than the limit allows, so that going over it is seen.
       const size_t room = max_output - out.size();
-      const size_t ask = std::min({std::max(out.capacity() - out.size(), std::max(out.size(), size_t(64) << 10)),
-                                   kMaxPiece, room == SIZE_MAX ? room : room + 1});
-      const size_t had = out.size();
-      out.resize(had + ask);
-      zs.next_out = (Bytef*)out.data() + had;
+      const size_t ask = std::min(piece.size(), room == SIZE_MAX ? room : room + 1);
+      zs.next_out = (Bytef*)piece.data();
       zs.avail_out = (uInt)ask;
       zs.next_in = (Bytef*)(p + pos);  // zlib reads, never writes, its input
       zs.avail_in = (uInt)std::min(n - pos, kMaxPiece);
       const int ret = inflate(&zs, Z_NO_FLUSH);
       pos = (size_t)((const uint8_t*)zs.next_in - p);
-      out.resize(had + (ask - zs.avail_out));
+      out.append(piece.data(), ask - zs.avail_out);
       if (ret == Z_STREAM_END) break;  // zlib has checked this member's CRC-32 and size
       if (ret == Z_DATA_ERROR || ret == Z_NEED_DICT) fail(kOp, "{}: {}{}", what, explain(zs.msg, h), in_member);
       if (ret == Z_MEM_ERROR) fail(kOp, "{}: zlib ran out of memory{}", what, in_member);
