@@ -2,13 +2,14 @@
 # Installs what megagrad needs from Debian's packages, only when something is missing.
 # Runs as root, or through sudo when it is there.
 set -euo pipefail
-# Build: compiler, CMake, OpenBLAS, fmt, Catch2. Data for the default training tasks:
+# Build: compiler, CMake, OpenBLAS, fmt, Catch2, and zlib (zlib1g-dev: gunzip of the Fashion-MNIST
+# .gz files; the well-kept parser of untrusted compressed input). Data for the default training tasks:
 # Fashion-MNIST (dataset-fashion-mnist) and the King James Bible corpus (bible-kjv). The fuzz
 # targets of the file readers (make fuzz): clang and its runtime libraries (libFuzzer, sanitizers).
 # The experiments' summaries and plots (experiments/*.py, standard library only): python3.
 # Communication between processes (backends/dist/, optional at build time): Open MPI.
 # The install test (tests/install/) compiles a program with `pkg-config --cflags --libs megagrad`: pkgconf.
-packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 dataset-fashion-mnist bible-kjv
+packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 zlib1g-dev dataset-fashion-mnist bible-kjv
           clang libclang-rt-dev python3 libopenmpi-dev openmpi-bin pkgconf)
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 // The command line's small option parser. Each subcommand lists its options; anything else (an
 // unknown option, a stray argument, a missing or malformed value) is a UsageError, which main()
-// prints on stderr and turns into exit code 2.
+// prints on stderr and turns into exit code 2. "--" ends the options: every argument after it is
+// positional, even one that starts with '-' (a checkpoint named -x.safetensors).
 //
 //   Options opts("demo", {{"--steps", "N", "training steps (default 800)"}, ...});
 //   opts.parse(args);                 // "--steps 50" and "--steps=50" both work
@@ -65,13 +66,18 @@ class Options {
 
   // Fills the values; "--help" / "-h" sets help().
   void parse(const std::vector<std::string>& args) {
+    bool options_ended = false;
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
-      if (a == "--help" || a == "-h") {
+      if (!options_ended && a == "--") {
+        options_ended = true;
+        continue;
+      }
+      if (!options_ended && (a == "--help" || a == "-h")) {
         help_ = true;
         continue;
       }
-      if (a.rfind("-", 0) != 0) {
+      if (options_ended || a.rfind("-", 0) != 0) {
         if (positional_.size() < max_positionals_) {
           positional_.push_back(a);
           continue;
@@ -84,8 +90,12 @@ class Options {
         name = a.substr(0, eq), value = a.substr(eq + 1), inline_value = true;
       }
       const OptionSpec* spec = find(name);
-      if (!spec) throw UsageError(fmt::format("{}unknown option '{}' {}", prefix(command_), name,
-                                                   see_help(command_)));
+      if (!spec)
+        throw UsageError(fmt::format("{}unknown option '{}'{} {}", prefix(command_), name,
+                                     max_positionals_ > 0 ? fmt::format(" (for a {} that starts with '-', put -- before it)",
+                                                                        positional_name_)
+                                                          : "",
+                                     see_help(command_)));
       if (spec->value.empty()) {
         if (inline_value)
           throw UsageError(fmt::format("{}option {} takes no value", prefix(command_), name));
@@ -122,6 +132,8 @@ class Options {
       out += fmt::format("  {:<20} {}\n", left, s.help);
     }
     out += fmt::format("  {:<20} {}\n", "-h, --help", "show this help");
+    if (max_positionals_ > 0)
+      out += fmt::format("  {:<20} {}\n", "--", "end of options: what follows is " + positional_name_);
     return out;
   }
 

@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "mega/train/checkpoint.h"
 #include "mega/train/data_parallel.h"
+#include "mega/train/report.h"
 #include "mega/train/tasks.h"
 
 namespace megagrad::cli {
@@ -149,10 +150,11 @@ int cmd_train(const std::vector<std::string>& args) {
   TrainSummary s = train(*t, o);
   if (!root) return s.stopped_on_nan ? 1 : 0;
   const double steps_done = (double)std::max<int64_t>(s.step, 1);
-  std::printf("\nsteps %lld in %.1f s: %.0f tokens/s; per step %.1f ms forward, %.1f ms backward, %.1f ms optimizer\n",
-              (long long)s.step, s.seconds, s.tokens_per_s, 1e3 * s.forward_s / steps_done, 1e3 * s.backward_s / steps_done,
-              1e3 * s.optimizer_s / steps_done);
-  std::printf("validation %s %.4g (loss %.4f, %lld predictions)\n", t->metric_name().c_str(), s.val.metric, s.val.loss,
+  std::printf("\nsteps %lld in %s: %.0f tokens/s; per step %.1f ms forward, %.1f ms backward, %.1f ms optimizer\n",
+              (long long)s.step, format_seconds(s.seconds).c_str(), s.tokens_per_s, 1e3 * s.forward_s / steps_done,
+              1e3 * s.backward_s / steps_done, 1e3 * s.optimizer_s / steps_done);
+  std::printf("validation %s %s (loss %s, %lld predictions)\n", t->metric_name().c_str(),
+              format_metric(t->metric_name(), s.val.metric).c_str(), format_metric("loss", s.val.loss).c_str(),
               (long long)s.val.count);
   std::printf("%s\n", t->describe().c_str());
   std::printf("checkpoint %s\nmetrics    %s\nplot       %s\n",
@@ -197,8 +199,9 @@ int cmd_eval(const std::vector<std::string>& args) {
   EvalResult r = t->evaluate(split, 0);
   MG_CHECK(std::isfinite(r.loss) && std::isfinite(r.metric), "eval", "{}: the {} loss is {} with finite weights",
            path, split, r.loss);
-  std::printf("%s\n%s %s %.4g (loss %.4f, %lld predictions)\n", t->describe().c_str(), split.c_str(),
-              t->metric_name().c_str(), r.metric, r.loss, (long long)r.count);
+  std::printf("%s\n%s %s %s (loss %s, %lld predictions)\n", t->describe().c_str(), split.c_str(),
+              t->metric_name().c_str(), format_metric(t->metric_name(), r.metric).c_str(),
+              format_metric("loss", r.loss).c_str(), (long long)r.count);
   return 0;
 }
 

@@ -1,4 +1,5 @@
 // The megagrad program:   megagrad [--threads N] <command> [options]
+//                         megagrad help [<command>] | --help | --version
 // Exit codes: 0 success, 1 the command failed (an error, a failed gradcheck), 2 bad usage.
 #include <cstdio>
 #include <string>
@@ -37,31 +38,59 @@ const std::vector<Command>& commands() {
   return list;
 }
 
+Options global_options() {
+  return Options("", {threads_option(), {"--version", "", "print the version and exit (also -V)"}});
+}
+
 std::string program_help() {
   std::string out =
       "megagrad " MEGAGRAD_VERSION ": trains Mega sequence models (tensors, reverse-mode autograd, CPU/OpenBLAS\n"
       "and CUDA backends)\n\n"
-      "usage: megagrad [--threads N] <command> [options]\n\ncommands:\n";
+      "usage: megagrad [--threads N] <command> [options]\n"
+      "       megagrad help [<command>]\n"
+      "       megagrad --version\n\ncommands:\n";
   for (const Command& c : commands()) out += fmt::format("  {:<12} {}\n", c.name, c.summary);
-  Options global("", {threads_option()});
-  out += "\n" + global.options_help();
-  out += "\n`megagrad <command> --help` describes a command.\n";
+  out += fmt::format("  {:<12} {}\n", "help", "this list, or `megagrad help <command>`: the command's options");
+  out += "\n" + global_options().options_help();
+  out += "\n`megagrad help <command>` (or `megagrad <command> --help`) describes a command. In every\n"
+         "command, `--` ends the options: what follows is a positional argument even if it starts with '-'.\n"
+         "Exit codes: 0 success, 1 the command failed, 2 bad usage.\n";
   return out;
+}
+
+const Command* find_command(const std::string& name) {
+  for (const Command& c : commands())
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+[[noreturn]] void unknown_command(const std::string& name) {
+  std::string names;
+  for (const Command& c : commands()) names += (names.empty() ? "" : ", ") + std::string(c.name);
+  throw UsageError(fmt::format("megagrad: unknown command '{}' (commands: {}, help)", name, names));
 }
 
 int run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  // Global options come before the command name.
+  // Global options come before the command name; "--" ends them.
   size_t i = 0;
   std::vector<std::string> global_args;
   while (i < args.size() && args[i].rfind("-", 0) == 0) {
-    global_args.push_back(args[i]);
+    if (args[i] == "--") {
+      ++i;
+      break;
+    }
+    global_args.push_back(args[i] == "-V" ? "--version" : args[i]);
     // "--threads N": the value travels with it.
     if (args[i] == "--threads" && i + 1 < args.size()) global_args.push_back(args[++i]);
     ++i;
   }
-  Options global("", {threads_option()});
+  Options global = global_options();
   global.parse(global_args);
+  if (global.has("--version")) {
+    std::printf("megagrad %s\n", MEGAGRAD_VERSION);
+    return 0;
+  }
   if (global.help()) {
     std::fputs(program_help().c_str(), stdout);
     return 0;
@@ -71,11 +100,21 @@ int run(int argc, char** argv) {
   apply_threads(global);
   const std::string& name = args[i];
   std::vector<std::string> rest(args.begin() + i + 1, args.end());
-  for (const Command& c : commands())
-    if (name == c.name) return c.run(rest);
-  std::string names;
-  for (const Command& c : commands()) names += (names.empty() ? "" : ", ") + std::string(c.name);
-  throw UsageError(fmt::format("megagrad: unknown command '{}' (commands: {})", name, names));
+  if (name == "help") {  // megagrad help [<command>]: the same text as --help
+    if (rest.empty() || (rest.size() == 1 && (rest[0] == "--help" || rest[0] == "-h"))) {
+      std::fputs(program_help().c_str(), stdout);
+      return 0;
+    }
+    if (rest.size() > 1)
+      throw UsageError(fmt::format("megagrad help: expects one command name, got {} arguments (see: megagrad help)",
+                                   rest.size()));
+    const Command* c = find_command(rest[0]);
+    if (!c) unknown_command(rest[0]);
+    return c->run({"--help"});
+  }
+  const Command* c = find_command(name);
+  if (!c) unknown_command(name);
+  return c->run(rest);
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ def summarize_run(d, window):
         run["final_val_loss"] = val[-1].get("loss")
     test = read(os.path.join(d, "test.txt"))
     if test:
-        m = re.search(r"test \S+ ([0-9.eE+-]+) \(loss ([0-9.eE+-]+), (\d+) predictions\)", test)
+        m = re.search(r"test \S+ ([0-9.eE+-]+)%? \(loss ([0-9.eE+-]+), (\d+) predictions\)", test)
         if m:
             run["test"] = float(m.group(1))
             run["test_loss"] = float(m.group(2))

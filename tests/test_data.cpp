@@ -434,6 +434,32 @@ TEST_CASE("gzip: corrupted or truncated data is an error or the exact original, 
   }
 }
 
+TEST_CASE("gzip: members after a large one, and the output limit at the exact size", "[data]") {
+  // random.bin.gz (70000 bytes, stored blocks) 4 times, then lines.txt.gz: 5 members whose output
+  // crosses the wrapper's 256 KiB pieces; zlib's state is reset between the members.
+  const std::string random = fixture("gzip/random.bin.gz");
+  const std::string gz = random + random + random + random + fixture("gzip/lines.txt.gz");
+  const std::string r = lcg_bytes(70000), want = r + r + r + r + lines_text();
+  REQUIRE(gunzip(gz, "two") == want);
+  REQUIRE(gunzip(gz, "two", want.size()) == want);
+  REQUIRE_THROWS_WITH(gunzip(gz, "two", want.size() - 1),
+                      Contains("[gzip] two: the decompressed data exceeds the limit of " + std::to_string(want.size() - 1)));
+  REQUIRE_THROWS_WITH(gunzip(gz, "two", 100), Contains("exceeds the limit of 100 bytes"));
+  // A corrupt member after the first is named.
+  std::string bad = gz;
+  bad[bad.size() - 6] ^= 0x40;  // its stored CRC
+  REQUIRE_THROWS_WITH(gunzip(bad, "two"), Contains("[gzip] two: CRC-32 mismatch") && Contains("(member 5)"));
+  std::string cut = gz.substr(0, gz.size() - 3);
+  REQUIRE_THROWS_WITH(gunzip(cut, "two"), Contains("[gzip] two: the compressed data is truncated (member 5)"));
+  // Trailer size wrong (CRC right): zlib's length check.
+  std::string size = fixture("gzip/hello.txt.gz");
+  size[size.size() - 4] ^= 1;
+  REQUIRE_THROWS_WITH(gunzip(size, "s"), Contains("[gzip] s: size mismatch"));
+  // Garbage instead of deflate data.
+  std::string garbage = fixture("gzip/hello.txt.gz").substr(0, 10) + std::string(20, '\xff');
+  REQUIRE_THROWS_WITH(gunzip(garbage, "g"), Contains("[gzip] g: corrupt compressed data (zlib: invalid block type)"));
+}
+
 // =============================== IDX and Fashion-MNIST ===============================
 
 namespace {

@@ -257,6 +257,51 @@ TEST_CASE("progress: plain log lines when the output is not a terminal", "[train
   CHECK(out.find("done\n") != std::string::npos);
 }
 
+TEST_CASE("progress: one number format, and a bar line that fits the terminal", "[train_io]") {
+  CHECK(format_metric("loss", 2.30258509) == "2.3026");
+  CHECK(format_metric("accuracy", 15.6249) == "15.62%");
+  CHECK(format_metric("accuracy", 25) == "25.00%");
+  CHECK(format_metric("bpc", 3.125) == "3.125");
+  CHECK(format_metric("perplexity", 123.456) == "123.5");
+  CHECK(format_seconds(12.345) == "12.3 s");
+
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"loss", "2.3026"}, {"accuracy", "41.25%"}, {"lr", "1.00e-03"}};
+  const std::string wide = progress_bar_line(50, 100, fields, "12345", "1:23", 200);
+  CHECK(wide == "[###############...............] 50/100  loss 2.3026  accuracy 41.25%  lr 1.00e-03  "
+                "12345 tok/s  ETA 1:23");
+  // Narrower and narrower: never longer than columns - 1; the bar shrinks (to 10 cells), then
+  // tok/s goes first, then lr, ETA, accuracy, loss, the bar; the count stays.
+  std::string prev = wide;
+  for (int cols = 120; cols >= 2; --cols) {
+    const std::string line = progress_bar_line(50, 100, fields, "12345", "1:23", cols);
+    INFO(cols << ": " << line);
+    CHECK((int)line.size() <= cols - 1);
+    CHECK(line.find('\n') == std::string::npos);
+    if (cols >= 9) CHECK(line.find("50/100") != std::string::npos);
+    CHECK(line.size() <= prev.size());
+    prev = line;
+  }
+  auto at = [&](int cols) { return progress_bar_line(50, 100, fields, "12345", "1:23", cols); };
+  CHECK(at(80).find("tok/s") == std::string::npos);
+  CHECK(at(80).find("lr 1.00e-03") != std::string::npos);
+  CHECK(at(80).rfind("[", 0) == 0);
+  CHECK(at(80) == "[########.........] 50/100  loss 2.3026  accuracy 41.25%  lr 1.00e-03  ETA 1:23");
+  CHECK(at(60) == "[#####.....] 50/100  loss 2.3026  accuracy 41.25%  ETA 1:23");
+  CHECK(at(40) == "[########.........] 50/100  loss 2.3026");
+  CHECK(at(20) == "[#####.....] 50/100");
+  CHECK(at(10) == "50/100");
+  CHECK(at(5) == "50/1");
+}
+
+TEST_CASE("progress: silent without an output (the other ranks of a data-parallel run)", "[train_io]") {
+  Progress p(10, 1, nullptr);
+  CHECK_FALSE(p.is_terminal());
+  p.update(1, {{"loss", "1.0000"}}, 10);
+  p.message("nothing");
+  p.finish();
+}
+
 TEST_CASE("checkpoint: eval and generate refuse weights that are not finite", "[train_io]") {
   TmpDir d;
   Checkpoint c = sample_checkpoint(1.0);

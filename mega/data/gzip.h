@@ -1,11 +1,9 @@
-// A small, validating gzip reader (RFC 1952 around RFC 1951 deflate), so that the .gz files of
-// Debian's dataset packages (Fashion-MNIST) load without a new library dependency (zlib).
-//
-// Decoding only; every input byte is checked: header flags, block types, Huffman code tables
-// (over-subscribed or incomplete codes), back-reference distances, stored-block lengths, the
-// CRC-32 and the size of every member. A malformed or truncated file gives a megagrad::Error
-// "[gzip] <what>: <problem>", never undefined behaviour. Concatenated members are decoded in order
-// (as gzip -d does).
+// Reading gzip files (RFC 1952), as Debian's dataset packages ship Fashion-MNIST, through zlib:
+// the well-kept parser of untrusted compressed input. This wrapper adds what zlib leaves to its
+// caller: concatenated members (decoded in order, as gzip -d does), a limit on the output (a guard
+// against decompression bombs), and errors that name the source. zlib checks the header, every
+// deflate block, the CRC-32 and the size of every member; a malformed or truncated file gives a
+// megagrad::Error "[gzip] <what>: <problem>", never undefined behaviour.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,7 +1,9 @@
 #include "mega/train/report.h"
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include "core/atomic_file.h"
@@ -10,6 +12,64 @@
 namespace megagrad {
 
 // ---------------------------------------------------------------- Progress
+
+std::string format_metric(std::string_view name, double value) {
+  if (name == "loss") return fmt::format("{:.4f}", value);
+  if (name == "accuracy") return fmt::format("{:.2f}%", value);
+  if (name == "bpc") return fmt::format("{:.3f}", value);
+  return fmt::format("{:.4g}", value);
+}
+
+std::string format_seconds(double seconds) { return fmt::format("{:.1f} s", seconds); }
+
+int terminal_columns(std::FILE* out) {
+  winsize ws{};
+  if (out && ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  if (const char* c = std::getenv("COLUMNS")) {  // e.g. a pty whose size nobody set
+    char* end = nullptr;
+    long v = std::strtol(c, &end, 10);
+    if (end != c && *end == '\0' && v > 0 && v < 100000) return (int)v;
+  }
+  return 80;
+}
+
+std::string progress_bar_line(int64_t step, int64_t total, const std::vector<std::pair<std::string, std::string>>& fields,
+                              const std::string& tokens_per_s, const std::string& eta, int columns) {
+  const size_t avail = (size_t)std::max(columns - 1, 1);  // the last column would wrap on some terminals
+  const std::string count = fmt::format("{}/{}", step, total);
+  // The pieces after the count, in display order, each with its rank (lower = dropped later).
+  struct Piece {
+    std::string text;
+    int rank;
+  };
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < fields.size(); ++i)
+    pieces.push_back({fmt::format("  {} {}", fields[i].first, fields[i].second), i < 2 ? (int)i : 3 + (int)i});
+  pieces.push_back({fmt::format("  {} tok/s", tokens_per_s), 1000});
+  pieces.push_back({"  ETA " + eta, 2});
+  constexpr size_t kMinBar = 10, kMaxBar = 30;
+  auto length = [&] {
+    size_t n = count.size();
+    for (const Piece& p : pieces) n += p.text.size();
+    return n;
+  };
+  // Drop the highest rank until the line fits with the smallest bar ("[" bar "] ").
+  while (!pieces.empty() && length() + kMinBar + 3 > avail) {
+    auto worst = std::max_element(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.rank < b.rank; });
+    pieces.erase(worst);
+  }
+  std::string line;
+  if (length() + kMinBar + 3 <= avail) {
+    const size_t width = std::min(kMaxBar, avail - length() - 3);
+    const double frac = (double)step / (double)std::max<int64_t>(total, 1);
+    const size_t filled = (size_t)std::clamp(frac * (double)width, 0.0, (double)width);
+    line = "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+  }
+  line += count;
+  for (const Piece& p : pieces) line += p.text;
+  if (line.size() > avail) line.resize(avail);
+  return line;
+}
 
 Progress::Progress(int64_t total, int64_t every, std::FILE* out)
     : total_(total), every_(std::max<int64_t>(1, every)), out_(out), tty_(out && isatty(fileno(out)) != 0),
@@ -30,21 +90,20 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, std
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double rate = (double)(step - start_step_) / std::max(elapsed, 1e-9);
   const double eta = (double)(total_ - step) / std::max(rate, 1e-9);
-  std::string body;
-  for (auto& [k, v] : fields) body += fmt::format("  {} {}", k, v);
-  body += fmt::format("  {:.0f} tok/s  ETA {}", tok_s, clock_str(eta));
+  const std::string tokens = fmt::format("{:.0f}", tok_s);
   if (tty_) {
     if (step != total_ && std::chrono::duration<double>(now - last_draw_).count() < 0.1) return;
     last_draw_ = now;
-    const int width = 24;
-    int filled = (int)((double)width * (double)step / (double)std::max<int64_t>(total_, 1));
-    std::string bar(std::clamp(filled, 0, width), '#');
-    bar.resize(width, '.');
-    std::fprintf(out_, "\r\033[K[%s] %lld/%lld%s", bar.c_str(), (long long)step, (long long)total_, body.c_str());
+    // The width is read at every redraw, so that a resized window is followed.
+    const std::string line = progress_bar_line(step, total_, fields, tokens, clock_str(eta), terminal_columns(out_));
+    std::fprintf(out_, "\r\033[K%s", line.c_str());
     bar_open_ = true;
   } else {
     if (step % every_ != 0 && step != total_) return;
-    std::fprintf(out_, "step %lld/%lld%s\n", (long long)step, (long long)total_, body.c_str());
+    std::string body;
+    for (auto& [k, v] : fields) body += fmt::format("  {} {}", k, v);
+    std::fprintf(out_, "step %lld/%lld%s  %s tok/s  ETA %s\n", (long long)step, (long long)total_, body.c_str(),
+                 tokens.c_str(), clock_str(eta).c_str());
   }
   std::fflush(out_);
 }

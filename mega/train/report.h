@@ -5,17 +5,38 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 #include "core/json.h"
 
 namespace megagrad {
+
+// The one number format of what the program prints (the CLI, the progress bar, its log lines):
+// a loss with 4 decimals (2.3026), an accuracy (in percent) with 2 decimals and a % sign
+// (51.25%), bits per character with 3 decimals (1.875); any other metric with 4 significant digits.
+std::string format_metric(std::string_view name, double value);
+// Seconds with 1 decimal: "12.3 s".
+std::string format_seconds(double seconds);
+
+// The width of the terminal behind `out`: its window size (TIOCGWINSZ), else $COLUMNS, else 80.
+int terminal_columns(std::FILE* out);
+
+// One redraw of the progress bar in at most `columns - 1` characters (so that it never wraps):
+//   [#####.....] step/total  k1 v1  k2 v2 ...  T tok/s  ETA m:ss
+// On a narrow terminal the bar shrinks (to 10 cells), then fields go, least useful first: tok/s,
+// the fields after the second, ETA, the second field, the first, then the bar; step/total stays
+// (cut only when nothing else is left).
+std::string progress_bar_line(int64_t step, int64_t total, const std::vector<std::pair<std::string, std::string>>& fields,
+                              const std::string& tokens_per_s, const std::string& eta, int columns);
 
 class Progress {
  public:
   // total: steps of the run; every: log-line interval when not on a terminal. out null: silent
   // (the ranks other than 0 of a data-parallel run).
   Progress(int64_t total, int64_t every, std::FILE* out = stdout);
-  // Redraws the bar (at most 10 times a second on a terminal) or prints a line every `every` steps.
+  // Redraws the bar (at most 10 times a second on a terminal, fitted to its current width) or
+  // prints a line every `every` steps.
   // `fields` are shown in order, e.g. {"loss", "2.301"}, {"acc", "41.0%"}.
   void update(int64_t step, const std::vector<std::pair<std::string, std::string>>& fields, double tokens_per_s);
   // Ends the bar's line and prints `line` on its own.

@@ -231,8 +231,8 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     Json j = Json::object();
     j.set("step", at), j.set("split", "val"), j.set("loss", sum.val.loss), j.set(task.metric_name(), sum.val.metric);
     log_write(j, since(t_run));
-    progress.message(fmt::format("step {}: validation loss {:.4f}, {} {:.4g}", at, sum.val.loss, task.metric_name(),
-                                 sum.val.metric));
+    progress.message(fmt::format("step {}: validation loss {}, {} {}", at, format_metric("loss", sum.val.loss),
+                                 task.metric_name(), format_metric(task.metric_name(), sum.val.metric)));
     model.train();
   };
 
@@ -303,8 +303,8 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
       window = StepStats();
     }
     progress.update(step,
-                    {{"loss", fmt::format("{:.4f}", loss_value)},
-                     {task.metric_name(), fmt::format("{:.4g}", task.train_metric(st))},
+                    {{"loss", format_metric("loss", loss_value)},
+                     {task.metric_name(), format_metric(task.metric_name(), task.train_metric(st))},
                      {"lr", fmt::format("{:.2e}", opt.lr())}},
                     (double)tokens_total / std::max(elapsed, 1e-9));
     if (o.check_replicas_every > 0 && step % o.check_replicas_every == 0)

@@ -3,8 +3,12 @@
 // Input: one selector byte, then the payload. selector % 6 picks the reader:
 //   0 ListOps TSV (LRA format): parse_listops_tsv, with and without label verification;
 //   1 IDX in memory: parse_idx;
-//   2 gzip: gunzip, with the default and with a small output limit;
-//   3 IDX file, plain or gzip: read_idx on a scratch file (the path Fashion-MNIST takes);
+//   2 gzip: gunzip (zlib's inflate) of the payload, with the default and with a small output
+//     limit, and of the payload gzip-compressed here (zlib's deflate: mutations rarely keep a
+//     valid CRC, so this is the way to reach the end of a member and what follows it);
+//   3 IDX file, plain or gzip: read_idx on a scratch file (the path Fashion-MNIST takes); with
+//     selector bit 3 set (selector 9, 21, ...) the payload is gzip-compressed first, so that the
+//     IDX validator runs on zlib's output for any payload;
 //   4 text corpus: make_text_data (selector bits 3-7 pick the validation fraction and the
 //     vocabulary), then the evaluation and training windows over it;
 //   5 an IDX images file and an IDX labels file: load_idx_images, the payload split in two at the
@@ -14,6 +18,8 @@
 //            the expression's value (when verified) and every example decodes/encodes back;
 //   IDX:     prod(dims) == data bytes; read_idx agrees with gunzip + parse_idx;
 //   gzip:    a small output limit gives the same bytes or an error, never a different result;
+//            compressed here, the payload comes back exactly (limit = its size) or is refused
+//            (limit = its size - 1);
 //   text:    decoding the encoded splits gives the text back, the vocabulary survives to_json /
 //            from_json, and the windows stay inside the splits;
 //   images:  counts agree and every label is below 10.
@@ -24,6 +30,7 @@
 #include <numeric>
 #include <optional>
 #include <vector>
+#include <zlib.h>
 #include "core/rng.h"
 #include "mega/data/batch.h"
 #include "mega/data/gzip.h"
@@ -87,7 +94,20 @@ void idx_in_memory(std::string_view bytes) {
   if (a) check_idx(*a, "parse_idx");
 }
 
-void gzip(std::string_view bytes) {
+// The payload as a gzip file, by zlib (level from the selector: 0 gives stored blocks).
+std::string gzip_compress(std::string_view bytes, int level) {
+  z_stream zs{};
+  if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) fuzz::bug("deflateInit2 failed");
+  std::string out(deflateBound(&zs, (uLong)bytes.size()), '\0');
+  zs.next_in = (Bytef*)bytes.data(), zs.avail_in = (uInt)bytes.size();
+  zs.next_out = (Bytef*)out.data(), zs.avail_out = (uInt)out.size();
+  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) fuzz::bug("deflate did not finish within deflateBound");
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+void gzip(std::string_view bytes, uint8_t selector) {
   std::optional<std::string> out;
   fuzz::accepts("gunzip", [&] { out = gunzip(bytes, "fuzz input"); });
   // The output limit is a guard, never a different answer: the same bytes or an error.
@@ -97,9 +117,26 @@ void gzip(std::string_view bytes) {
   if (small && (!out || *small != *out)) fuzz::bug("gunzip with an output limit returns something else");
   if (out && out->size() <= limit && !small) fuzz::bug("gunzip with a limit rejects an output within the limit");
   if (!is_gzip(bytes) && out) fuzz::bug("gunzip accepts data without the gzip magic");
+  // Through zlib both ways: two members (the second empty when the payload is odd-sized).
+  const int level = (selector >> 3) % 10;
+  const size_t half = bytes.size() % 2 ? bytes.size() : bytes.size() / 2;
+  const std::string first = gzip_compress(bytes.substr(0, half), level);
+  const std::string gz = first + gzip_compress(bytes.substr(half), level);
+  std::optional<std::string> back;
+  if (!fuzz::accepts("gunzip (compressed here)", [&] { back = gunzip(gz, "compressed", bytes.size()); }) ||
+      *back != bytes)
+    fuzz::bug("gunzip does not give back what zlib compressed");
+  if (!bytes.empty() && fuzz::accepts("gunzip (one byte short)", [&] { (void)gunzip(gz, "compressed", bytes.size() - 1); }))
+    fuzz::bug("gunzip returns more bytes than its limit");
+  // Cut inside the second member, inside the first, and 10 bytes into the second (its header).
+  for (size_t cut : {gz.size() - 1, first.size() - 1, first.size() + 10})
+    if (fuzz::accepts("gunzip (cut)", [&] { (void)gunzip(std::string_view(gz).substr(0, cut), "cut"); }))
+      fuzz::bug("gunzip accepts a file cut to %zu of %zu bytes", cut, gz.size());
 }
 
-void idx_file(std::string_view bytes) {
+void idx_file(std::string_view payload, uint8_t selector) {
+  const std::string compressed = selector & 8 ? gzip_compress(payload, 6) : std::string();
+  const std::string_view bytes = selector & 8 ? std::string_view(compressed) : payload;
   std::string path = fuzz::write_scratch("idx", bytes);
   std::optional<IdxArray> a;
   fuzz::accepts("read_idx", [&] { a = read_idx(path); });
@@ -110,6 +147,8 @@ void idx_file(std::string_view bytes) {
     b = parse_idx(plain, "fuzz input");
   });
   if (a.has_value() != b.has_value()) fuzz::bug("read_idx and gunzip + parse_idx disagree on acceptance");
+  if ((selector & 8) && a.has_value() != fuzz::accepts("parse_idx", [&] { (void)parse_idx(payload, "plain"); }))
+    fuzz::bug("read_idx of the compressed payload and parse_idx of the plain one disagree");
   if (a) {
     check_idx(*a, "read_idx");
     if (a->dims != b->dims || a->data != b->data) fuzz::bug("read_idx and gunzip + parse_idx read different arrays");
@@ -173,8 +212,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (selector % 6) {
     case 0: listops(payload); break;
     case 1: idx_in_memory(payload); break;
-    case 2: gzip(payload); break;
-    case 3: idx_file(payload); break;
+    case 2: gzip(payload, selector); break;
+    case 3: idx_file(payload, selector); break;
     case 4: text(payload, selector); break;
     case 5: images(payload); break;
   }

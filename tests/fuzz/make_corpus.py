@@ -185,7 +185,8 @@ def idx_file(dims, data):
 
 def data_seeds():
     t = "fuzz_data_readers"
-    # Selector byte % 6: 0 ListOps TSV, 1 IDX, 2 gzip, 3 IDX file (plain or gzip), 4 text, 5 images.
+    # Selector byte % 6: 0 ListOps TSV, 1 IDX, 2 gzip, 3 IDX file (plain or gzip; with bit 3 set the
+    # target compresses it), 4 text, 5 images.
     tsv = read("listops", "sample.tsv")
     write(t, "listops_sample.tsv", b"\0" + tsv)
     write(t, "listops_crlf.tsv", b"\0" + b"Source\tTarget\r\n( ( ( [SM 2 ) 9 ) ] )\t1\r\n[MED 1 2 3 ]\t2\r\n")
@@ -211,6 +212,10 @@ def data_seeds():
     write(t, "idxfile_images.gz", b"\3" + read("idx", "tiny-images-idx3-ubyte.gz"))
     write(t, "idxfile_labels", b"\3" + read("idx", "tiny-labels-idx1-ubyte"))
     write(t, "idxfile_labels.gz", b"\3" + gzip.compress(labels, mtime=0))
+    # Selector 9 (9 % 6 == 3, bit 3 set): the target gzip-compresses the payload, a plain IDX file.
+    write(t, "idxfile_images_zlib", b"\x09" + images)
+    # Selector 74 (74 % 6 == 2): the gzip reader; the target also compresses the payload at level 9.
+    write(t, "gzip_plain_text_level9", b"\x4a" + text)
 
     corpus = b"In the beginning God created the heaven and the earth.\nAnd the earth was without form.\n"
     for sel in [4, 10, 16, 28, 40, 58, 70, 100, 196]:  # each % 6 == 4; bits 3-7: split, vocabulary, window
