@@ -63,7 +63,9 @@ std::string progress_bar_line(int64_t step, int64_t total, const std::vector<std
     const size_t width = std::min(kMaxBar, avail - length() - 3);
     const double frac = (double)step / (double)std::max<int64_t>(total, 1);
     const size_t filled = (size_t)std::clamp(frac * (double)width, 0.0, (double)width);
-    line = "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+    // Appended piece by piece: the one-expression form trips GCC 12's false -Wrestrict.
+    line += '[';
+    line.append(filled, '#').append(width - filled, '.') += "] ";
   }
   line += count;
   for (const Piece& p : pieces) line += p.text;
