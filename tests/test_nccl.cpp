@@ -51,6 +51,27 @@ TEST_CASE("nccl: built with NCCL but without a GPU, nccl_world() says the GPU is
   REQUIRE_THROWS_WITH(dist::nccl_device(), Contains("[nccl] no CUDA device"));
 }
 
+TEST_CASE("nccl: the checks before each collective refuse bad input on the CPU too", "[dist][nccl]") {
+  // As a rank that drives cuda:0 in a world of 1 (detail:: runs in every build, without a GPU).
+  const auto problem = [](const Tensor& t, int root, bool sum) {
+    return dist::detail::collective_problem(t, root, sum, 1, 0);
+  };
+  Tensor ok = Tensor::zeros({3, 4}, DType::Float32);
+  REQUIRE(problem(ok, 0, true).empty());
+  REQUIRE(problem(Tensor::zeros({2}, DType::Int64), 0, false).empty());  // broadcast: any dtype
+  REQUIRE_THAT(problem(Tensor::zeros({2}, DType::Int64), 0, true),
+               Contains("expected a float32 or float64 tensor, got (2) int64 cpu"));
+  REQUIRE_THAT(problem(ok.t(), 0, true), Contains("(4,3) float32 cpu is not contiguous"));
+  REQUIRE_THAT(problem(ok, 1, false), Contains("root rank 1 is not in [0, 1)"));
+  REQUIRE_THAT(problem(ok, -1, false), Contains("root rank -1 is not in [0, 1)"));
+  REQUIRE_THAT(problem(Tensor(), 0, true), Contains("undefined tensor"));
+  // One rank: its own problem is the error, prefixed with the op; none, no error.
+  if (dist::world().size() != 1) return test::skip("under mpirun: nccl_agreement_2_ranks covers more ranks");
+  REQUIRE_NOTHROW(dist::detail::agree_on_collective(dist::world(), "all_reduce_sum", ok, 0, true, ""));
+  REQUIRE_THROWS_WITH(dist::detail::agree_on_collective(dist::world(), "broadcast", ok, 1, false, problem(ok, 1, false)),
+                      "[broadcast] root rank 1 is not in [0, 1)");
+}
+
 TEST_CASE("nccl: 1 rank, all_reduce_sum and broadcast of CUDA tensors keep their values", "[cuda][dist][nccl]") {
   if (skip_without_nccl_gpu()) return;
   dist::Communicator& c = dist::nccl_world();

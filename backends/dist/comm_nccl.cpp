@@ -58,21 +58,6 @@ int local_rank_from_env() {
   return -1;
 }
 
-// What every rank must agree on before a collective, packed into all_gather's uint64: the dtype
-// (bits 0-7), CUDA or CPU (bit 8), the root of a broadcast (bits 9-23) and the element count
-// (bits 24-63). kRefused: this rank found its own input wrong.
-constexpr uint64_t kRefused = ~uint64_t(0);
-uint64_t pack(const Tensor& t, int root) {
-  return ((uint64_t)t.numel() << 24) | ((uint64_t)(root & 0x7fff) << 9) | ((uint64_t)!t.device().is_cpu() << 8) |
-         (uint64_t)t.dtype();
-}
-std::string unpack(uint64_t v, bool with_root) {
-  std::string s = fmt::format("{} {} elements on {}", v >> 24, dtype_name((DType)(v & 0xff)),
-                              (v >> 8) & 1 ? "CUDA" : "the CPU");
-  if (with_root) s += fmt::format(" from root {}", (v >> 9) & 0x7fff);
-  return s;
-}
-
 class Nccl final : public Communicator {
  public:
   Nccl() : world_(world()) {
@@ -188,7 +173,11 @@ class Nccl final : public Communicator {
     cudaSetDevice(device_);
     ncclResult_t async = ncclSuccess;
     const bool healthy = ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async == ncclSuccess;
-    const bool idle = cudaStreamQuery(cuda_stream(device_)) == cudaSuccess;
+    bool idle = false;
+    try {
+      idle = cudaStreamQuery(cuda_stream(device_)) == cudaSuccess;
+    } catch (...) {  // no stream: nothing known about the queue, so abort rather than wait
+    }
     if (healthy && idle) ncclCommDestroy(comm_);
     else ncclCommAbort(comm_);
     comm_ = nullptr;
@@ -205,50 +194,19 @@ class Nccl final : public Communicator {
     fail("nccl", "unknown dtype");
   }
 
-  // Why t cannot take part in the collective on this rank, or "" when it can. A CUDA tensor must
-  // be on this rank's device and contiguous (NCCL sees a flat buffer), and no earlier NCCL
-  // operation may have failed (a peer died: the next collective would wait for it forever).
-  std::string problem(const Tensor& t, int root, bool sum) const {
-    if (root < 0 || root >= size()) return fmt::format("root rank {} is not in [0, {})", root, size());
-    if (!t.defined()) return "undefined tensor";
-    if (sum && t.dtype() != DType::Float32 && t.dtype() != DType::Float64)
-      return fmt::format("expected a float32 or float64 tensor, got {}", t.desc());
-    if (!t.is_contiguous())
-      return fmt::format("{} is not contiguous: the collective takes a flat buffer (use .contiguous())", t.desc());
-    if (t.device().is_cpu()) return "";  // MPI's turn
-    if (t.device().index != device_)
-      return fmt::format("{} is on {}, but this rank's NCCL communicator drives cuda:{}: one GPU per rank",
-                         t.desc(), t.device(), device_);
-    if (!comm_) return "the NCCL communicator was shut down (the process is exiting)";
-    ncclResult_t async = ncclSuccess;
-    const ncclResult_t r = ncclCommGetAsyncError(comm_, &async);
-    if (r != ncclSuccess || async != ncclSuccess)
-      return fmt::format("an earlier NCCL operation failed: {}", ncclGetErrorString(r != ncclSuccess ? r : async));
-    return "";
-  }
-
-  // Every rank's verdict on its own input, and the element count, dtype, device kind and root
-  // that they must share, gathered before any rank enters the collective: when one refuses or
-  // they disagree, every rank throws, instead of the others waiting for it in NCCL (a hang) or
-  // NCCL reading past a shorter buffer. One small MPI all-gather per collective: latency, far
-  // below the cost of the transfer itself. A single rank needs only its own checks.
+  // Why t cannot take part in the collective on this rank, or "" when it can: the checks of
+  // detail::collective_problem, and no error left by an earlier NCCL operation (a peer died: the
+  // next collective would wait for it forever). Then every rank learns every rank's verdict.
   void agree(std::string_view op, const Tensor& t, int root, bool sum) {
-    const std::string mine = problem(t, root, sum);
-    if (size() == 1) {
-      MG_CHECK(mine.empty(), op, "{}", mine);
-      return;
+    std::string problem = detail::collective_problem(t, root, sum, size(), device_);
+    if (problem.empty() && !t.device().is_cpu()) {
+      ncclResult_t async = ncclSuccess;
+      const ncclResult_t r = comm_ ? ncclCommGetAsyncError(comm_, &async) : ncclInvalidUsage;
+      if (!comm_) problem = "the NCCL communicator was shut down (the process is exiting)";
+      else if (r != ncclSuccess || async != ncclSuccess)
+        problem = fmt::format("an earlier NCCL operation failed: {}", ncclGetErrorString(r != ncclSuccess ? r : async));
     }
-    const std::vector<uint64_t> all = world_.all_gather(mine.empty() ? pack(t, root) : kRefused);
-    MG_CHECK(mine.empty(), op, "{} (rank {} of {})", mine, rank(), size());
-    std::string list;
-    bool same = true;
-    for (size_t r = 0; r < all.size(); ++r) {
-      MG_CHECK(all[r] != kRefused, op, "rank {} refused the collective (its own error says why); this rank {} has {}",
-               r, rank(), t.desc());
-      same = same && all[r] == all[0];
-      list += fmt::format("{}rank {}: {}", r ? ", " : "", r, unpack(all[r], !sum));
-    }
-    MG_CHECK(same, op, "ranks disagree: {}", list);
+    detail::agree_on_collective(world_, op, t, root, sum, problem);
   }
 
   Communicator& world_;

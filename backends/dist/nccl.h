@@ -36,4 +36,18 @@ Communicator& nccl_world();
 // the first call): the device for the model, the data and the gradients of this rank.
 int nccl_device();
 
+namespace detail {
+
+// The checks before each NCCL collective, apart so that they can be tested without a GPU.
+// Why t cannot take part in a collective (all_reduce_sum when `sum`, else broadcast from `root`)
+// on a rank that drives CUDA device `device`, or "" when it can.
+std::string collective_problem(const Tensor& t, int root, bool sum, int world_size, int device);
+// Every rank calls it with its own `problem` ("" when none): it throws "[op] ..." on every rank
+// when any rank has a problem, or when the ranks' element counts, dtypes, devices kinds (CPU or
+// CUDA) or broadcast roots differ; otherwise it returns on every rank. One all_gather on `w`.
+void agree_on_collective(Communicator& w, std::string_view op, const Tensor& t, int root, bool sum,
+                         const std::string& problem);
+
+}  // namespace detail
+
 }  // namespace megagrad::dist
