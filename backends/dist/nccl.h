@@ -13,8 +13,9 @@
 //
 // Errors are megagrad::Errors prefixed with the op ("[all_reduce_sum] ..."), thrown before NCCL
 // is called whenever the input is wrong, since NCCL on a bad buffer hangs or corrupts memory
-// rather than failing. Each collective first compares the element count and dtype across ranks
-// (one small MPI all-gather), so ranks that disagree all throw instead of waiting on each other.
+// rather than failing. Before each collective the ranks gather each other's verdicts on their
+// own input and their element counts, dtypes, device kinds and roots (one small MPI all-gather):
+// when any rank refuses or they differ, all throw, instead of some waiting for the others.
 // At exit, the NCCL communicator is destroyed before MPI is finalised.
 #pragma once
 #include <string>
