@@ -3,6 +3,7 @@
 // error of a build without NCCL, or, with NCCL built, the error of a machine without a GPU.
 // Across ranks: tests/dist/nccl_check.cpp under mpirun (bench/gpu_check.sh).
 #include <catch2/catch.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 #include "tests/cuda_test_util.h"
@@ -101,6 +102,14 @@ TEST_CASE("nccl: 1 rank, all_reduce_sum and broadcast of CUDA tensors keep their
     Tensor empty = Tensor::zeros({0, 3}, dt, Device::cuda(dev));
     REQUIRE_NOTHROW(c.all_reduce_sum(empty));
   }
+  // The non-blocking form (the data-parallel trainer's buckets): queued on the stream, so the
+  // copy back to the host after it sees the result.
+  REQUIRE(c.reduces_on(Device::cuda(dev)));
+  REQUIRE(c.reduces_on(Device::cpu()));
+  Tensor bucket = Tensor::from_vector({0.25, -4}, {2}, DType::Float32).cuda(dev);
+  std::unique_ptr<dist::PendingCollective> pending = c.start_all_reduce_sum(bucket);
+  pending->wait();
+  REQUIRE(bucket.cpu().to_vector() == std::vector<double>{0.25, -4});
   // Broadcast takes every dtype (bool as bytes).
   Tensor idx = Tensor::from_vector(std::vector<int64_t>{5, -3, 1LL << 40}, {3}).cuda(dev);
   c.broadcast(idx, 0);

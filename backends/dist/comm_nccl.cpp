@@ -137,16 +137,17 @@ class Nccl final : public Communicator {
   std::string_view name() const override { return "NCCL"; }
   int device() const { return device_; }
 
-  void all_reduce_sum(Tensor& t) override {
+  // CPU tensors through MPI; CUDA tensors on this rank's device through NCCL.
+  bool reduces_on(Device d) const override { return d.is_cpu() || d.index == device_; }
+
+  void all_reduce_sum(Tensor& t) override { start_all_reduce_sum(t)->wait(); }
+
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor& t) override {
     constexpr std::string_view op = "all_reduce_sum";
     agree(op, t, 0, /*sum=*/true);
-    if (t.device().is_cpu()) return world_.all_reduce_sum(t);
-    if (t.numel() == 0) return;
-    cuda_set_device(device_, op);
-    void* p = t.raw_device_data();
-    nccl_check(op,
-               ncclAllReduce(p, p, (size_t)t.numel(), nccl_type(t.dtype()), ncclSum, comm_, cuda_stream(device_)),
-               fmt::format("ncclAllReduce of {}", t.desc()));
+    if (t.device().is_cpu()) return world_.start_all_reduce_sum(t);
+    if (t.numel() > 0) enqueue_all_reduce(op, t);
+    return std::make_unique<Enqueued>();
   }
 
   void broadcast(Tensor& t, int root) override {
@@ -165,7 +166,25 @@ class Nccl final : public Communicator {
   void broadcast_bytes(std::string& bytes, int root) override { world_.broadcast_bytes(bytes, root); }
   std::vector<uint64_t> all_gather(uint64_t value) override { return world_.all_gather(value); }
   void barrier() override { world_.barrier(); }
+  [[noreturn]] void abort_job(int exit_code) override { world_.abort_job(exit_code); }
 
+ private:
+  // A collective queued on the library's stream: the kernels and copies queued after it (the
+  // only way the library reads a CUDA tensor) see its result, so the host has nothing to wait for.
+  struct Enqueued final : PendingCollective {
+    void wait() override {}
+    bool test() override { return true; }
+  };
+
+  void enqueue_all_reduce(std::string_view op, Tensor& t) {
+    cuda_set_device(device_, op);
+    void* p = t.raw_device_data();
+    nccl_check(op,
+               ncclAllReduce(p, p, (size_t)t.numel(), nccl_type(t.dtype()), ncclSum, comm_, cuda_stream(device_)),
+               fmt::format("ncclAllReduce of {}", t.desc()));
+  }
+
+ public:
   // At exit, before MPI_Finalize (see nccl_world). ncclCommDestroy waits for the operations still
   // queued, which never finish when a peer is gone (an exit on an error), so then: ncclCommAbort.
   void shutdown() noexcept {

@@ -16,17 +16,14 @@
 #include "backends/dist/nccl.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "tests/dist/expect.h"
 
 using namespace megagrad;
 
+using dist_test::expect;
+using dist_test::failures;
+
 namespace {
-int failures = 0;
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "rank %d: FAILED: %s\n", dist::world().rank(), what.c_str());
-  }
-}
 // The message `f` throws, or "" when it does not throw.
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -127,6 +124,14 @@ int main(int argc, char** argv) {
     expect(b.cpu().to_vector() == std::vector<double>{(double)(n - 1), 2.0 * (n - 1), 3.0 * (n - 1)},
            std::string("broadcast ") + std::string(dtype_name(dt)));
   }
+  // The non-blocking form (the trainer's gradient buckets), on the GPU and on the CPU (MPI).
+  Tensor dev_bucket = Tensor::full({1000}, r + 1.0, DType::Float32, Device::cuda(dev));
+  Tensor host_bucket = Tensor::full({1000}, r + 1.0, DType::Float64);
+  auto p1 = c.start_all_reduce_sum(dev_bucket);
+  auto p2 = c.start_all_reduce_sum(host_bucket);
+  p1->wait(), p2->wait();
+  expect(dev_bucket.cpu().to_vector() == std::vector<double>(1000, n * (n + 1) / 2.0), "start_all_reduce_sum on the GPU");
+  expect(host_bucket.to_vector() == std::vector<double>(1000, n * (n + 1) / 2.0), "start_all_reduce_sum on the CPU");
   // CPU tensors go to MPI.
   Tensor host = Tensor::from_vector({(double)r + 1}, {1}, DType::Float64);
   c.all_reduce_sum(host);
