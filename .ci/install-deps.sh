@@ -7,8 +7,9 @@ set -euo pipefail
 # targets of the file readers (make fuzz): clang and its runtime libraries (libFuzzer, sanitizers).
 # The experiments' summaries and plots (experiments/*.py, standard library only): python3.
 # Communication between processes (backends/dist/, optional at build time): Open MPI.
+# The install test (tests/install/) compiles a program with `pkg-config --cflags --libs megagrad`: pkgconf.
 packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 dataset-fashion-mnist bible-kjv
-          clang libclang-rt-dev python3 libopenmpi-dev openmpi-bin)
+          clang libclang-rt-dev python3 libopenmpi-dev openmpi-bin pkgconf)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

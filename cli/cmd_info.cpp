@@ -6,6 +6,7 @@
 #include "backends/dist/nccl.h"
 #include "backends/cuda/cuda.h"
 #include "cli/commands.h"
+#include "core/build_info.h"
 #include "core/parallel.h"
 
 namespace megagrad::cli {
@@ -27,6 +28,7 @@ int cmd_info(const std::vector<std::string>& args) {
   };
   row("megagrad", MEGAGRAD_VERSION);
   row("build type", MEGAGRAD_BUILD_TYPE);
+  row("build target", build_target());  // MEGAGRAD_NATIVE: the CPUs this build runs on
 #if defined(__clang__)
   row("compiler", "clang " __VERSION__);
 #elif defined(__GNUC__)

@@ -58,7 +58,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--recipe", "NAME", "a named set of settings, merged before --config: cpu (the defaults), official (listops: the paper's mega_lra_listop)"},
                          {"--config", "FILE", "JSON overriding any default (see: megagrad train --task T --show-config)"},
                          {"--show-config", "", "print the task's full configuration and exit"},
-                         {"--model", "M", "mega (default) or transformer (listops)"},
+                         {"--model", "M", "mega (default) or transformer (listops, charlm)"},
                          {"--steps", "N", "optimizer steps"},
                          {"--batch-size", "N", "sequences per batch"},
                          {"--lr", "X", "peak learning rate"},
@@ -68,6 +68,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
                          {"--force", "", "--out holds another run: move it aside to DIR.old-<time>/ and start over"},
                          device_option(),
+                         {"--tensorboard", "", "also write TensorBoard event files to OUT/tensorboard/ (view: tensorboard --logdir runs)"},
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
   opts.parse(args);
@@ -127,6 +128,7 @@ int cmd_train(const std::vector<std::string>& args) {
   o.out_dir = opts.get("--out").value_or(o.resume.empty() ? "runs/" + task + "-" + model_type
                                                           : (resume_dir.empty() ? "." : resume_dir));
   o.detect_anomaly = opts.has("--detect-anomaly");
+  if (opts.has("--tensorboard")) o.tensorboard_dir = (std::filesystem::path(o.out_dir) / "tensorboard").string();
   o.device = device;
   // Before the data is loaded: a folder that holds another run is refused at once.
   try {
@@ -211,7 +213,8 @@ int cmd_generate(const std::vector<std::string>& args) {
   opts.parse(args);
   if (opts.help()) {
     std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n\nContinues TEXT with a character "
-                "language model (megagrad train --task charlm), by incremental decoding.\n\n%s",
+                "language model (megagrad train --task charlm), by incremental decoding (Mega;\n"
+                "a Transformer decoder reruns its forward over the context for each character).\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }

@@ -26,6 +26,7 @@ const std::vector<Command>& commands() {
       {"train", cmd_train, "train a Mega model on listops, fmnist or charlm (progress, checkpoints, plot)"},
       {"eval", cmd_eval, "evaluate a training checkpoint (or a ListOps checkpoint on a .tsv file)"},
       {"generate", cmd_generate, "continue a prompt with a character language model checkpoint"},
+      {"plot", cmd_plot, "overlay the curves of several training runs in one SVG (e.g. Mega vs the Transformer)"},
       {"info", cmd_info, "version, build, CUDA devices, OpenBLAS kernel and threads"},
       {"gradcheck", cmd_gradcheck, "finite-difference check of every differentiable op"},
       {"demo", cmd_demo, "train a two-layer MLP on a 2-D spiral (a quick smoke run; `make demo` trains ListOps)"},

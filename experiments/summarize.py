@@ -43,7 +43,7 @@ def summarize_run(d, window):
     train = [m for m in metrics if m.get("split") == "train"]
     val = [m for m in metrics if m.get("split") == "val"]
     if val:
-        keys = [k for k in val[0] if k not in ("step", "split", "loss")]
+        keys = [k for k in val[0] if k not in ("step", "split", "loss", "elapsed_s")]
         if keys:
             metric = keys[0]
     run = {"name": label, "dir": os.path.basename(os.path.normpath(d))}

@@ -31,6 +31,10 @@ def main():
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling"))
             import summarize_scaling  # noqa: E402
             return f"<!-- results: {path} -->\n{summarize_scaling.table(res)}<!-- /results -->"
+        if res.get("experiment") == "charlm":  # bits per character beside the compressors
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "charlm"))
+            import summarize_charlm  # noqa: E402
+            return f"<!-- results: {path} -->\n{summarize_charlm.table(res['runs'], res['compressors'], False)}<!-- /results -->"
         return f"<!-- results: {path} -->\n{summarize.table(res['runs'])}<!-- /results -->"
 
     new, n = re.subn(r"<!-- results: (.*?) -->.*?<!-- /results -->", repl, text, flags=re.S)

@@ -45,6 +45,66 @@ void check_tokens(std::string_view op, const Tensor& tokens, int64_t vocab) {
   for (int64_t t : tokens.to_int_vector())
     MG_CHECK(t >= 0 && t < vocab, op, "token id {} out of range for a vocabulary of {}", t, vocab);
 }
+
+void check_generate_args(const std::vector<int64_t>& prompt, int64_t count, double temperature, int64_t top_k) {
+  MG_CHECK(!prompt.empty(), "generate", "the prompt must hold at least one token");
+  MG_CHECK(count >= 0, "generate", "count must be >= 0, got {}", count);
+  MG_CHECK(temperature > 0 && std::isfinite(temperature), "generate", "temperature must be positive and finite, got {}",
+           temperature);
+  MG_CHECK(top_k >= 0, "generate", "top_k must be >= 0, got {}", top_k);
+}
+
+// One draw from softmax(l / temperature) over the top_k largest logits (0: all) of the vocabulary
+// l (V), with the draw's uniform at Philox counter `counter` (advanced). Only real tokens may be
+// drawn: the padding id's logit is -inf before top-k and the softmax, so that neither a large
+// padding logit nor rounding can pick it. A NaN logit is an error naming the step.
+int64_t sample_token(std::vector<double> l, int64_t padding_idx, double temperature, int64_t top_k, uint64_t seed,
+                     uint64_t& counter, int64_t step) {
+  const int64_t V = (int64_t)l.size();
+  std::vector<int64_t> allowed;
+  for (int64_t v = 0; v < V; ++v) {
+    MG_CHECK(!std::isnan(l[(size_t)v]), "generate", "the logit of id {} is NaN at step {}", v, step);
+    if (v == padding_idx) l[(size_t)v] = -INFINITY;
+    else allowed.push_back(v);
+  }
+  MG_CHECK(!allowed.empty(), "generate", "the vocabulary of {} ids holds only the padding id", V);
+  // Top-k among the allowed ids: keep the k largest logits (ties at the k-th are all kept).
+  double cut = -INFINITY;
+  if (top_k > 0 && top_k < (int64_t)allowed.size()) {
+    std::vector<double> sorted;
+    for (int64_t v : allowed) sorted.push_back(l[(size_t)v]);
+    std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<double>());
+    cut = sorted[(size_t)(top_k - 1)];
+  }
+  double mx = -INFINITY;
+  for (int64_t v : allowed) mx = std::max(mx, l[(size_t)v]);
+  MG_CHECK(mx > -INFINITY && mx < INFINITY, "generate", "the largest logit is {} at step {}", mx, step);
+  // softmax(l / temperature) over the kept ids, then one uniform draw.
+  std::vector<double> p((size_t)V, 0.0);
+  double total = 0;
+  int64_t last = -1;  // the last id with a positive probability: the draw's fallback for rounding
+  for (int64_t v : allowed)
+    if (l[(size_t)v] >= cut) {
+      total += p[(size_t)v] = std::exp((l[(size_t)v] - mx) / temperature);
+      if (p[(size_t)v] > 0) last = v;
+    }
+  MG_CHECK(last >= 0 && std::isfinite(total), "generate", "no id has a positive probability at step {}", step);
+  double r = uniform_at(seed, counter++, 0.0, total), acc = 0;
+  for (int64_t v : allowed)
+    if (p[(size_t)v] > 0 && (acc += p[(size_t)v]) > r) return v;
+  return last;
+}
+
+// Sinusoidal positions 0..L-1 (L, D): sin on even, cos on odd features (not trained).
+Tensor sinusoidal_positions(int64_t L, int64_t D) {
+  std::vector<double> pe((size_t)(L * D));
+  for (int64_t p = 0; p < L; ++p)
+    for (int64_t i = 0; i < D; ++i) {
+      double f = std::pow(10000.0, -(double)(i / 2 * 2) / (double)D) * (double)p;
+      pe[(size_t)(p * D + i)] = i % 2 == 0 ? std::sin(f) : std::cos(f);
+    }
+  return Tensor::from_vector(pe, {L, D});
+}
 }  // namespace
 
 // ---------------------------------------------------------------- MegaClassifier
@@ -191,11 +251,7 @@ Tensor MegaLM::forward_incremental(const Tensor& tokens, State& state) {
 
 std::vector<int64_t> MegaLM::generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
                                       int64_t top_k, uint64_t seed) {
-  MG_CHECK(!prompt.empty(), "generate", "the prompt must hold at least one token");
-  MG_CHECK(count >= 0, "generate", "count must be >= 0, got {}", count);
-  MG_CHECK(temperature > 0 && std::isfinite(temperature), "generate", "temperature must be positive and finite, got {}",
-           temperature);
-  MG_CHECK(top_k >= 0, "generate", "top_k must be >= 0, got {}", top_k);
+  check_generate_args(prompt, count, temperature, top_k);
   const int64_t V = cfg.vocab_size;
   State st;
   Tensor logits = forward_incremental(Tensor::from_vector(prompt, {1, (int64_t)prompt.size()}), st);
@@ -203,44 +259,8 @@ std::vector<int64_t> MegaLM::generate(const std::vector<int64_t>& prompt, int64_
   std::vector<int64_t> out;
   uint64_t counter = 0;
   for (int64_t i = 0; i < count; ++i) {
-    std::vector<double> l = logits.select(1, logits.size(1) - 1).to_vector();  // (V)
-    // Only real tokens may be drawn: the padding id's logit (and any id outside [0, V)) is -inf
-    // before top-k and the softmax, so that neither a large padding logit nor rounding can pick it.
-    std::vector<int64_t> allowed;
-    for (int64_t v = 0; v < V; ++v) {
-      MG_CHECK(!std::isnan(l[(size_t)v]), "generate", "the logit of id {} is NaN at step {}", v, i);
-      if (v == cfg.padding_idx) l[(size_t)v] = -INFINITY;
-      else allowed.push_back(v);
-    }
-    MG_CHECK(!allowed.empty(), "generate", "the vocabulary of {} ids holds only the padding id", V);
-    // Top-k among the allowed ids: keep the k largest logits (ties at the k-th are all kept).
-    double cut = -INFINITY;
-    if (top_k > 0 && top_k < (int64_t)allowed.size()) {
-      std::vector<double> sorted;
-      for (int64_t v : allowed) sorted.push_back(l[(size_t)v]);
-      std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<double>());
-      cut = sorted[(size_t)(top_k - 1)];
-    }
-    double mx = -INFINITY;
-    for (int64_t v : allowed) mx = std::max(mx, l[(size_t)v]);
-    MG_CHECK(mx > -INFINITY && mx < INFINITY, "generate", "the largest logit is {} at step {}", mx, i);
-    // softmax(l / temperature) over the kept ids, then one uniform draw.
-    std::vector<double> p((size_t)V, 0.0);
-    double total = 0;
-    int64_t last = -1;  // the last id with a positive probability: the draw's fallback for rounding
-    for (int64_t v : allowed)
-      if (l[(size_t)v] >= cut) {
-        total += p[(size_t)v] = std::exp((l[(size_t)v] - mx) / temperature);
-        if (p[(size_t)v] > 0) last = v;
-      }
-    MG_CHECK(last >= 0 && std::isfinite(total), "generate", "no id has a positive probability at step {}", i);
-    double r = uniform_at(seed, counter++, 0.0, total), acc = 0;
-    int64_t next = last;
-    for (int64_t v : allowed)
-      if (p[(size_t)v] > 0 && (acc += p[(size_t)v]) > r) {
-        next = v;
-        break;
-      }
+    const int64_t next = sample_token(logits.select(1, logits.size(1) - 1).to_vector(), cfg.padding_idx, temperature,
+                                      top_k, seed, counter, i);
     out.push_back(next);
     logits = forward_incremental(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}), st);
   }
@@ -249,10 +269,32 @@ std::vector<int64_t> MegaLM::generate(const std::vector<int64_t>& prompt, int64_
 
 // ---------------------------------------------------------------- Transformer baseline
 
-struct TransformerClassifier::Block : Container {
-  std::shared_ptr<SequenceNorm> attn_norm, ffn_norm;
-  std::shared_ptr<Linear> qkv, out_proj, fc1, fc2;
-};
+TransformerBlock::TransformerBlock(int64_t D, int64_t ffn_dim, int64_t heads, Generator& gen)
+    : embed_dim(D), num_heads(heads) {
+  MG_CHECK(D >= 1 && heads >= 1 && D % heads == 0 && ffn_dim >= 1, "TransformerBlock",
+           "embed_dim {} must be a positive multiple of num_heads {}, and ffn_dim {} positive", D, heads, ffn_dim);
+  attn_norm_ = register_module("attn_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
+  qkv_ = register_module("qkv", std::make_shared<Linear>(D, 3 * D, gen));
+  out_proj_ = register_module("out_proj", std::make_shared<Linear>(D, D, gen));
+  ffn_norm_ = register_module("ffn_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
+  fc1_ = register_module("fc1", std::make_shared<Linear>(D, ffn_dim, gen));
+  fc2_ = register_module("fc2", std::make_shared<Linear>(ffn_dim, D, gen));
+}
+
+Tensor TransformerBlock::forward(const Tensor& x, const Tensor& mask, double p, bool train) {
+  MG_CHECK(x.dim() == 3 && x.size(2) == embed_dim, "TransformerBlock", "x must be (B, L, {}), got {}", embed_dim,
+           x.desc());
+  const int64_t B = x.size(0), L = x.size(1), D = embed_dim, Hn = num_heads, dh = D / Hn;
+  Tensor h = attn_norm_->forward(x);
+  std::vector<Tensor> qkv = split(qkv_->forward(h), {D, D, D}, -1);
+  auto heads = [&](const Tensor& t) { return t.reshape({B, L, Hn, dh}).permute({0, 2, 1, 3}); };  // (B,H,L,dh)
+  Tensor s = mul_scalar(matmul(heads(qkv[0]), heads(qkv[1]).transpose(2, 3)), 1.0 / std::sqrt((double)dh));
+  if (mask.defined()) s = masked_fill(s, mask, -INFINITY);
+  Tensor a = matmul(dropout(softmax(s, -1), p, train), heads(qkv[2]));  // (B,H,L,dh)
+  Tensor y = add(x, dropout(out_proj_->forward(a.permute({0, 2, 1, 3}).reshape({B, L, D})), p, train));
+  h = ffn_norm_->forward(y);
+  return add(y, dropout(fc2_->forward(gelu(fc1_->forward(h))), p, train));
+}
 
 TransformerClassifier::TransformerClassifier(const TransformerConfig& c, uint64_t seed) : cfg(c) {
   MG_CHECK(c.embed_dim % c.num_heads == 0, "TransformerClassifier", "embed_dim {} is not a multiple of num_heads {}",
@@ -262,34 +304,19 @@ TransformerClassifier::TransformerClassifier(const TransformerConfig& c, uint64_
   auto emb = register_module("embed_tokens", std::make_shared<Container>());
   embed_ = &emb->add_parameter("weight", normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen));
   auto list = register_module("layers", std::make_shared<Container>());
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    auto b = list->add_module(std::to_string(i), std::make_shared<Block>());
-    b->attn_norm = b->add_module("attn_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
-    b->qkv = b->add_module("qkv", std::make_shared<Linear>(D, 3 * D, gen));
-    b->out_proj = b->add_module("out_proj", std::make_shared<Linear>(D, D, gen));
-    b->ffn_norm = b->add_module("ffn_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
-    b->fc1 = b->add_module("fc1", std::make_shared<Linear>(D, c.ffn_dim, gen));
-    b->fc2 = b->add_module("fc2", std::make_shared<Linear>(c.ffn_dim, D, gen));
-    blocks_.push_back(b);
-  }
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    blocks_.push_back(list->add_module(std::to_string(i), std::make_shared<TransformerBlock>(D, c.ffn_dim, c.num_heads, gen)));
   final_norm_ = register_module("final_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
   auto cls = register_module("classifier", std::make_shared<Container>());
   classifier_ = cls->add_module("0", std::make_shared<Container>())->add_module("0", std::make_shared<Linear>(D, c.classifier_dim, gen));
   auto proj = register_module("sentence_projection_layer", std::make_shared<Container>());
   projection_ = &proj->add_parameter("weight", xavier_uniform(c.num_classes, c.classifier_dim, gen));
-  // Sinusoidal positions (not trained): sin on even, cos on odd features.
-  std::vector<double> pe((size_t)(c.max_positions * D));
-  for (int64_t p = 0; p < c.max_positions; ++p)
-    for (int64_t i = 0; i < D; ++i) {
-      double f = std::pow(10000.0, -(double)(i / 2 * 2) / (double)D) * (double)p;
-      pe[(size_t)(p * D + i)] = i % 2 == 0 ? std::sin(f) : std::cos(f);
-    }
-  positions_ = Tensor::from_vector(pe, {c.max_positions, D});
+  positions_ = sinusoidal_positions(c.max_positions, D);
 }
 
 Tensor TransformerClassifier::forward(const Tensor& tokens) {
   check_tokens("TransformerClassifier", tokens, cfg.vocab_size);
-  const int64_t B = tokens.size(0), L = tokens.size(1), D = cfg.embed_dim, Hn = cfg.num_heads, dh = D / Hn;
+  const int64_t B = tokens.size(0), L = tokens.size(1), D = cfg.embed_dim;
   MG_CHECK(L <= cfg.max_positions, "TransformerClassifier", "sequence length {} exceeds max_positions {}", L,
            cfg.max_positions);
   const bool train = is_training();
@@ -305,17 +332,7 @@ Tensor TransformerClassifier::forward(const Tensor& tokens) {
     for (size_t i = 0; i < m.size(); ++i) p[i] = m[i] != 0;
     key_pad = mb;
   }
-  for (auto& b : blocks_) {
-    Tensor h = b->attn_norm->forward(x);
-    std::vector<Tensor> qkv = split(b->qkv->forward(h), {D, D, D}, -1);
-    auto heads = [&](const Tensor& t) { return t.reshape({B, L, Hn, dh}).permute({0, 2, 1, 3}); };  // (B,H,L,dh)
-    Tensor s = mul_scalar(matmul(heads(qkv[0]), heads(qkv[1]).transpose(2, 3)), 1.0 / std::sqrt((double)dh));
-    if (key_pad.defined()) s = masked_fill(s, key_pad, -INFINITY);
-    Tensor a = matmul(dropout(softmax(s, -1), cfg.dropout, train), heads(qkv[2]));  // (B,H,L,dh)
-    x = add(x, dropout(b->out_proj->forward(a.permute({0, 2, 1, 3}).reshape({B, L, D})), cfg.dropout, train));
-    h = b->ffn_norm->forward(x);
-    x = add(x, dropout(b->fc2->forward(gelu(b->fc1->forward(h))), cfg.dropout, train));
-  }
+  for (auto& b : blocks_) x = b->forward(x, key_pad, cfg.dropout, train);
   x = final_norm_->forward(x);
   Tensor rep;
   if (mask.defined()) {
@@ -326,6 +343,102 @@ Tensor TransformerClassifier::forward(const Tensor& tokens) {
   }
   Tensor h = dropout(gelu(classifier_->forward(rep)), cfg.dropout, train);
   return linear(h, *projection_);
+}
+
+// ---------------------------------------------------------------- TransformerLM
+
+struct TransformerLM::Decoder : Container {
+  Tensor* embed = nullptr;
+  Tensor* positions = nullptr;  // learned only
+  std::vector<std::shared_ptr<TransformerBlock>> layers;
+  std::shared_ptr<SequenceNorm> final_norm;
+  Tensor* output_projection = nullptr;  // untied only
+  Tensor sinusoids;                     // the sinusoidal table, grown on demand (not a parameter)
+};
+
+TransformerLM::TransformerLM(const TransformerLMConfig& c, uint64_t seed) : cfg(c) {
+  MG_CHECK(c.vocab_size > 1 && c.num_layers >= 1, "TransformerLM",
+           "needs a vocabulary of >= 2 ids and >= 1 layer, got vocab_size {} and num_layers {}", c.vocab_size,
+           c.num_layers);
+  MG_CHECK(c.embed_dim >= 1 && c.num_heads >= 1 && c.embed_dim % c.num_heads == 0, "TransformerLM",
+           "embed_dim {} must be a positive multiple of num_heads {}", c.embed_dim, c.num_heads);
+  MG_CHECK(c.ffn_dim >= 1, "TransformerLM", "ffn_dim must be >= 1, got {}", c.ffn_dim);
+  MG_CHECK(c.padding_idx >= 0 && c.padding_idx < c.vocab_size, "TransformerLM",
+           "padding_idx {} is not an id of the vocabulary of {}", c.padding_idx, c.vocab_size);
+  MG_CHECK(!c.learned_positions || c.max_positions >= 1, "TransformerLM",
+           "learned positions need max_positions >= 1, got {}", c.max_positions);
+  MG_CHECK(c.dropout >= 0 && c.dropout < 1, "TransformerLM", "dropout must be in [0, 1), got {}", c.dropout);
+  Generator gen(seed);
+  const int64_t D = c.embed_dim;
+  auto dec = register_module("decoder", std::make_shared<Decoder>());
+  dec_ = dec.get();
+  // As MegaLM: N(0, D^-1/2) embeddings with a zero padding row, scaled by sqrt(D) in forward.
+  Tensor w = normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen);
+  for (int64_t d = 0; d < D; ++d) w.set({c.padding_idx, d}, 0.0);
+  dec->embed = &dec->add_module("embed_tokens", std::make_shared<Container>())->add_parameter("weight", w);
+  if (c.learned_positions)  // fairseq's LearnedPositionalEmbedding: N(0, D^-1/2)
+    dec->positions = &dec->add_module("embed_positions", std::make_shared<Container>())
+                          ->add_parameter("weight", normal({c.max_positions, D}, 0.0, std::pow((double)D, -0.5),
+                                                           DType::Float32, &gen));
+  auto list = dec->add_module("layers", std::make_shared<Container>());
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    dec->layers.push_back(list->add_module(std::to_string(i), std::make_shared<TransformerBlock>(D, c.ffn_dim, c.num_heads, gen)));
+  dec->final_norm = dec->add_module("final_norm", std::make_shared<SequenceNorm>(NormType::LayerNorm, D, true));
+  if (!c.tie_weights)
+    dec->output_projection = &dec->add_module("output_projection", std::make_shared<Container>())
+                                  ->add_parameter("weight", normal({c.vocab_size, D}, 0.0, std::pow((double)D, -0.5),
+                                                                   DType::Float32, &gen));
+}
+
+Tensor TransformerLM::forward(const Tensor& tokens) {
+  check_tokens("TransformerLM", tokens, cfg.vocab_size);
+  const int64_t B = tokens.size(0), L = tokens.size(1), D = cfg.embed_dim;
+  MG_CHECK(!cfg.learned_positions || L <= cfg.max_positions, "TransformerLM",
+           "tokens {}: sequence length {} exceeds max_positions {} (learned positions)", tokens.desc(), L,
+           cfg.max_positions);
+  const bool train = is_training();
+  const DType dt = dec_->embed->dtype();
+  Tensor pos;
+  if (dec_->positions) {
+    pos = dec_->positions->narrow(0, 0, L);
+  } else {
+    if (!dec_->sinusoids.defined() || dec_->sinusoids.size(0) < L) dec_->sinusoids = sinusoidal_positions(L, D);
+    pos = dec_->sinusoids.narrow(0, 0, L).to(dt);
+  }
+  Tensor x = add(mul_scalar(embedding(*dec_->embed, tokens), std::sqrt((double)D)), pos);
+  x = dropout(x, cfg.dropout, train);
+  // (B, 1, L, L) bool: key j is hidden from query i when j > i, or when j is padding and j != i.
+  std::vector<int64_t> t = tokens.to_int_vector();
+  Tensor mb = Tensor::empty({B, 1, L, L}, DType::Bool);
+  bool* m = mb.data_ptr<bool>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t j = 0; j < L; ++j)
+        m[(b * L + i) * L + j] = j > i || (j != i && t[(size_t)(b * L + j)] == cfg.padding_idx);
+  for (auto& layer : dec_->layers) x = layer->forward(x, mb, cfg.dropout, train);
+  x = dec_->final_norm->forward(x);
+  return linear(x, dec_->output_projection ? *dec_->output_projection : *dec_->embed);
+}
+
+std::vector<int64_t> TransformerLM::generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
+                                             int64_t top_k, uint64_t seed, int64_t context) {
+  check_generate_args(prompt, count, temperature, top_k);
+  MG_CHECK(context >= 0, "generate", "context must be >= 0, got {}", context);
+  if (context == 0 && cfg.learned_positions) context = cfg.max_positions;
+  if (cfg.learned_positions) context = std::min(context, cfg.max_positions);
+  no_grad g;
+  std::vector<int64_t> text = prompt, out;
+  uint64_t counter = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t n = (int64_t)text.size(), first = context > 0 ? std::max<int64_t>(0, n - context) : 0;
+    std::vector<int64_t> window(text.begin() + first, text.end());
+    Tensor logits = forward(Tensor::from_vector(window, {1, n - first}));  // (1, n, V)
+    const int64_t next = sample_token(logits.select(1, n - first - 1).to_vector(), cfg.padding_idx, temperature, top_k,
+                                      seed, counter, i);
+    out.push_back(next);
+    text.push_back(next);
+  }
+  return out;
 }
 
 }  // namespace megagrad

@@ -8,6 +8,10 @@
 //                   decoder.final_norm.norm.*, decoder.output_projection.weight
 //   TransformerClassifier  a plain multi-head softmax Transformer with the same embedding,
 //                   pooling and classifier head: the baseline for ablations.
+//   TransformerLM   the causal Transformer decoder, MegaLM's baseline: decoder.embed_tokens.weight,
+//                   decoder.embed_positions.weight (learned positions only), decoder.layers.<i>.*
+//                   (TransformerBlock's names), decoder.final_norm.norm.*,
+//                   decoder.output_projection.weight (untied only)
 #pragma once
 #include <memory>
 #include <vector>
@@ -91,6 +95,23 @@ class MegaLM : public Module {
   Tensor embed(const Tensor& tokens);  // scaled by sqrt(D)
 };
 
+// One pre-norm Transformer block: x + attn(norm(x)), then x + ffn(norm(x)), with multi-head softmax
+// self-attention (one fused qkv Linear) and a GELU FFN. Names: attn_norm, qkv, out_proj, ffn_norm,
+// fc1, fc2. Shared by TransformerClassifier (bidirectional) and TransformerLM (causal).
+class TransformerBlock : public Module {
+ public:
+  // Draws qkv, out_proj, fc1, fc2 from gen in that order.
+  TransformerBlock(int64_t embed_dim, int64_t ffn_dim, int64_t num_heads, Generator& gen);
+  // x (B, L, D). mask: bool, broadcastable to the scores (B, H, L, L); true where a query must not
+  // see a key (undefined: none). dropout p on the attention weights and both residual branches.
+  Tensor forward(const Tensor& x, const Tensor& mask, double dropout_p, bool train);
+  const int64_t embed_dim, num_heads;
+
+ private:
+  std::shared_ptr<SequenceNorm> attn_norm_, ffn_norm_;
+  std::shared_ptr<Linear> qkv_, out_proj_, fc1_, fc2_;
+};
+
 struct TransformerConfig {
   int64_t embed_dim = 64, ffn_dim = 128, num_heads = 4, num_layers = 2;
   int64_t vocab_size = 0, padding_idx = 0, max_positions = 2048;
@@ -107,13 +128,45 @@ class TransformerClassifier : public Module {
   const TransformerConfig cfg;
 
  private:
-  struct Block;
   Tensor* embed_ = nullptr;
-  std::vector<std::shared_ptr<Block>> blocks_;
+  std::vector<std::shared_ptr<TransformerBlock>> blocks_;
   std::shared_ptr<SequenceNorm> final_norm_;
   std::shared_ptr<Linear> classifier_;
   Tensor* projection_ = nullptr;
   Tensor positions_;  // (max_positions, D) sinusoidal table
+};
+
+struct TransformerLMConfig {
+  int64_t embed_dim = 128, ffn_dim = 256, num_heads = 4, num_layers = 4;
+  int64_t vocab_size = 0, padding_idx = 0;
+  // Learned positions (fairseq's decoder_learned_pos): a (max_positions, D) table, so sequences
+  // may be at most max_positions long. Sinusoidal (false): no table to outgrow, any length.
+  bool learned_positions = false;
+  int64_t max_positions = 2048;
+  // The output projection is the token embedding (PyTorch word_language_model's tie_weights).
+  bool tie_weights = false;
+  double dropout = 0.0;
+};
+
+// Pre-norm causal Transformer decoder: embed (scaled by sqrt(D), as MegaLM) + positions, dropout,
+// TransformerBlocks with a causal mask, a final LayerNorm, the output projection.
+class TransformerLM : public Module {
+ public:
+  TransformerLM(const TransformerLMConfig& cfg, uint64_t seed);
+  // tokens int64 (B, L) -> logits (B, L, V). Position i sees positions <= i only. Padding keys are
+  // masked as well (a position always sees itself, so no row is empty): right padding changes
+  // nothing before it.
+  Tensor forward(const Tensor& tokens);
+  // Samples as MegaLM::generate (the same temperature, top-k, padding and seed rules). No
+  // incremental state: every new token runs the full forward over the last `context` tokens
+  // (0: max_positions with learned positions, else the whole text so far), O(context^2) per token.
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t count, double temperature,
+                                int64_t top_k, uint64_t seed, int64_t context = 0);
+  const TransformerLMConfig cfg;
+
+ private:
+  struct Decoder;
+  Decoder* dec_ = nullptr;
 };
 
 }  // namespace megagrad

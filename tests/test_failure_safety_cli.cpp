@@ -350,7 +350,7 @@ TEST_CASE("validate_run_config rejects what training would reject, before any da
       {"listops", R"({"model": {"type": "transformer", "heads": 5}})", "model.heads"},
       {"listops", R"({"data": {"preset": "huge"}})", "unknown preset \"huge\""},
       {"listops", R"({"data": {"min_len": 50, "max_len": 10}})", "length range"},
-      {"charlm", R"({"model": {"type": "transformer"}})", "charlm trains a Mega language model"},
+      {"charlm", R"({"model": {"type": "transformer", "heads": 3}})", "model.heads"},
       {"charlm", R"({"data": {"seq_len": 0}})", "data.seq_len"},
       {"charlm", R"({"data": {"val_fraction": 0.0}})", "data.val_fraction"},
       {"fmnist", R"({"data": {"val_size": 0}})", "data.val_size"},

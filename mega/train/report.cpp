@@ -92,92 +92,230 @@ void MetricsLog::write(const Json& record) {
 
 // ---------------------------------------------------------------- SVG
 
-void write_svg_plot(const std::string& path, const std::string& title, const std::string& left_label,
-                    const std::string& right_label, const std::vector<PlotSeries>& series) {
-  const double W = 760, H = 420, ml = 70, mr = 70, mt = 40, mb = 50;
+// ---------------------------------------------------------------- plots
+
+std::vector<double> nice_ticks(double lo, double hi, int target) {
+  if (!std::isfinite(lo) || !std::isfinite(hi)) lo = 0, hi = 1;
+  if (hi < lo) std::swap(lo, hi);
+  if (hi - lo < 1e-12 * std::max(1.0, std::fabs(hi))) lo -= 0.5, hi += 0.5;
+  const double raw = (hi - lo) / std::max(1, target);
+  const double p = std::pow(10.0, std::floor(std::log10(raw)));
+  const double m = raw / p;
+  const double step = (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  std::vector<double> t;
+  const double first = std::floor(lo / step + 1e-9), last = std::ceil(hi / step - 1e-9);
+  for (double k = first; k <= last + 0.5; k += 1) t.push_back(std::fabs(k) < 1e-9 ? 0.0 : k * step);
+  return t;
+}
+
+namespace {
+// A tick label with as many decimals as the tick spacing needs (0.5, not 0.500; 600, not 601).
+std::string tick_label(double v, double spacing, const std::string& suffix) {
+  const int decimals = std::max(0, -(int)std::floor(std::log10(spacing) + 1e-9));
+  return fmt::format("{:.{}f}{}", v, decimals, suffix);
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : c == '"' ? "&quot;" : std::string(1, c);
+  return o;
+}
+}  // namespace
+
+std::vector<std::pair<double, double>> smooth_curve(const std::vector<std::pair<double, double>>& points) {
+  const double window = std::clamp((double)points.size() / 10.0, 1.0, 200.0);
+  const double beta = 1 - 2 / (window + 1);  // an EMA's "span": the mean age of its weights is ~window/2
+  std::vector<std::pair<double, double>> out;
+  double ema = 0, weight = 0;
+  for (auto [x, y] : points) {
+    if (!std::isfinite(y)) continue;
+    ema = beta * ema + (1 - beta) * y, weight = beta * weight + (1 - beta);
+    out.emplace_back(x, ema / weight);  // debiased: the first points are not pulled towards 0
+  }
+  return out;
+}
+
+void write_svg_plot(const std::string& path, const std::string& title, const PlotAxis& left, const PlotAxis& right,
+                    const std::vector<PlotSeries>& series, const std::vector<PlotReference>& references) {
   double x0 = INFINITY, x1 = -INFINITY;
   double l0 = INFINITY, l1 = -INFINITY, r0 = INFINITY, r1 = -INFINITY;
-  for (const PlotSeries& s : series)
-    for (auto [x, y] : s.points) {
-      if (!std::isfinite(y)) continue;
-      x0 = std::min(x0, x), x1 = std::max(x1, x);
-      double& lo = s.right_axis ? r0 : l0;
-      double& hi = s.right_axis ? r1 : l1;
-      lo = std::min(lo, y), hi = std::max(hi, y);
-    }
-  if (!(x1 > x0)) x0 = 0, x1 = std::max(1.0, x1);
-  auto fix = [](double& lo, double& hi) {
-    if (!std::isfinite(lo)) lo = 0, hi = 1;
-    if (hi - lo < 1e-12) lo -= 0.5, hi += 0.5;
+  bool any_right = false;
+  auto include = [&](bool right_axis, double y) {
+    (right_axis ? r0 : l0) = std::min(right_axis ? r0 : l0, y);
+    (right_axis ? r1 : l1) = std::max(right_axis ? r1 : l1, y);
   };
-  fix(l0, l1), fix(r0, r1);
-  auto X = [&](double x) { return ml + (x - x0) / (x1 - x0) * (W - ml - mr); };
-  auto Y = [&](double y, bool right) {
-    double lo = right ? r0 : l0, hi = right ? r1 : l1;
-    return mt + (1 - (y - lo) / (hi - lo)) * (H - mt - mb);
-  };
-  auto esc = [](const std::string& s) {
-    std::string o;
-    for (char c : s) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
-    return o;
-  };
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">{3}</text>\n",
-      W, H, W / 2, esc(title));
-  // Axes, ticks and labels.
-  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", ml, mt,
-                     W - ml - mr, H - mt - mb);
-  for (int i = 0; i <= 5; ++i) {
-    double fx = x0 + (x1 - x0) * i / 5, fl = l0 + (l1 - l0) * i / 5, fr = r0 + (r1 - r0) * i / 5;
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{:.0f}</text>\n", X(fx), H - mb + 18, fx);
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{:.3g}</text>\n", ml - 6, Y(fl, false) + 4, fl);
-    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{1:.1f}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#ddd\"/>\n", ml, W - mr,
-                       Y(fl, false));
-    bool any_right = std::any_of(series.begin(), series.end(), [](const PlotSeries& s) { return s.right_axis; });
-    if (any_right)
-      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{:.3g}</text>\n", W - mr + 6, Y(fr, true) + 4, fr);
-  }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">step</text>\n", (ml + W - mr) / 2, H - 12);
-  svg += fmt::format("<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", (mt + H - mb) / 2,
-                     esc(left_label));
-  svg += fmt::format("<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\">{}</text>\n", W - 14,
-                     (mt + H - mb) / 2, esc(right_label));
-  // Curves and legend.
-  int li = 0;
   for (const PlotSeries& s : series) {
-    std::string pts;
-    for (auto [x, y] : s.points)
-      if (std::isfinite(y)) pts += fmt::format("{:.1f},{:.1f} ", X(x), Y(y, s.right_axis));
-    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\" points=\"{}\"/>\n", s.color, pts);
-    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"{3}\" stroke-width=\"3\"/>"
-                       "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
-                       ml + 10, ml + 30, mt + 14 + 16 * li, s.color, ml + 36, mt + 18 + 16 * li, esc(s.name));
-    ++li;
+    any_right = any_right || s.right_axis;
+    for (auto [x, y] : s.points) {
+      if (!std::isfinite(y) || !std::isfinite(x)) continue;
+      x0 = std::min(x0, x), x1 = std::max(x1, x);
+      include(s.right_axis, y);
+    }
   }
+  for (const PlotReference& r : references)
+    if (std::isfinite(r.value)) include(r.right_axis, r.value), any_right = any_right || r.right_axis;
+  if (!std::isfinite(x0)) x0 = 0, x1 = 1;
+  // Round ticks, and axis ranges that end on them.
+  auto axis_ticks = [](const PlotAxis& a, double lo, double hi) {
+    if (!std::isfinite(lo)) lo = 0, hi = 1;
+    if (a.from_zero) lo = std::min(lo, 0.0) < 0 ? lo : 0.0;
+    if (std::isfinite(a.max)) hi = std::max(hi, a.max) > a.max ? hi : a.max;
+    return nice_ticks(lo, hi, 5);
+  };
+  const std::vector<double> xt = nice_ticks(std::min(x0, 0.0) < 0 ? x0 : 0.0, x1, 6);
+  const std::vector<double> lt = axis_ticks(left, l0, l1), rt = axis_ticks(right, r0, r1);
+
+  size_t longest = 0;
+  for (const PlotSeries& s : series)
+    if (s.in_legend) longest = std::max(longest, s.name.size());
+  for (const PlotReference& r : references) longest = std::max(longest, r.name.size() + 10);
+  const double pw = 600, ph = 330, ml = 72, mt = 44, mb = 52, mr = any_right ? 72 : 24;
+  const double legend_x = ml + pw + mr + 8, legend_w = 40 + 6.8 * (double)longest;
+  const double W = legend_x + legend_w + 12, H = mt + ph + mb;
+  const double legend_h = 18.0 * (double)(series.size() + references.size());
+  const double Hs = std::max(H, mt + legend_h + 10);
+  auto X = [&](double x) { return ml + (x - xt.front()) / (xt.back() - xt.front()) * pw; };
+  auto Y = [&](double y, bool r) {
+    const std::vector<double>& t = r ? rt : lt;
+    return mt + (1 - (y - t.front()) / (t.back() - t.front())) * ph;
+  };
+
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0:.0f}\" height=\"{1:.0f}\" viewBox=\"0 0 {0:.0f} {1:.0f}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{2:.1f}\" y=\"26\" font-size=\"15\" text-anchor=\"middle\">{3}</text>\n",
+      W, Hs, ml + pw / 2, xml_escape(title));
+  // Grid and tick labels: the grid follows the left axis (or the right one when alone).
+  const bool grid_right = !std::any_of(series.begin(), series.end(), [](const PlotSeries& s) { return !s.right_axis; });
+  for (double v : xt)
+    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#eee\"/>"
+                       "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
+                       X(v), mt, mt + ph, mt + ph + 18, tick_label(v, xt[1] - xt[0], ""));
+  for (double v : grid_right ? rt : lt)
+    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#eee\"/>\n", ml, ml + pw,
+                       Y(v, grid_right));
+  if (!grid_right)
+    for (double v : lt)
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", ml - 6, Y(v, false) + 4,
+                         tick_label(v, lt[1] - lt[0], left.suffix));
+  if (any_right)
+    for (double v : rt)
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", ml + pw + 6, Y(v, true) + 4,
+                         tick_label(v, rt[1] - rt[0], right.suffix));
+  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", ml, mt, pw, ph);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">step</text>\n", ml + pw / 2, mt + ph + 40);
+  if (!grid_right)
+    svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", mt + ph / 2,
+                       xml_escape(left.label));
+  if (any_right)
+    svg += fmt::format("<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\">{}</text>\n",
+                       ml + pw + mr - 14, mt + ph / 2, xml_escape(right.label));
+
+  // Reference lines, then the curves (in order: the faint ones first, so drawn underneath).
+  auto dash = [](bool d) { return d ? std::string(" stroke-dasharray=\"6,4\"") : std::string(); };
+  for (const PlotReference& r : references)
+    if (std::isfinite(r.value))
+      svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"1.4\"{}/>\n", ml,
+                         ml + pw, Y(r.value, r.right_axis), Y(r.value, r.right_axis), r.color, dash(true));
+  for (const PlotSeries& s : series) {
+    std::string pts, dots;
+    for (auto [x, y] : s.points) {
+      if (!std::isfinite(y) || !std::isfinite(x)) continue;
+      pts += fmt::format("{:.1f},{:.1f} ", X(x), Y(y, s.right_axis));
+      if (s.markers) dots += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\"/>", X(x), Y(y, s.right_axis));
+    }
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-opacity=\"{}\" stroke-width=\"{}\"{} points=\"{}\"/>\n",
+                       s.color, s.opacity, s.opacity < 1 ? 1 : 1.8, dash(s.dashed), pts);
+    if (!dots.empty()) svg += fmt::format("<g fill=\"{}\">{}</g>\n", s.color, dots);
+  }
+
+  // The legend, outside the data area.
+  double ly = mt + 8;
+  auto sample = [&](const std::string& color, double opacity, bool dashed, bool marker, const std::string& text) {
+    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"{3}\" stroke-opacity=\"{4}\" "
+                       "stroke-width=\"2.5\"{5}/>",
+                       legend_x, legend_x + 28, ly, color, opacity, dash(dashed));
+    if (marker) svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"/>", legend_x + 14, ly, color);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", legend_x + 34, ly + 4, xml_escape(text));
+    ly += 18;
+  };
+  for (const PlotSeries& s : series)
+    if (s.in_legend) sample(s.color, s.opacity, s.dashed, s.markers, s.name);
+  for (const PlotReference& r : references)
+    if (std::isfinite(r.value)) {
+      const PlotAxis& a = r.right_axis ? right : left;
+      sample(r.color, 1, true, false, fmt::format("{} ({:.3g}{})", r.name, r.value, a.suffix.empty() ? "" : a.suffix));
+    }
   svg += "</svg>\n";
   write_file_atomic(path, svg, "plot");
 }
 
-void plot_metrics_log(const std::string& log_path, const std::string& svg_path, const std::string& title,
-                      const std::string& metric) {
+const std::vector<std::pair<double, double>>* RunCurves::val_curve(const std::string& key) const {
+  for (const auto& [k, pts] : val)
+    if (k == key) return &pts;
+  return nullptr;
+}
+
+RunCurves read_run_curves(const std::string& log_path, const std::string& op) {
   std::ifstream in(log_path);
-  MG_CHECK(in.good(), "plot", "cannot read {}", log_path);
-  PlotSeries train{"train loss", {}, "#1f77b4", false}, val_loss{"validation loss", {}, "#ff7f0e", false},
-      val_metric{"validation " + metric, {}, "#2ca02c", true};
+  MG_CHECK(in.good(), op, "cannot read {}", log_path);
+  RunCurves c;
   std::string line;
-  while (std::getline(in, line)) {
+  for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.empty()) continue;
-    Json j = Json::parse(line, log_path);
-    if (!j.contains("step") || !j.contains("split")) continue;
-    double step = (double)j.at("step").get_int();
-    const std::string& split = j.at("split").get_string();
-    if (split == "train" && j.contains("loss")) train.points.emplace_back(step, j.at("loss").get_double());
-    if (split == "val" && j.contains("loss")) val_loss.points.emplace_back(step, j.at("loss").get_double());
-    if (split == "val" && j.contains(metric)) val_metric.points.emplace_back(step, j.at(metric).get_double());
+    Json j = Json::parse(line, fmt::format("{} line {}", log_path, n));
+    if (const Json* h = j.find("header")) {  // one per start or resume: not a data point
+      c.header = *h;
+      continue;
+    }
+    const Json* step = j.find("step");
+    const Json* split = j.find("split");
+    if (!step || !step->is_number() || !split || !split->is_string()) continue;
+    const double x = step->get_double();
+    if (split->get_string() == "train") {
+      if (const Json* loss = j.find("loss"); loss && loss->is_number()) c.train_loss.emplace_back(x, loss->get_double());
+    } else if (split->get_string() == "val") {
+      for (const auto& [key, v] : j.items()) {
+        if (!v.is_number() || key == "step" || key == "elapsed_s") continue;
+        auto it = std::find_if(c.val.begin(), c.val.end(), [&](const auto& kv) { return kv.first == key; });
+        if (it == c.val.end()) it = c.val.insert(c.val.end(), {key, {}});
+        it->second.emplace_back(x, v.get_double());
+      }
+    }
   }
-  write_svg_plot(svg_path, title, "loss", metric, {train, val_loss, val_metric});
+  return c;
+}
+
+PlotAxis metric_axis(const std::string& metric) {
+  const bool acc = metric == "accuracy", bpc = metric == "bpc";
+  // Built in one go: assigning the label to a default-constructed axis draws a false -Wrestrict from GCC 12.
+  return PlotAxis{.label = bpc ? std::string("bits per character") : metric,
+                  .from_zero = acc || bpc,
+                  .max = acc ? 100.0 : std::nan(""),
+                  .suffix = acc ? "%" : ""};
+}
+
+void plot_metrics_log(const std::string& log_path, const std::string& svg_path, const std::string& title,
+                      const std::string& metric, const std::pair<double, std::string>& baseline) {
+  const RunCurves c = read_run_curves(log_path);
+  PlotSeries raw{"train loss, per step", c.train_loss, "#1f77b4"};
+  raw.opacity = 0.25;
+  PlotSeries smooth{"train loss, smoothed", smooth_curve(c.train_loss), "#1f77b4"};
+  std::vector<PlotSeries> series{raw, smooth};
+  if (const auto* v = c.val_curve("loss")) {
+    PlotSeries s{"validation loss", *v, "#ff7f0e"};
+    s.markers = true;
+    series.push_back(s);
+  }
+  if (const auto* v = metric != "loss" ? c.val_curve(metric) : nullptr) {
+    PlotSeries s{"validation " + metric, *v, "#2ca02c", true};
+    s.markers = true;
+    series.push_back(s);
+  }
+  std::vector<PlotReference> refs;
+  if (std::isfinite(baseline.first)) refs.push_back({baseline.second.empty() ? "baseline" : baseline.second,
+                                                    baseline.first, "#2ca02c", true});
+  write_svg_plot(svg_path, title, loss_axis(), metric_axis(metric), series, refs);
 }
 
 }  // namespace megagrad

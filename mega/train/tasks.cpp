@@ -43,6 +43,9 @@ Json model_defaults(const std::string& task) {
   if (task == "charlm") {
     m.set("layers", 4), m.set("embed_dim", 128), m.set("hidden_dim", 256), m.set("ffn_hidden_dim", 256);
     m.set("z_dim", 64), m.set("chunk_size", 64), m.set("max_positions", 64);
+    // The Transformer decoder's (model type "transformer"; MegaLM has neither): learned positions
+    // (a max_positions table; false: sinusoidal) and the output projection tied to the embedding.
+    m.set("learned_positions", false), m.set("tie_weights", false);
   }
   return m;
 }
@@ -92,7 +95,7 @@ struct Section {
 
 bool is_model_level_key(const std::string& k) {
   return k == "type" || k == "layers" || k == "classifier_dim" || k == "heads" || k == "classifier_layers" ||
-         k == "projection_bias" || k == "padding_idx";
+         k == "projection_bias" || k == "padding_idx" || k == "learned_positions" || k == "tie_weights";
 }
 
 namespace {
@@ -344,6 +347,12 @@ class ListOpsTask : public ClassifierTask {
     return fmt::format("{}: {} train / {} val / {} test sequences, lengths up to {}; validation majority class {:.1f}%",
                        source_, data_.train.size(), data_.val.size(), data_.test.size(), longest, majority(data_.val));
   }
+  std::pair<double, std::string> baseline() const override {  // the validation split's majority class, as describe()
+    std::vector<int64_t> n(10, 0);
+    for (int64_t y : data_.val.labels) ++n[(size_t)y];
+    const double top = (double)*std::max_element(n.begin(), n.end());
+    return {100.0 * top / (double)std::max<int64_t>(data_.val.size(), 1), "majority class"};
+  }
   uint64_t data_fingerprint() const override {
     uint64_t h = fnv1a(describe());
     for (const data::SequenceDataset* ds : {&data_.train, &data_.val, &data_.test}) {
@@ -396,6 +405,7 @@ class FashionMnistTask : public ClassifierTask {
     return fmt::format("sequential Fashion-MNIST: {} train / {} val / {} test images as sequences of 784 pixels; chance 10%",
                        data_.train.count - val_size_, val_size_, data_.test.count);
   }
+  std::pair<double, std::string> baseline() const override { return {10.0, "chance"}; }
   uint64_t data_fingerprint() const override {
     uint64_t h = fnv1a(describe());
     for (const data::ImageSet* set : {&data_.train, &data_.test})
@@ -423,6 +433,32 @@ class FashionMnistTask : public ClassifierTask {
 
 // ---------------------------------------------------------------- character LM
 
+// The language model of a charlm configuration's model section: MegaLM ("mega") or TransformerLM
+// ("transformer", with the classifier's Transformer keys: layers, embed_dim, ffn_hidden_dim,
+// heads, max_positions, dropout; and learned_positions, tie_weights).
+std::unique_ptr<Module> make_lm(const Json& cfg, int64_t vocab, uint64_t seed) {
+  const Section m(cfg, "model");
+  const std::string type = m.s("type");
+  if (type == "mega") {
+    LMConfig c;
+    c.layer = layer_config(m, true);
+    c.num_layers = m.i("layers"), c.vocab_size = vocab;
+    return std::make_unique<MegaLM>(c, seed);
+  }
+  MG_CHECK(type == "transformer", "train", "{}: model type must be \"mega\" or \"transformer\", got \"{}\"",
+           m.name("type"), type);
+  TransformerLMConfig c;
+  c.embed_dim = m.i("embed_dim"), c.ffn_dim = m.i("ffn_hidden_dim"), c.num_heads = m.i("heads");
+  c.num_layers = m.i("layers"), c.vocab_size = vocab, c.max_positions = m.i("max_positions");
+  c.learned_positions = m.b("learned_positions"), c.tie_weights = m.b("tie_weights"), c.dropout = m.d("dropout");
+  return std::make_unique<TransformerLM>(c, seed);
+}
+
+Tensor lm_forward(Module& model, const Tensor& tokens) {
+  if (auto* t = dynamic_cast<TransformerLM*>(&model)) return t->forward(tokens);
+  return dynamic_cast<MegaLM&>(model).forward(tokens);
+}
+
 class CharLMTask : public TrainTask {
  public:
   Json complete_config(const Json& saved) const override { return complete_run_config(saved); }
@@ -432,12 +468,7 @@ class CharLMTask : public TrainTask {
     file_ = d.null("file") ? data::ensure_kjv_corpus() : d.s("file");
     text_ = data::load_text(file_, d.d("val_fraction"));
     seq_len_ = d.i("seq_len"), batch_size_ = t.i("batch_size");
-    LMConfig c;
-    const Section m(cfg, "model");
-    MG_CHECK(m.s("type") == "mega", "train", "charlm trains a Mega language model (model type \"mega\")");
-    c.layer = layer_config(m, true);
-    c.num_layers = m.i("layers"), c.vocab_size = text_.vocab.size();
-    model_ = std::make_unique<MegaLM>(c, (uint64_t)t.i("seed"));
+    model_ = make_lm(cfg, text_.vocab.size(), (uint64_t)t.i("seed"));
   }
   Module& model() override { return *model_; }
   std::string metric_name() const override { return "bpc"; }
@@ -493,15 +524,17 @@ class CharLMTask : public TrainTask {
                        text_.train.size(), text_.val.size(), text_.vocab.size() - 1,
                        std::log2((double)text_.vocab.size() - 1));
   }
+  std::pair<double, std::string> baseline() const override {
+    return {std::log2((double)text_.vocab.size() - 1), "uniform guess"};
+  }
   uint64_t data_fingerprint() const override {
     return fnv1a(bytes_of(text_.val), fnv1a(bytes_of(text_.train), fnv1a(describe())));
   }
-  MegaLM& lm() { return *model_; }
   const data::CharVocab& vocab() const { return text_.vocab; }
 
  private:
   Tensor lm_loss(const data::LMBatch& b) {
-    Tensor logits = model_->forward(b.inputs.to(device_));  // (B, T, V)
+    Tensor logits = lm_forward(*model_, b.inputs.to(device_));  // (B, T, V)
     const int64_t V = logits.size(2);
     return cross_entropy(logits.reshape({-1, V}), b.targets.to(device_).reshape({-1}));
   }
@@ -509,7 +542,7 @@ class CharLMTask : public TrainTask {
   std::string file_;
   data::TextData text_;
   int64_t seq_len_ = 256, batch_size_ = 16;
-  std::unique_ptr<MegaLM> model_;
+  std::unique_ptr<Module> model_;  // MegaLM or TransformerLM
 };
 
 }  // namespace
@@ -523,18 +556,21 @@ std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& pr
   data::CharVocab vocab =
       data::CharVocab::from_json(json_member(Json::parse(ck.meta.at("data"), "checkpoint data"), "data", "vocab"));
   MG_CHECK(vocab.size() >= 2, "generate", "the checkpoint's vocabulary holds no character");
-  LMConfig c;
-  const Section m(cfg, "model");
-  c.layer = layer_config(m, true);
-  c.num_layers = m.i("layers"), c.vocab_size = vocab.size();
-  MegaLM lm(c, 0);
-  lm.load_state_dict(ck.model);
-  lm.eval();
+  const Json full = complete_run_config(cfg);  // a checkpoint from before a key existed
+  std::unique_ptr<Module> lm = make_lm(full, vocab.size(), 0);
+  lm->load_state_dict(ck.model);
+  lm->eval();
   std::vector<int64_t> ids = vocab.encode_ids(prompt);
   MG_CHECK(!ids.empty(), "generate", "the prompt is empty");
-  // The model's outputs are the vocabulary's ids: MegaLM::generate never samples the padding id 0
-  // or an id >= vocab.size(), so every sampled id is a character.
-  std::vector<int64_t> out = lm.generate(ids, length, temperature, top_k, seed);
+  // The model's outputs are the vocabulary's ids: generate never samples the padding id 0 or an
+  // id >= vocab.size(), so every sampled id is a character. MegaLM decodes incrementally; the
+  // Transformer runs its full forward per token over the last seq_len characters (its training
+  // window: positions beyond it were never trained).
+  std::vector<int64_t> out;
+  if (auto* t = dynamic_cast<TransformerLM*>(lm.get()))
+    out = t->generate(ids, length, temperature, top_k, seed, json_int(json_member(full, "", "data"), "data", "seq_len"));
+  else
+    out = dynamic_cast<MegaLM&>(*lm).generate(ids, length, temperature, top_k, seed);
   for (size_t i = 0; i < out.size(); ++i)
     MG_CHECK(out[i] >= 1 && out[i] < vocab.size(), "generate", "sampled id {} at position {} is not a character "
              "(vocabulary of {} ids, 0 = padding)", out[i], i, vocab.size());
@@ -692,8 +728,6 @@ void validate_run_config(const Json& given) {
   const std::string type = model.s("type");
   MG_CHECK(type == "mega" || type == "transformer", "config",
            "{}: model type must be \"mega\" or \"transformer\", got \"{}\"", model.name("type"), type);
-  MG_CHECK(task != "charlm" || type == "mega", "config",
-           "{}: charlm trains a Mega language model (model type \"mega\"), got \"{}\"", model.name("type"), type);
   MG_CHECK(task != "fmnist" || type == "mega", "config",
            "{}: the Transformer baseline needs token input; fmnist feeds pixels (model type \"mega\")",
            model.name("type"));
@@ -725,6 +759,17 @@ void validate_run_config(const Json& given) {
              model.i("max_positions"));
     const double p = model.d("dropout");
     MG_CHECK(p >= 0 && p < 1, "config", "{} must be in [0, 1), got {}", model.name("dropout"), p);
+  }
+  if (task == "charlm") {
+    if (type == "mega") {  // MegaLM has neither option: a set one must not be silently ignored
+      for (const char* k : {"learned_positions", "tie_weights"})
+        MG_CHECK(!model.b(k), "config", "{}: only the Transformer (model type \"transformer\") has this option; "
+                 "MegaLM's positions are its EMA and relative bias, its output projection untied", model.name(k));
+    } else if (model.b("learned_positions")) {
+      MG_CHECK(model.i("max_positions") >= d.i("seq_len"), "config",
+               "{} ({}) must be >= {} ({}): learned positions have no embedding past max_positions",
+               model.name("max_positions"), model.i("max_positions"), d.name("seq_len"), d.i("seq_len"));
+    }
   }
 
   // data: everything but the files.

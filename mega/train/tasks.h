@@ -6,7 +6,8 @@
 //    "model": {"type": "mega" | "transformer", "layers": N, ... the layer keys of
 //              mega/config.h (embed_dim, hidden_dim, ...), "classifier_dim": N, "heads": N,
 //              listops and fmnist: "classifier_layers": N, "projection_bias": B (the official
-//              LRAModel head), listops: "padding_idx": N (0; the official model's is 1)},
+//              LRAModel head), listops: "padding_idx": N (0; the official model's is 1),
+//              charlm with "transformer" (TransformerLM): "learned_positions": B, "tie_weights": B},
 //    "data":  {"preset": "short" | "lra", "seed": N, "dir": PATH, "file": PATH, "seq_len": N},
 //    "train": {"steps": N, "batch_size": N, "lr": X, "warmup": N, ...}}
 //
@@ -53,7 +54,8 @@ bool is_model_level_key(const std::string& key);
 // Builds the task's model and data. out_dir is where the data may be cached.
 std::unique_ptr<TrainTask> make_task(const Json& run_config);
 // Samples `length` characters after `prompt` from a charlm checkpoint (its vocabulary is in the
-// checkpoint's data state), with incremental decoding.
+// checkpoint's data state): MegaLM by incremental decoding, TransformerLM by a full forward per
+// character over the last data.seq_len characters.
 std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& prompt, int64_t length,
                                      double temperature, int64_t top_k, uint64_t seed);
 // TrainOptions from the "train" section (steps, lr, ...); out_dir and resume come from the caller.

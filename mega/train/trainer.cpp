@@ -15,6 +15,7 @@
 #include "mega/train/checkpoint.h"
 #include "mega/train/data_parallel.h"
 #include "mega/train/report.h"
+#include "mega/train/tensorboard.h"
 
 namespace megagrad {
 
@@ -159,10 +160,15 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   // Rank 0 keeps the log and the terminal; the others log nothing.
   std::optional<MetricsLog> log;
   if (root) log.emplace(sum.metrics, o.resume.empty() ? -1 : step);
+  // TensorBoard (train --tensorboard): the same records as scalars; a writer that fails warns once
+  // and goes quiet, never stopping the run.
+  std::optional<TensorBoardWriter> tb;
+  if (root && !o.tensorboard_dir.empty()) tb.emplace(o.tensorboard_dir, o.resume.empty() ? -1 : step);
   auto log_write = [&](Json j, double elapsed) {
     if (!log) return;
     j.set("elapsed_s", std::round(elapsed * 1000) / 1000);
     log->write(j);
+    if (tb) tb->add_metrics(j);
   };
   {  // A header line per start or resume: what produced the lines after it.
     Json h = Json::object();
@@ -289,6 +295,7 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
       Json j = Json::object();
       j.set("step", step), j.set("split", "train"), j.set("loss", loss_value), j.set("lr", opt.lr());
       j.set("grad_norm", norm), j.set(task.metric_name(), task.train_metric(st));
+      if (tb) tb->add_scalar("train/tokens_per_s", step, (double)tokens_total / std::max(elapsed, 1e-9));
       log_write(j, elapsed);
     }
     if (step % o.log_every == 0 || step == o.steps) {
@@ -321,7 +328,8 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
   progress.finish();
   sum.seconds = since(t_run);
   sum.tokens_per_s = (double)tokens_total / std::max(sum.seconds, 1e-9);
-  if (root) plot_metrics_log(sum.metrics, sum.plot, o.title, task.metric_name());
+  // The task's baseline (majority class, chance, uniform guess) becomes the plot's reference line.
+  if (root) plot_metrics_log(sum.metrics, sum.plot, o.title, task.metric_name(), task.baseline());
   return sum;
 }
 

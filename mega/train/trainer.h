@@ -4,7 +4,9 @@
 //
 // A task (mega/train/tasks.h) owns the model and the data; the loop only sees this interface.
 #pragma once
+#include <cmath>
 #include <string>
+#include <utility>
 #include "backends/dist/communicator.h"
 #include "core/json.h"
 #include "mega/module.h"
@@ -43,6 +45,9 @@ class TrainTask {
   virtual Json complete_config(const Json& saved) const { return saved; }
   // A one-line summary of the dataset and the baseline to beat (e.g. the majority class).
   virtual std::string describe() const = 0;
+  // The validation metric of a trivial predictor and its name (e.g. {41.2, "majority class"}),
+  // drawn as a reference line on the plot; NaN: the task has none.
+  virtual std::pair<double, std::string> baseline() const { return {std::nan(""), ""}; }
   // Moves the model there; batches follow it from then on.
   void to(Device device) {
     model().to(device);
@@ -102,6 +107,7 @@ struct TrainOptions {
   int64_t stop_after = 0;        // stop (with a checkpoint) after this step, as if interrupted (0: run to the end)
   Json config;                   // the run's configuration, stored in every checkpoint
   std::string title = "training";
+  std::string tensorboard_dir;   // non-empty: also write TensorBoard event files there (mega/train/tensorboard.h)
   // The processes of a data-parallel run (null: dist::world(), i.e. MPI when started by mpirun).
   // Rank 0 writes the run folder; --batch-size stays the global batch.
   dist::Communicator* comm = nullptr;
