@@ -166,7 +166,10 @@ class Nccl final : public Communicator {
   void broadcast_bytes(std::string& bytes, int root) override { world_.broadcast_bytes(bytes, root); }
   std::vector<uint64_t> all_gather(uint64_t value) override { return world_.all_gather(value); }
   void barrier() override { world_.barrier(); }
-  [[noreturn]] void abort_job(int exit_code) override { world_.abort_job(exit_code); }
+  [[noreturn]] void abort_job(int exit_code) override {
+    world_.abort_job(exit_code);  // MPI_Abort: does not return
+    std::_Exit(exit_code);        // but a virtual call's [[noreturn]] is not seen here
+  }
 
  private:
   // A collective queued on the library's stream: the kernels and copies queued after it (the
