@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, in one command (must finish within 8 minutes on one H200): builds with CUDA for
-# the local GPU, runs the CUDA tests, then the GPU benchmarks: kernels vs copy bandwidth
+# the local GPU, runs the CUDA tests, the NCCL communicator under mpirun, then the GPU benchmarks: kernels vs copy bandwidth
 # (bench_gpu), an encoder layer's forward+backward for configs A-D, and ListOps training steps.
 # Usage: bash bench/gpu_check.sh [build-dir]     (default build-gpu)
 set -euo pipefail
@@ -19,7 +19,18 @@ test -x "$BUILD/megagrad_tests"
 step "CUDA tests"
 status=0
 "$BUILD/megagrad_tests" "[cuda]" || status=$?
-"$BUILD/megagrad" info | grep -iE "cuda|device" || true
+"$BUILD/megagrad" info | grep -iE "cuda|device|nccl" || true
+
+step "NCCL: the [nccl] tests as 1 rank under mpirun; 2 ranks (on 1 GPU: both must refuse to share it)"
+info=$("$BUILD/megagrad" info)  # not piped into grep -q: under pipefail, an early exit of grep fails the pipe
+if grep -qE "^nccl +built: yes" <<< "$info"; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  timeout 120 mpirun -np 1 "$BUILD/megagrad_tests" "[nccl]" || status=$?
+  { cmake --build "$BUILD" -j "$JOBS" --target megagrad_nccl_check > /dev/null \
+      && timeout 120 mpirun -np 2 --oversubscribe "$BUILD/megagrad_nccl_check"; } || status=$?
+else
+  grep -E "^nccl" <<< "$info" || echo "nccl: not in megagrad info"
+fi
 
 step "GPU benchmarks (bench_gpu)"
 timeout 180 "$BUILD/bench_gpu" || status=$?

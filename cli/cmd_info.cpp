@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include "backends/cpu/blas.h"
 #include "backends/dist/communicator.h"
+#include "backends/dist/nccl.h"
 #include "backends/cuda/cuda.h"
 #include "cli/commands.h"
 #include "core/build_info.h"
@@ -56,6 +57,9 @@ int cmd_info(const std::vector<std::string>& args) {
     const dist::Communicator& w = dist::world();
     row("mpi rank", fmt::format("{} of {}", w.rank(), w.size()));
   }
+  // Between GPUs: NCCL, built or not (and why not). Creating its communicator is a collective,
+  // so info only reports the build.
+  row("nccl", dist::nccl_build_info());
 
   // OpenBLAS: the kernel it runs, and whether we had to re-exec to get it.
   row("openblas core", blas_core_name());
