@@ -6,6 +6,7 @@
 #include "backends/cpu/blas.h"
 #include "backends/cuda/cuda.h"
 #include "backends/dist/communicator.h"
+#include "backends/dist/nccl.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/parallel.h"
@@ -147,6 +148,12 @@ int cmd_train(const std::vector<std::string>& args) {
   std::fflush(stdout);
   std::unique_ptr<TrainTask> t = make_task(cfg);
   o.comm = &comm;
+  if (comm.size() > 1 && !o.device.is_cpu() && dist::built_with_nccl()) {
+    // GPUs: one per rank, and the gradients summed by NCCL on the device. (Without NCCL, MPI
+    // sums them through the host.)
+    o.comm = &dist::nccl_world();
+    o.device = Device::cuda(dist::nccl_device());  // train() moves the model there
+  }
   TrainSummary s = train(*t, o);
   if (!root) return s.stopped_on_nan ? 1 : 0;
   const double steps_done = (double)std::max<int64_t>(s.step, 1);
