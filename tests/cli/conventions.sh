@@ -9,11 +9,7 @@
 #      has no size) and never wraps;
 #   6. gradcheck --json is one JSON object that agrees with the table's verdict.
 set -uo pipefail
-BIN=$(realpath "$1")
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W"
-fail() { echo "FAILED: $*"; exit 1; }
+source "$(dirname "$0")/lib.sh" "$1"
 # Exit status of megagrad; stdout in out.txt, stderr in err.txt.
 run() { "$BIN" --threads 1 "$@" > out.txt 2> err.txt; echo $?; }
 show() { echo "--- stdout"; cat out.txt; echo "--- stderr"; cat err.txt; }
@@ -53,13 +49,6 @@ rc=$(run --nosuch)
 [ "$rc" = 2 ] || { show; fail "--nosuch: exit $rc, expected 2"; }
 
 # 3. and 4.: a tiny ListOps run (log lines, as stdout is a file), then eval of its checkpoint.
-cat > tiny.json <<'JSON'
-{"model": {"layers": 1, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4,
-           "classifier_dim": 16},
- "data": {"num_train": 64, "max_len": 40},
- "train": {"steps": 4, "batch_size": 8, "warmup": 1, "log_every": 2, "eval_every": 4, "eval_batches": 2,
-           "checkpoint_every": 2}}
-JSON
 rc=$(run train --task listops --config tiny.json --out R)
 [ "$rc" = 0 ] || { show; fail "tiny train: exit $rc"; }
 num='[0-9]+'

@@ -8,18 +8,7 @@
 #   4. --force moves the old run aside to DIR.old-<time>/.
 #   5. --show-config refuses an invalid configuration instead of printing it back.
 set -uo pipefail
-BIN=$(realpath "$1")
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W"
-fail() { echo "FAILED: $*"; exit 1; }
-cat > tiny.json <<'JSON'
-{"model": {"layers": 1, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4,
-           "classifier_dim": 16},
- "data": {"num_train": 64, "max_len": 40},
- "train": {"steps": 4, "batch_size": 8, "warmup": 1, "log_every": 2, "eval_every": 4, "eval_batches": 2,
-           "checkpoint_every": 2}}
-JSON
+source "$(dirname "$0")/lib.sh" "$1"
 run() { "$BIN" --threads 1 "$@" > out.txt 2>&1; echo $?; }
 
 rc=$(run train --task listops --config tiny.json --out R)

@@ -2,17 +2,7 @@
 # `megagrad plot` end to end (run by ctest: tests/cli/plot.sh path/to/megagrad): two tiny runs,
 # Mega and the Transformer, overlaid in one SVG; and its errors.
 set -uo pipefail
-BIN=$(realpath "$1")
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W"
-fail() { echo "FAILED: $*"; exit 1; }
-cat > tiny.json <<'JSON'
-{"model": {"layers": 1, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4,
-           "classifier_dim": 16},
- "data": {"num_train": 64, "max_len": 40},
- "train": {"steps": 4, "batch_size": 8, "warmup": 1, "log_every": 2, "eval_every": 2, "eval_batches": 2}}
-JSON
+EVAL_EVERY=2 source "$(dirname "$0")/lib.sh" "$1"
 "$BIN" --threads 1 train --task listops --config tiny.json --out runs/a > out.txt 2>&1 || { cat out.txt; fail "train mega"; }
 "$BIN" --threads 1 train --task listops --config tiny.json --model transformer --out runs/b > out.txt 2>&1 || { cat out.txt; fail "train transformer"; }
 grep -q 'majority class (' runs/a/curves.svg || fail "curves.svg has no majority-class line"
