@@ -336,7 +336,9 @@ RunCurves read_run_curves(const std::string& log_path, const std::string& op) {
     if (split->get_string() == "train") {
       if (const Json* loss = j.find("loss"); loss && loss->is_number()) c.train_loss.emplace_back(x, loss->get_double());
     } else if (split->get_string() == "val") {
-      for (const auto& [key, v] : j.items()) {
+      for (const auto& item : j.items()) {  // no structured binding: clang 14 (the fuzz build) cannot capture one
+        const auto& key = item.first;
+        const auto& v = item.second;
         if (!v.is_number() || key == "step" || key == "elapsed_s") continue;
         auto it = std::find_if(c.val.begin(), c.val.end(), [&](const auto& kv) { return kv.first == key; });
         if (it == c.val.end()) it = c.val.insert(c.val.end(), {key, {}});
