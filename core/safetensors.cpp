@@ -1,6 +1,7 @@
 // safetensors reader and writer. The reader validates the whole header against the data section
 // before reading any tensor data, then copies each tensor's bytes once, into its own storage.
 #include "core/safetensors.h"
+#include "core/hash.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -307,17 +308,8 @@ constexpr size_t kChecksumDigits = 16;
 
 // FNV-1a 64 over bytes[0, size), with the kChecksumDigits bytes at `hole` read as '0'.
 uint64_t fnv1a_with_hole(std::string_view bytes, size_t hole) {
-  uint64_t h = 1469598103934665603ull;
-  auto add = [&h](const unsigned char* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
-  add(b, hole);
-  const unsigned char zeros[kChecksumDigits] = {'0', '0', '0', '0', '0', '0', '0', '0',
-                                                '0', '0', '0', '0', '0', '0', '0', '0'};
-  add(zeros, kChecksumDigits);
-  add(b + hole + kChecksumDigits, bytes.size() - hole - kChecksumDigits);
-  return h;
+  const uint64_t h = fnv1a(bytes.substr(0, hole));
+  return fnv1a(bytes.substr(hole + kChecksumDigits), fnv1a(std::string_view("0000000000000000", kChecksumDigits), h));
 }
 
 // Where the checksum's digits stand in the file: the one `"checksum":"` in the header as our

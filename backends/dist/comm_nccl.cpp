@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 #include "backends/cuda/cuda.h"
+#include "core/hash.h"
 #include "backends/cuda/stream.h"
 #include "backends/dist/nccl.h"
 #include "core/dtype.h"
@@ -30,13 +31,6 @@ void nccl_check(std::string_view op, ncclResult_t r, std::string_view what) {
   if (r == ncclSuccess) return;
   const char* last = ncclGetLastError(nullptr);
   fail(op, "{}: {}{}{}", what, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
-}
-
-// FNV-1a: hashes of host names and GPU UUIDs, exchanged as all_gather's uint64 values.
-uint64_t fnv1a(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
 }
 
 std::string host_name() {
@@ -68,7 +62,7 @@ class Nccl final : public Communicator {
     //    for this one in the all-gathers below.
     std::string error;
     const std::string host = host_name();
-    const uint64_t host_hash = fnv1a(host.data(), host.size()) | 1;  // never 0: 0 marks a failure
+    const uint64_t host_hash = fnv1a(host) | 1;  // never 0: 0 marks a failure
     const std::vector<uint64_t> hosts = world_.all_gather(host_hash);
     int local_rank = local_rank_from_env();
     if (local_rank < 0) {  // no launcher variable: count the lower ranks on the same host
@@ -86,7 +80,7 @@ class Nccl final : public Communicator {
       cudaDeviceProp prop{};
       const cudaError_t err = cudaGetDeviceProperties(&prop, device_);
       MG_CHECK(err == cudaSuccess, op, "cudaGetDeviceProperties(cuda:{}): {}", device_, cudaGetErrorString(err));
-      gpu_hash = fnv1a(prop.uuid.bytes, sizeof prop.uuid.bytes, host_hash) | 1;
+      gpu_hash = fnv1a(std::string_view(prop.uuid.bytes, sizeof prop.uuid.bytes), host_hash) | 1;
     } catch (const Error& e) {
       error = e.what();
     }

@@ -1,4 +1,5 @@
 #include "mega/train/checkpoint.h"
+#include "core/hash.h"
 #include <charconv>
 #include <cmath>
 #include "core/atomic_file.h"
@@ -14,11 +15,8 @@ constexpr const char* kOp = "load_checkpoint";
 
 // Format 1's checksum: FNV-1a 64 over the tensors' names, dtypes, shapes and bytes, in order.
 std::string format1_tensors_checksum(const NamedTensors& tensors) {
-  uint64_t h = 1469598103934665603ull;
-  auto add = [&h](const void* p, size_t n) {
-    const unsigned char* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  };
+  uint64_t h = kFnv1aOffset;
+  auto add = [&h](const void* p, size_t n) { h = fnv1a(std::string_view(static_cast<const char*>(p), n), h); };
   auto add_str = [&](const std::string& s) { add(s.data(), s.size() + 1); };
   for (const auto& [name, t] : tensors) {
     add_str(name);

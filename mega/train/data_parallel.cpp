@@ -149,11 +149,6 @@ void broadcast_from_root(dist::Communicator& comm, const NamedTensors& tensors) 
   }
 }
 
-uint64_t fnv1a(std::string_view bytes, uint64_t h) {
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
 uint64_t replicas_hash(const NamedTensors& tensors) {
   uint64_t h = fnv1a("replicas");
   for (const auto& [name, t] : tensors) {

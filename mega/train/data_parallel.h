@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 #include "backends/dist/communicator.h"
+#include "core/hash.h"
 #include "mega/module.h"
 
 namespace megagrad {
@@ -73,8 +74,5 @@ void broadcast_from_root(dist::Communicator& comm, const NamedTensors& tensors);
 // A hash of the bytes of every tensor (names included): equal on every rank when the replicas hold
 // the same weights.
 uint64_t replicas_hash(const NamedTensors& tensors);
-
-// FNV-1a 64 of bytes, continuing from h.
-uint64_t fnv1a(std::string_view bytes, uint64_t h = 0xcbf29ce484222325ull);
 
 }  // namespace megagrad
