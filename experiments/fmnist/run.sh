@@ -7,7 +7,7 @@
 # probes chose (probes.md): mega_bn_chunk49 (batchnorm, chunk 49, lr 1e-2); mega_lr1e-2 (the
 # defaults at lr 1e-2) is the runner-up, RUNS="mega_bn_chunk49 mega_lr1e-2" runs both side by side.
 #
-#   experiments/fmnist/run.sh OUT_DIR          # ~60 min on a busy core (THREADS=1)
+#   experiments/fmnist/run.sh OUT_DIR          # ~55 min on a busy core (THREADS=1)
 #   TINY=1 experiments/fmnist/run.sh OUT_DIR   # a few steps, for CI (no test evaluation: 10,000
 #                                              # images are minutes; the test path is listops_medium's)
 #   STEPS=N RUNS="a b" EVAL_EVERY=N ...        # another budget or a subset of the recipes
@@ -18,7 +18,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../lib.sh" "$@"  # checks OUT_DIR: sets OUT, and TINY
 RUNS="${RUNS:-mega_bn_chunk49}"
-STEPS="${STEPS:-1000}"
+STEPS="${STEPS:-2500}"
 EVAL_EVERY="${EVAL_EVERY:-200}"
 EVAL_BATCHES="${EVAL_BATCHES:-20}"  # validation curve: the first 640 of the 5000 held-out training images (20 batches of 32)
 DATA='{}'
