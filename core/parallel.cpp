@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -20,7 +21,43 @@ namespace {
 thread_local bool t_in_pool = false;
 
 
+// How long a worker (or the caller waiting for the workers) spins before it sleeps on the condition
+// variable (core/parallel.h): MEGAGRAD_POOL_SPIN_US, default 50 us; 0: always sleep at once.
+int64_t spin_ns() {
+  static const int64_t ns = [] {
+    const char* e = std::getenv("MEGAGRAD_POOL_SPIN_US");
+    if (!e) return int64_t{50'000};
+    char* end = nullptr;
+    long v = std::strtol(e, &end, 10);
+    if (*e == '\0' || *end != '\0' || v < 0 || v > 1'000'000)
+      fail("threads", "MEGAGRAD_POOL_SPIN_US expects microseconds in [0, 1000000], got '{}'", e);
+    return int64_t{v} * 1000;
+  }();
+  return ns;
+}
+
+// Spins until done() or spin_ns() have passed; returns done().
+template <typename Done>
+bool spin_until(Done&& done) {
+  const int64_t limit = spin_ns();
+  if (limit == 0) return done();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if ((i & 15) != 15) continue;
+    // Yield now and then: a thread that shares this core (the caller, which is not pinned, or a
+    // thread of another program) runs instead of waiting for the end of our time slice.
+    sched_yield();
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(limit)) return done();
+  }
+}
+
 // A fixed set of workers; job k of a parallel_for runs on worker k-1, job 0 on the caller.
+// A job is published by bumping generation_ (after job_ and jobs_ are set); workers spin on it
+// briefly, then sleep on cv_work_. pending_ counts the workers' jobs still running.
 class Pool {
  public:
   explicit Pool(int threads) { resize(threads); }
@@ -29,25 +66,32 @@ class Pool {
   int threads() const { return (int)workers_.size() + 1; }
 
   void resize(int threads) {
+    spin_ns();  // a bad MEGAGRAD_POOL_SPIN_US throws here, in the caller's thread, not in a worker
     stop();
     stopping_ = false;
     // A new worker has seen every job so far: it must wait for the next one.
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, g = generation_] { worker_loop(i, g); });
+    const uint64_t g = generation_.load();
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, g] { worker_loop(i, g); });
     pin_workers();
   }
 
   void run(int jobs, const std::function<void(int)>& job) {
-    std::unique_lock lk(mu_);
-    job_ = &job;
-    jobs_ = jobs;
-    pending_ = jobs - 1;
-    error_ = nullptr;
-    ++generation_;
-    lk.unlock();
-    cv_work_.notify_all();
+    {
+      std::lock_guard lk(mu_);
+      job_ = &job;
+      jobs_ = jobs;
+      pending_.store(jobs - 1, std::memory_order_relaxed);
+      error_ = nullptr;
+      generation_.fetch_add(1, std::memory_order_release);
+      if (sleeping_ > 0) cv_work_.notify_all();
+    }
     run_guarded(job, 0);
-    lk.lock();
-    cv_done_.wait(lk, [&] { return pending_ == 0; });
+    auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+    if (!spin_until(all_done)) {
+      std::unique_lock lk(mu_);
+      cv_done_.wait(lk, all_done);
+    }
+    std::lock_guard lk(mu_);
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -66,17 +110,28 @@ class Pool {
 
   void worker_loop(int id, uint64_t seen) {
     for (;;) {
-      std::unique_lock lk(mu_);
-      cv_work_.wait(lk, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      const std::function<void(int)>* job = job_;
-      bool mine = job && id < jobs_;
-      lk.unlock();
+      auto news = [&] { return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(news)) {
+        std::unique_lock lk(mu_);
+        ++sleeping_;
+        cv_work_.wait(lk, news);
+        --sleeping_;
+      }
+      if (stopping_.load(std::memory_order_acquire)) return;
+      const std::function<void(int)>* job;
+      bool mine;
+      {
+        std::lock_guard lk(mu_);  // job_ and jobs_ of the generation seen
+        seen = generation_.load(std::memory_order_acquire);
+        job = job_;
+        mine = job && id < jobs_;
+      }
       if (!mine) continue;
       run_guarded(*job, id);
-      lk.lock();
-      if (--pending_ == 0) cv_done_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard lk(mu_);  // the caller checks pending_ under mu_ before it sleeps
+        cv_done_.notify_one();
+      }
     }
   }
 
@@ -100,8 +155,8 @@ class Pool {
     {
       std::lock_guard g(mu_);
       stopping_ = true;
+      cv_work_.notify_all();
     }
-    cv_work_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
   }
@@ -109,10 +164,12 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex mu_, err_mu_;
   std::condition_variable cv_work_, cv_done_;
-  const std::function<void(int)>* job_ = nullptr;
-  int jobs_ = 0, pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  const std::function<void(int)>* job_ = nullptr;  // guarded by mu_
+  int jobs_ = 0;                                    // guarded by mu_
+  int sleeping_ = 0;                                // workers waiting on cv_work_; guarded by mu_
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 

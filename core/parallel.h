@@ -1,14 +1,19 @@
 // The library's thread pool. Large elementwise and reduction loops split their index range over
-// the pool's threads; small ones run inline. Workers are pinned (one per core) and sleep on a
-// condition variable between jobs: no spin barriers, which on a small VM steal the core that
-// the caller needs.
+// the pool's threads; small ones run inline. GEMMs run on the same pool (backends/cpu/blas.cpp cuts
+// C into blocks; OpenBLAS itself runs single-threaded), so there is one set of threads, and a gemm
+// may be called inside a parallel_for (it then runs inline, as any nested parallel_for does).
 //
-// OpenBLAS has its own threads. megagrad never calls BLAS from inside a parallel_for, so the two
-// pools take turns instead of oversubscribing the cores. set_num_threads() sets the count of
-// both: OpenBLAS applies it at its next call (backends/cpu/blas.cpp), so core needs no BLAS.
+// Workers are pinned (one per core). Between jobs a worker spins for a short while
+// (MEGAGRAD_POOL_SPIN_US, default 50; it yields the core on every few checks), then sleeps on a
+// condition variable: the ops of a forward or backward pass follow each other within microseconds,
+// and waking a sleeping thread costs ~30-40 us on a VM, as much as a whole small op. On a machine
+// whose cores are shared with other busy programs, MEGAGRAD_POOL_SPIN_US=0 gives the cores back at
+// once.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -32,6 +37,27 @@ int parse_num_threads(const std::string& text, std::string_view what);
 // Runs f(begin, end) over [0, n) split into at most get_num_threads() contiguous pieces of at
 // least `grain` elements each. Runs inline when n < 2 * grain or when already inside the pool.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
+
+// Column sums over rows, in parallel yet independent of the thread count: rows are taken in fixed
+// blocks of `block`, row(r, acc) adds row r's `width` terms into its block's doubles, and the
+// blocks are summed in order into out[0, width). `grain_rows`: rows per piece of work, at least.
+// Rows per block of blocked_row_sums for the kernels that share it.
+inline constexpr int64_t kRowSumBlock = 64;
+
+template <typename RowFn>
+void blocked_row_sums(int64_t rows, int64_t width, int64_t block, int64_t grain_rows, double* out, RowFn&& row) {
+  const int64_t nblocks = (rows + block - 1) / block;
+  std::vector<double> partial((size_t)(nblocks * width), 0.0);
+  parallel_for(nblocks, std::max<int64_t>(1, grain_rows / block), [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      double* acc = partial.data() + blk * width;
+      for (int64_t r = blk * block; r < std::min(rows, (blk + 1) * block); ++r) row(r, acc);
+    }
+  });
+  std::fill(out, out + width, 0.0);
+  for (int64_t blk = 0; blk < nblocks; ++blk)
+    for (int64_t j = 0; j < width; ++j) out[j] += partial[(size_t)(blk * width + j)];
+}
 
 // Grain for elementwise loops: below this many elements, threads cost more than they save.
 inline constexpr int64_t kElementwiseGrain = 32768;

@@ -10,6 +10,7 @@
 // StridedView is the same description with a data pointer: how core hands a strided operand to a
 // device backend (core/backend.h).
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <span>
@@ -66,8 +67,12 @@ inline Strides broadcast_strides(const Shape& from, const Strides& st, const Sha
   return out;
 }
 
+// Rows longer than `grain` are cut into segments of at most `grain` elements, so that a tensor that
+// merges into one long row (every contiguous one) still spreads over the threads. A caller whose
+// row must stay on one thread (its elements write to the same slot) passes split_rows = false.
 template <size_t K, typename Row>
-void for_each_row(Dims shape, const std::array<Dims, K>& strides, Row&& row, int64_t grain = kElementwiseGrain) {
+void for_each_row(Dims shape, const std::array<Dims, K>& strides, Row&& row, int64_t grain = kElementwiseGrain,
+                  bool split_rows = true) {
   RowLayout<K> L = merge_dims<K>(shape, strides);
   for (int64_t d : shape)
     if (d == 0) return;  // no elements
@@ -77,23 +82,31 @@ void for_each_row(Dims shape, const std::array<Dims, K>& strides, Row&& row, int
     row(off, int64_t{1}, inner);
     return;
   }
+  grain = std::max<int64_t>(grain, 1);
   const int64_t nd = (int64_t)L.shape.size();
   const int64_t n = L.shape.back();
   std::array<int64_t, K> inner;
   for (size_t k = 0; k < K; ++k) inner[k] = L.strides[k].back();
   const int64_t rows = numel_of(L.shape) / n;
-  parallel_for(rows, std::max<int64_t>(1, grain / n), [&](int64_t rb, int64_t re) {
-    // Multi-index of row rb over the outer dims, then step it like an odometer.
+  // Work item = one segment of one row: `pieces` equal segments of `seg` elements per row.
+  const int64_t pieces = split_rows && n > grain ? (n - 1) / grain + 1 : 1;  // no overflow at INT64_MAX
+  const int64_t seg = (n + pieces - 1) / pieces;
+  parallel_for(rows * pieces, std::max<int64_t>(1, grain / seg), [&](int64_t ib, int64_t ie) {
+    // Multi-index of the first item's row over the outer dims, then step it like an odometer.
     std::vector<int64_t> idx(nd > 1 ? nd - 1 : 0);
     std::array<int64_t, K> off{};
-    int64_t r = rb;
+    int64_t r = ib / pieces;
     for (int64_t d = nd - 2; d >= 0; --d) {
       idx[d] = r % L.shape[d];
       r /= L.shape[d];
       for (size_t k = 0; k < K; ++k) off[k] += idx[d] * L.strides[k][d];
     }
-    for (int64_t i = rb; i < re; ++i) {
-      row(off, n, inner);
+    for (int64_t i = ib; i < ie; ++i) {
+      const int64_t p = i % pieces, s0 = p * seg;
+      std::array<int64_t, K> so = off;  // one call site of row(), so that it inlines as before
+      for (size_t k = 0; k < K; ++k) so[k] += s0 * inner[k];
+      row(so, std::min(seg, n - s0), inner);
+      if (p + 1 < pieces) continue;  // the next item is the same row's next segment
       for (int64_t d = nd - 2; d >= 0; --d) {
         for (size_t k = 0; k < K; ++k) off[k] += L.strides[k][d];
         if (++idx[d] < L.shape[d]) break;

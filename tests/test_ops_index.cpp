@@ -6,6 +6,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/gradcheck_cases.h"
 #include "autograd/ops.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "tests/test_util.h"
 
@@ -325,6 +326,22 @@ TEST_CASE("gather: large backward (threaded scatter-add) and an expanded gradien
       }
     REQUIRE(x.grad().to_vector() == want);
   }
+}
+
+TEST_CASE("gather: a backward row longer than the grain adds into its slots on one thread", "[index]") {
+  // Each row of the scatter-add (d innermost) has 70000 elements adding into 5 slots: cut into
+  // segments over two threads, the additions would race.
+  int before = get_num_threads();
+  set_num_threads(2);
+  Tensor x = rnd({2, 5}, 66).requires_grad_();
+  Tensor idx = rnd_index({2, 70000}, 5, 67);
+  sum(gather(x, 1, idx)).backward();
+  std::vector<double> want(10, 0.0);
+  std::vector<int64_t> iv = idx.to_int_vector();
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 70000; ++j) want[(size_t)(i * 5 + iv[(size_t)(i * 70000 + j)])] += 1.0;
+  set_num_threads(before);
+  REQUIRE(x.grad().to_vector() == want);
 }
 
 TEST_CASE("gather: bad input names the op and the shapes", "[index]") {

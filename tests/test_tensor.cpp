@@ -7,6 +7,7 @@
 #include "autograd/ops.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "core/strided.h"
 
 using namespace megagrad;
 
@@ -155,6 +156,32 @@ TEST_CASE("parallel_for covers every index once, and propagates exceptions", "[t
                       Catch::Contains("from a worker"));
   set_num_threads(before);
   REQUIRE_THROWS_WITH(set_num_threads(0), Catch::Contains("[set_num_threads]"));
+}
+
+TEST_CASE("for_each_row cuts long rows into segments: every element once, at its offset", "[tensor][parallel]") {
+  int before = get_num_threads();
+  set_num_threads(2);
+  // One merged row (contiguous, 5 grains and a bit), rows of several segments under a transposed
+  // (unmergeable) layout, and a row that must stay whole (split_rows = false).
+  struct Case { Shape shape; Strides strides; int64_t grain; bool split; };
+  for (const Case& c : {Case{{5 * 1000 + 7}, {1}, 1000, true}, Case{{3, 2500}, {1, 3}, 1000, true},
+                        Case{{4, 3, 900}, {2700, 1, 3}, 250, true}, Case{{2, 3000}, {1, 2}, 1000, false}}) {
+    const int64_t n = numel_of(c.shape);
+    std::vector<std::atomic<int>> hits((size_t)n);
+    std::atomic<int64_t> longest{0}, calls{0};
+    for_each_row<1>(c.shape, {Dims(c.strides)}, [&](auto off, int64_t len, auto in) {
+      ++calls;
+      for (int64_t x = longest.load(); len > x && !longest.compare_exchange_weak(x, len);) {}
+      for (int64_t i = 0; i < len; ++i) hits[(size_t)(off[0] + i * in[0])]++;
+    }, c.grain, c.split);
+    bool all_once = true;
+    for (auto& h : hits) all_once &= h.load() == 1;
+    CHECK(all_once);
+    if (c.split) CHECK(longest.load() <= c.grain);   // segments: threads get work even from one row
+    else CHECK(longest.load() == 3000);              // whole rows
+    if (c.split) CHECK(calls.load() >= n / c.grain);
+  }
+  set_num_threads(before);
 }
 
 TEST_CASE("elementwise results do not depend on the thread count", "[tensor][parallel]") {

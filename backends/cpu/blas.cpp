@@ -1,10 +1,13 @@
 #include "backends/cpu/blas.h"
 #include <cblas.h>
+#include "core/error.h"
 #include "core/parallel.h"
 #include <unistd.h>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <vector>
@@ -19,38 +22,66 @@ int openblas_get_num_threads(void);
 namespace megagrad {
 
 namespace {
-// OpenBLAS's thread count follows megagrad's (core/parallel.h). Core cannot call up into this
-// backend, so every BLAS entry point applies the count in force when it has changed since: one
-// atomic load per GEMM, and a lock only on a change.
-void follow_megagrad_threads() {
-  static std::atomic<int> applied{0};
-  static std::mutex mu;
-  const int n = get_num_threads();
-  if (applied.load(std::memory_order_acquire) == n) return;
-  std::lock_guard g(mu);
-  if (applied.load(std::memory_order_relaxed) != n) {
-    openblas_set_num_threads(n);
-    applied.store(n, std::memory_order_release);
-  }
+// OpenBLAS runs single-threaded: gemm() cuts C into blocks over megagrad's pool (core/parallel.h),
+// so one set of threads does all the work. With OpenBLAS's own threads beside the pool's, the two
+// fought for the cores: OpenBLAS's threads spin after each call, on the core the pool's worker
+// needs for the next elementwise loop (the pool's workers now spin too), and a gemm called from a
+// pool job (the attention's) would start threads of its own.
+void single_threaded_blas() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+// A block of C is at least this many multiply-adds (~20 us on one AVX-512 core) and kMinBlock rows
+// or columns: small enough to spread over the threads, large enough that a BLAS call's fixed cost
+// and its packing of the other operand stay a few percent.
+constexpr double kGemmBlockMacs = double(1 << 20);
+constexpr int64_t kMinBlock = 64, kAlign = 16;
+
+// C = alpha op(A) op(B) + beta C over the pool: blocks of C's rows (or, when C is wide and short,
+// of its columns), each one single-threaded BLAS call. The blocks depend on the shape only, never
+// on the thread count, and the k sums are never split: results do not depend on the thread count.
+template <typename T, typename Blas>
+void gemm_blocks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                 int64_t ldb, T beta, T* c, int64_t ldc, Blas blas) {
+  auto call = [&](int64_t mm, int64_t nn, const T* aa, const T* bb, T* cc) {
+    blas(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)mm, (int)nn, (int)k,
+         alpha, aa, (int)lda, bb, (int)ldb, beta, cc, (int)ldc);
+  };
+  const bool by_rows = m >= n;
+  const int64_t extent = by_rows ? m : n;
+  const double per_line = (double)(by_rows ? n : m) * (double)std::max<int64_t>(k, 1);  // MACs per row (column)
+  const int64_t want = (int64_t)std::min(std::ceil(kGemmBlockMacs / std::max(per_line, 1.0)), 1e15);
+  const int64_t step = std::max(kMinBlock, (want + kAlign - 1) / kAlign * kAlign);
+  const int64_t pieces = (extent + step - 1) / step;
+  if (pieces < 2) return call(m, n, a, b, c);
+  parallel_for(pieces, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t i0 = p * step, i1 = std::min(extent, i0 + step);
+      if (i0 >= i1) continue;
+      if (by_rows)  // rows i0..i1 of op(A): A's rows, or its columns when transposed
+        call(i1 - i0, n, ta ? a + i0 : a + i0 * lda, b, c + i0 * ldc);
+      else          // columns i0..i1 of op(B)
+        call(m, i1 - i0, a, tb ? b + i0 * ldb : b + i0, c + i0);
+    }
+  });
 }
 }  // namespace
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  follow_megagrad_threads();
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  single_threaded_blas();
+  gemm_blocks<float>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cblas_sgemm);
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  follow_megagrad_threads();
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  single_threaded_blas();
+  gemm_blocks<double>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cblas_dgemm);
 }
 
 int blas_get_num_threads() {
-  follow_megagrad_threads();
+  single_threaded_blas();
   return openblas_get_num_threads();
 }
 std::string blas_core_name() { return openblas_get_corename(); }

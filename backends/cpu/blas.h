@@ -1,9 +1,10 @@
 // OpenBLAS: GEMM for matmul/linear, its thread setting, and the fix for Debian's OpenBLAS
 // falling back to a slow generic kernel on CPUs it does not know.
 //
-// We link Debian's libopenblas (the pthread variant, libopenblas0-pthread). Its threads are set
-// follow the library's own thread count (set_num_threads, core/parallel.h): each BLAS call applies
-// it when it has changed.
+// We link Debian's libopenblas (the pthread variant, libopenblas0-pthread) and run it on one
+// thread: gemm() cuts C into blocks of rows or columns over megagrad's own pool (set_num_threads,
+// core/parallel.h), so one set of threads runs the GEMMs and every other loop, and a gemm may be
+// called from inside a parallel_for (it then runs inline).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,14 +12,15 @@
 namespace megagrad {
 
 // C[m,n] = alpha * op(A)[m,k] @ op(B)[k,n] + beta * C, row-major, with leading dimensions.
-// trans_a / trans_b select op(X) = X^T, which BLAS reads without a copy.
+// trans_a / trans_b select op(X) = X^T, which BLAS reads without a copy. The blocks depend on the
+// shape only, so the result does not depend on the thread count.
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
 
-// OpenBLAS's threads: megagrad's thread count (core/parallel.h), applied at the next BLAS call.
+// OpenBLAS's own thread count: 1 (megagrad's pool runs the GEMMs' blocks).
 int blas_get_num_threads();
 // The OpenBLAS kernel in use, e.g. "SkylakeX", "Haswell", or the slow generic "Prescott".
 std::string blas_core_name();

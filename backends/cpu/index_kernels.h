@@ -64,7 +64,7 @@ void scatter_add(const T* g, const Strides& gs, const int64_t* idx, const Stride
     const T* gr = g + off[1];
     const int64_t* ir = idx + off[2];
     for (int64_t i = 0; i < n; ++i) xr[i * in[0] + ir[i * in[2]] * sd] += gr[i * in[1]];
-  });
+  }, kElementwiseGrain, /*split_rows=*/false);  // a row adds into one set of slots: one thread
 }
 
 // ---------------------------------------------------------------- index_select backward

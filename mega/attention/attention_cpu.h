@@ -26,10 +26,11 @@
 // (dropout_row), the activation a template parameter rather than a switch per element. What
 // remains is mostly OpenBLAS (the profile is in attention.md, "Cost and threads").
 //
-// Threads: the block loops run sequentially and OpenBLAS threads each gemm; the elementwise
-// passes split the rows of a block with parallel_for (never around a gemm: the pools must not
-// nest). Every element is computed by one thread in a fixed order, and the bias-gradient sums
-// run sequentially, so results do not depend on the thread count.
+// Threads (for_chunks): with at least as many (batch, chunk) pairs as threads, each pair runs whole
+// on one thread; else the pairs run in turn, the gemms (backends/cpu/blas.cpp) split their blocks
+// over the threads and the elementwise passes split the rows of a block (for_rows). Every element
+// is computed in a fixed order, and the bias gradient is summed per pair, then over the pairs in
+// order, so results do not depend on the thread count.
 #pragma once
 #include <algorithm>
 #include <bit>
@@ -281,6 +282,18 @@ template <typename F> void for_rows(int64_t nq, int64_t nk, F&& f) {
   });
 }
 
+// Runs f(p0, p1) over the (batch, chunk) pairs [0, B NC). With at least as many pairs as threads,
+// the pairs are split over the threads and each runs on one thread, its gemms and row passes
+// inline; else one call runs them in turn, and its gemms and row passes use the threads. Either
+// way every element is computed in the same order: results do not depend on the thread count.
+template <typename F> void for_chunks(const AttentionShape& d, F&& f) {
+  const int64_t n = d.B * d.NC;
+  if (get_num_threads() > 1 && n >= get_num_threads())
+    parallel_for(n, 1, f);
+  else
+    f(0, n);
+}
+
 // ---------------------------------------------------------------- forward
 // out (B, L, H) = P V per chunk; lse (B, L): softmax only (else null), the logsumexp of each
 // row's scores, +inf for a row where every key is masked (its output is 0).
@@ -290,11 +303,12 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
   const int64_t C = d.C, H = d.H, BQ = std::min(pr.causal ? kBlockQCausal : kBlockQ, C), BK = std::min(kBlockK, C);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
+  for_chunks(d, [&](int64_t p0, int64_t p1) {
   std::vector<T> S((size_t)(BQ * BK)), Qs((size_t)(BQ * d.Z)), m((size_t)BQ), l((size_t)BQ);
   std::vector<T> Kd(drop ? (size_t)(BQ * BK) : 0);  // dropout multipliers of the block
   ChunkInfo<T> ci(C);
-  for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t c = 0; c < d.NC; ++c) {
+  for (int64_t pair = p0; pair < p1; ++pair) {
+      const int64_t b = pair / d.NC, c = pair % d.NC;
       ci.fill(pr, b, c);
       for (int64_t i0 = 0; i0 < C; i0 += BQ) {
         const int64_t nq = std::min(BQ, C - i0);
@@ -360,6 +374,7 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
           }
       }
     }
+  });
 }
 
 // ---------------------------------------------------------------- backward
@@ -372,6 +387,10 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const bool need_ds = g.dq || g.dk || g.drel;
   if (!need_ds && !g.dv) return;
+  // drel: each (batch, chunk) pair sums into its own row, and the rows are added in order at the end.
+  const int64_t R = 2 * C - 1;
+  std::vector<double> drel_pairs(g.drel && need_ds ? (size_t)(d.B * d.NC * R) : 0, 0.0);
+  for_chunks(d, [&](int64_t p0, int64_t p1) {
   std::vector<T> S((size_t)(BQ * BK)), Pd((size_t)(BQ * BK)), dP((size_t)(BQ * BK));
   std::vector<T> Qs((size_t)(BQ * Z)), D((size_t)BQ), Kd(drop ? (size_t)(BQ * BK) : 0);
   // The dropped weights P~: their own buffer, except for the softmax without dropout (P~ = P).
@@ -386,8 +405,9 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
     if (x && r1 > r0) std::fill(x + r0 * w, x + r1 * w, T(0));
   };
   ChunkInfo<T> ci(C);
-  for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t c = 0; c < d.NC; ++c) {
+  for (int64_t pair = p0; pair < p1; ++pair) {
+      const int64_t b = pair / d.NC, c = pair % d.NC;
+      double* drel = drel_pairs.empty() ? nullptr : drel_pairs.data() + pair * R;
       ci.fill(pr, b, c);
       std::fill(kinit.begin(), kinit.end(), 0);
       const int64_t key0 = b * d.L + c * C;  // first (b, t) row of the chunk
@@ -461,9 +481,9 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
           if (!need_ds) continue;
           // The bias enters every score with weight 1: drel[C-1 + j - i] += dS_ij (sequential:
           // rows of one block share entries of drel).
-          if (g.drel)
+          if (drel)
             for (int64_t r = 0; r < nq; ++r) {
-              double* dr = g.drel + (C - 1 + j0 - (i0 + r));
+              double* dr = drel + (C - 1 + j0 - (i0 + r));
               const T* ds = &dP[(size_t)(r * nk)];
               for (int64_t jj = 0; jj < nk; ++jj) dr[jj] += (double)ds[jj];
             }
@@ -488,6 +508,9 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
         zero_rows(g.dv, key0 + j0 + ki, key0 + j0 + nk, H);
       }
     }
+  });
+  for (size_t pair = 0; pair * R < drel_pairs.size(); ++pair)  // in pair order: thread-count independent
+    for (int64_t j = 0; j < R; ++j) g.drel[j] += drel_pairs[pair * R + (size_t)j];
 }
 
 }  // namespace megagrad::attention_cpu

@@ -171,16 +171,18 @@ std::pair<Tensor, Tensor> silu_backward(const EmaShape& s, const Tensor& g_out, 
   const T *yp = y.data_ptr<T>(), *gp = gc.data_ptr<T>(), *xp = x.data_ptr<T>();
   T* gyp = gy.data_ptr<T>();
   std::vector<double> domega((size_t)s.D, 0.0);
-  for (int64_t r = 0; r < s.B * s.L; ++r) {
+  // gy row by row on the threads; domega in fixed blocks of rows (thread-count independent)
+  blocked_row_sums(s.B * s.L, s.D, kRowSumBlock, std::max<int64_t>(1, kElementwiseGrain / s.D), domega.data(),
+                   [&](int64_t r, double* acc) {
     const T* xr = xp + (r / s.L) * x.strides()[0] + (r % s.L) * x.strides()[1];
     for (int64_t d = 0; d < s.D; ++d) {
       T v = yp[r * s.D + d] + om[d] * xr[d];
       T sg = sigmoid_fast(v);
       T gv = gp[r * s.D + d] * sg * (T(1) + v * (T(1) - sg));
       gyp[r * s.D + d] = gv;
-      domega[(size_t)d] += (double)(gv * xr[d]);
+      acc[d] += (double)(gv * xr[d]);
     }
-  }
+  });
   return {gy, Tensor::from_vector(domega, {s.D}, x.dtype())};
 }
 
@@ -216,10 +218,12 @@ Tensor input_grad(const EmaShape& s, const Tensor& dxt, const Tensor& mask, cons
   T* dp = dx.data_ptr<T>();
   const T *dtp = dxt.data_ptr<T>(), *gyp = gy.data_ptr<T>(), *om = omega.data_ptr<T>();
   const T* mp = mask.defined() ? mask.data_ptr<T>() : nullptr;
-  for (int64_t r = 0; r < s.B * s.L; ++r) {
-    T keep = mp ? T(1) - mp[(r / s.L) * mask.strides()[0] + (r % s.L) * mask.strides()[1]] : T(1);
-    for (int64_t d = 0; d < s.D; ++d) dp[r * s.D + d] = keep * dtp[r * s.D + d] + om[d] * gyp[r * s.D + d];
-  }
+  parallel_for(s.B * s.L, std::max<int64_t>(1, kElementwiseGrain / s.D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      T keep = mp ? T(1) - mp[(r / s.L) * mask.strides()[0] + (r % s.L) * mask.strides()[1]] : T(1);
+      for (int64_t d = 0; d < s.D; ++d) dp[r * s.D + d] = keep * dtp[r * s.D + d] + om[d] * gyp[r * s.D + d];
+    }
+  });
   return dx;
 }
 

@@ -43,7 +43,7 @@ inline int64_t row_grain(int64_t width) { return std::max<int64_t>(1, kElementwi
 // The parameter gradients are sums over all R rows. They are summed in double per block of
 // kSumBlock rows (a fixed size: the blocks, and so the rounding, do not depend on the thread
 // count), then the blocks are added in order.
-inline constexpr int64_t kSumBlock = 64;
+inline constexpr int64_t kSumBlock = kRowSumBlock;
 
 // The per-row loops, with restrict-qualified arguments: the compiler then vectorises each without
 // run-time overlap checks (several outputs and inputs per loop defeat its versioning).
@@ -137,23 +137,14 @@ void input_gates_backward(const Dims& s, Rows<T> x, const T* gamma, const T* out
     });
   if (!dparams) return;
   // dgamma_i = sum_rows g{q,k} z, dbeta_i = sum_rows g{q,k}: per block of kSumBlock rows, in double
-  const int64_t nblocks = (R + kSumBlock - 1) / kSumBlock;
-  std::vector<double> partial((size_t)(nblocks * 4 * Z), 0.0);
-  parallel_for(nblocks, std::max<int64_t>(1, row_grain(Z) / kSumBlock), [&](int64_t b0, int64_t b1) {
-    std::vector<T> z((size_t)Z);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      double* acc = partial.data() + blk * 4 * Z;
-      for (int64_t r = blk * kSumBlock; r < std::min(R, (blk + 1) * kSumBlock); ++r) {
-        const T* xz = x.row(r, s.L) + D;
-        const T *gq = g + r * P + D + H, *gk = gq + Z;
-        for (int64_t j = 0; j < Z; ++j) z[(size_t)j] = xz[j] * sigmoid_fast(xz[j]);
-        param_sums_row(gq, gk, z.data(), acc, Z);
-      }
-    }
+  blocked_row_sums(R, 4 * Z, kSumBlock, row_grain(Z), dparams, [&](int64_t r, double* acc) {
+    thread_local std::vector<T> zt;
+    zt.resize((size_t)Z);
+    const T* xz = x.row(r, s.L) + D;
+    const T *gq = g + r * P + D + H, *gk = gq + Z;
+    for (int64_t j = 0; j < Z; ++j) zt[(size_t)j] = xz[j] * sigmoid_fast(xz[j]);
+    param_sums_row(gq, gk, zt.data(), acc, Z);
   });
-  std::fill(dparams, dparams + 4 * Z, 0.0);
-  for (int64_t blk = 0; blk < nblocks; ++blk)  // in block order: thread-count independent
-    for (int64_t j = 0; j < 4 * Z; ++j) dparams[j] += partial[(size_t)(blk * 4 * Z + j)];
 }
 
 // ---------------------------------------------------------------- output gate
