@@ -133,13 +133,16 @@ CrossAttentionProblem<T> make_problem(const Checked& c, const CrossAttentionOpti
   return pr;
 }
 
+Tensor composed(const Checked& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                const RelPosBias& bias, const CrossAttentionOptions& o);
+
 }  // namespace
 
 Tensor cross_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
                        const RelPosBias& bias, const CrossAttentionOptions& o) {
   const Checked c = check_cross_attention(q_in, k_in, v_in, mask_in, bias, o);
   // No fused CUDA kernel yet: the composed ops, each on the device.
-  if (!q_in.device().is_cpu()) return cross_attention_reference(q_in, k_in, v_in, mask_in, bias, o);
+  if (!q_in.device().is_cpu()) return composed(c, q_in, k_in, v_in, mask_in, bias, o);
   Tensor q = rows_ready(q_in), k = rows_ready(k_in), v = rows_ready(v_in);
   Tensor mask = mask_in.defined() ? mask_in.detach() : Tensor();
   const bool softmax = o.activation == AttentionActivation::Softmax;
@@ -206,7 +209,14 @@ Tensor cross_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
 
 Tensor cross_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                  const RelPosBias& bias, const CrossAttentionOptions& o) {
-  const Checked c = check_cross_attention(q, k, v, mask, bias, o);
+  return composed(check_cross_attention(q, k, v, mask, bias, o), q, k, v, mask, bias, o);
+}
+
+namespace {
+// Primitive ops, each on q's device: the official module's computation, with the constants of the
+// masks (and the dropout multipliers) made on the host.
+Tensor composed(const Checked& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                const RelPosBias& bias, const CrossAttentionOptions& o) {
   const int64_t B = c.B, L = c.L, S = c.S, Z = c.Z;
   const DType dt = q.dtype();
   const Device dev = q.device();
@@ -266,5 +276,6 @@ Tensor cross_attention_reference(const Tensor& q, const Tensor& k, const Tensor&
   }
   return matmul(P, v);
 }
+}  // namespace
 
 }  // namespace megagrad
