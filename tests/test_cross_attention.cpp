@@ -6,16 +6,20 @@
 // official code: tests/test_ref_cases.cpp.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <fmt/ranges.h>
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "autograd/registry.h"
+#include "core/atomic_file.h"
+#include "core/json.h"
 #include "core/parallel.h"
 #include "core/safetensors.h"
 #include "mega/config.h"
 #include "mega/cross_attention/cross_attention.h"
 #include "mega/decoder_layer.h"
+#include "mega/ref_check.h"
 #include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
 
@@ -378,4 +382,74 @@ TEST_CASE("cross_attention: on a CUDA device the composed ops run there and matc
       }
     }
   }
+}
+
+namespace {
+// A copy of the xa_noise case (float64) with tensor `name` replaced by `t` (undefined: dropped)
+// and config.json rewritten by `edit`.
+void copy_cross_case(const test::TempDir& dir, const std::string& name, const Tensor& t,
+                     const std::function<void(Json&)>& edit = {}) {
+  namespace fs = std::filesystem;
+  const fs::path src = fs::path(MEGAGRAD_TEST_DATA) / "ref_cross" / "xa_tiny_cross_softmax_simple_srcpad_noise";
+  Json cfg = Json::parse(read_file((src / "config.json").string(), "config", 1 << 20), "config.json");
+  if (edit) edit(cfg);
+  write_file_atomic((dir.path / "config.json").string(), cfg.dump(), "test");
+  SafeTensors st = load_safetensors((src / "ref_f64.safetensors").string());
+  std::vector<std::pair<std::string, Tensor>> kept;
+  for (auto& [n, v] : st.tensors)
+    if (n != name) kept.emplace_back(n, v);
+    else if (t.defined()) kept.emplace_back(n, t);
+  save_safetensors((dir.path / "ref_f64.safetensors").string(), kept, st.metadata);
+}
+}  // namespace
+
+TEST_CASE("cross_attention: ref-check measures the k_proj bias as noise only when it is noise",
+          "[cross_attention][ref][errors]") {
+  test::TempDir dir("xattn_refcheck");
+  auto kbias_row = [&]() {
+    RefCheckResult r = ref_check(dir.path.string(), DType::Float64);
+    for (const RefCheckRow& row : r.rows)
+      if (row.name == "grad.cross_attn.k_proj.bias") return std::make_pair(r.passed(), row);
+    FAIL("no row grad.cross_attn.k_proj.bias");
+    return std::make_pair(false, RefCheckRow{});
+  };
+  copy_cross_case(dir, "", Tensor());  // unmodified: the official noise (~3e-15 beside 13)
+  auto [ok, row] = kbias_row();
+  CHECK(ok);
+  CHECK(row.error < 1e-12);
+  CHECK_THAT(row.note, Catch::Contains("zero in exact arithmetic"));
+  // A reference that is not noise (1e-3 against a weight gradient of 13) is compared as any other
+  // tensor: ours (~1e-16) is then 100% off, and the row fails.
+  copy_cross_case(dir, "grad.cross_attn.k_proj.bias", Tensor::full({8}, 1e-3, DType::Float64));
+  auto [ok2, row2] = kbias_row();
+  CHECK_FALSE(ok2);
+  CHECK(row2.error > 0.5);
+  CHECK(row2.note.empty());
+}
+
+TEST_CASE("cross_attention: ref-check refuses a cross-attention case it cannot read", "[cross_attention][ref][errors]") {
+  test::TempDir dir("xattn_refcheck_bad");
+  using Catch::Contains;
+  // Without the cross_attention key, the case's mem and cross_attn.* belong to no layer.
+  copy_cross_case(dir, "", Tensor(), [](Json& c) {
+    Json out = Json::object();
+    for (const auto& item : c.items())
+      if (item.first != "cross_attention" && item.first != "src_len" && item.first != "src_pad_lengths")
+        out.set(item.first, item.second);
+    c = out;
+  });
+  REQUIRE_THROWS_WITH(ref_check(dir.path.string(), DType::Float64), Contains("[ref-check]") && Contains("mem"));
+  // No mem.
+  copy_cross_case(dir, "mem", Tensor());
+  REQUIRE_THROWS_WITH(ref_check(dir.path.string(), DType::Float64), Contains("there is no mem"));
+  // mem of another source length than src_len.
+  copy_cross_case(dir, "mem", Tensor::zeros({11, 2, 8}, DType::Float64));
+  REQUIRE_THROWS_WITH(ref_check(dir.path.string(), DType::Float64),
+                      Contains("mem is (11,2,8)") && Contains("(12,2,8)"));
+  // src_pad_lengths given but no mask.
+  copy_cross_case(dir, "src_padding_mask", Tensor());
+  REQUIRE_THROWS_WITH(ref_check(dir.path.string(), DType::Float64), Contains("src_padding_mask is absent"));
+  // A key the format does not have.
+  copy_cross_case(dir, "", Tensor(), [](Json& c) { c.set("src_lenght", 12); });
+  REQUIRE_THROWS_WITH(ref_check(dir.path.string(), DType::Float64), Contains("unknown key \"src_lenght\""));
 }
