@@ -19,8 +19,8 @@ const std::vector<std::string_view>& differentiable_ops() {
       "softmax", "log_softmax", "cross_entropy", "layer_norm", "embedding", "dropout",
       // indexing and joining (autograd/ops_index.cpp)
       "cat", "index_select", "gather", "where", "masked_fill",
-      // Mega's fused ops (mega/ema/, mega/attention/, mega/gates/)
-      "ema", "attention", "input_gates", "output_gate",
+      // Mega's fused ops (mega/ema/, mega/attention/, mega/cross_attention/, mega/gates/)
+      "ema", "attention", "cross_attention", "input_gates", "output_gate",
   };
   return ops;
 }

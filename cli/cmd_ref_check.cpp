@@ -55,6 +55,9 @@ int cmd_ref_check(const std::vector<std::string>& args) {
   for (auto& r : results)
     for (auto& row : r.rows)
       if (!row.problem.empty()) std::printf("%s: %s\n", dtype_name(r.dtype).data(), row.problem.c_str());
+  for (auto& r : results)
+    for (auto& row : r.rows)
+      if (!row.note.empty()) std::printf("%s: note: %s\n", dtype_name(r.dtype).data(), row.note.c_str());
   for (auto& r : results) {
     double worst = 0;
     for (auto& row : r.rows)

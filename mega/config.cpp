@@ -95,6 +95,18 @@ LayerCaseConfig parse_layer_config(const Json& j, std::string_view what, std::st
         }
       }
     } else if (key == "param_noise") c.param_noise = number();
+    else if (key == "cross_attention") c.cross_attention = boolean();
+    else if (key == "src_len") c.src_len = integer();
+    else if (key == "src_pad_lengths") {
+      if (!v.is_null()) {
+        MG_CHECK(v.is_array(), "config", "{}: expected null or an array, got {}", name, v.describe());
+        for (const Json& e : v.elements()) {
+          MG_CHECK(e.is_integer() && e.get_int() >= 0, "config", "{}: expected integers >= 0, holds {}", name,
+                   e.describe());
+          c.src_pad_lengths.push_back(e.get_int());
+        }
+      }
+    }
     else fail("config", "{}: unknown key \"{}\"", where, key);
     seen.insert(key);
   }
@@ -106,6 +118,12 @@ LayerCaseConfig parse_layer_config(const Json& j, std::string_view what, std::st
     fail("config", "{}: {}", where, e.what());
   }
   MG_CHECK(c.seq_len >= 0 && c.batch >= 0, "config", "{}: seq_len and batch must be >= 0", where);
+  MG_CHECK(c.src_len >= 0, "config", "{}: src_len must be >= 0, got {}", where, c.src_len);
+  MG_CHECK(c.cross_attention || (!seen.count("src_len") && !seen.count("src_pad_lengths")), "config",
+           "{}: src_len and src_pad_lengths describe the source of a cross-attention: they need \"cross_attention\": true",
+           where);
+  MG_CHECK(!c.cross_attention || !L.bidirectional, "config",
+           "{}: cross_attention: a decoder layer's, so it needs \"bidirectional\": false", where);
   return c;
 }
 

@@ -15,6 +15,11 @@ struct LayerCaseConfig {
   bool with_padding = false;
   std::vector<int64_t> pad_lengths;        // right-pad count per batch element (may be empty)
   double param_noise = 0.0;                // provenance: noise added to the official init
+  // Decoder layers with cross-attention (the official MegaDecoderLayer with its
+  // GatedCrossAttention; cases xa_*, xb_*, xc_*): the source the cross-attention reads.
+  bool cross_attention = false;            // key "cross_attention"
+  int64_t src_len = 0;                     // S, key "src_len"
+  std::vector<int64_t> src_pad_lengths;    // right-pad count of the source per batch element (may be empty)
 };
 
 // Keys starting with '_' are provenance and are skipped. `what` names the source in errors.

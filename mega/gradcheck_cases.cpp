@@ -2,6 +2,7 @@
 // cases (mega/*/) join the primitive ops' (autograd/).
 #include "autograd/gradcheck_cases.h"
 #include "mega/attention/attention_gradcheck.h"
+#include "mega/cross_attention/cross_attention_gradcheck.h"
 #include "mega/ema/ema_gradcheck.h"
 #include "mega/gates/gates_gradcheck.h"
 
@@ -17,6 +18,7 @@ std::vector<GradcheckCase> all_gradcheck_cases() {
   add_index_cases(cases);
   add_ema_cases(cases);
   add_attention_cases(cases);
+  add_cross_attention_cases(cases);
   add_gates_cases(cases);
   return cases;
 }

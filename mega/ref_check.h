@@ -18,6 +18,9 @@ struct RefCheckRow {
   // "" or the first non-finite value on either side, e.g. "the reference grad.x[3, 0, 1] is nan"
   // (the index in the reference's layout): such a row fails, whatever the other values.
   std::string problem;
+  // "" or how the row was measured when not as above, e.g. for a gradient that is exactly zero
+  // in exact arithmetic (see ref_check.cpp, compare_structural_zero).
+  std::string note;
 };
 
 struct RefCheckResult {

@@ -68,3 +68,46 @@ TEST_CASE("ref cases: every layer output and gradient matches the official code"
       CHECK(r.rows.size() >= 20);
     }
 }
+
+// Part 3: the official MegaDecoderLayer with its GatedCrossAttention (tests/data/ref_cross/, see
+// its README): causal self-attention sub-layer, cross-attention over the encoder output mem, NFFN;
+// the output and every gradient, grad.mem included, in float64 (1e-8) and float32 (1e-4).
+TEST_CASE("ref cases: the decoder layer with cross-attention matches the official code", "[ref][cross_attention]") {
+  std::vector<std::string> dirs;
+  for (auto& e : fs::directory_iterator(std::string(MEGAGRAD_TEST_DATA) + "/ref_cross"))
+    if (e.is_directory() && fs::exists(e.path() / "config.json")) dirs.push_back(e.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  REQUIRE(dirs.size() == 4);  // xa, xa_noise, xb_noise, xc_noise
+  for (const std::string& dir : dirs)
+    for (DType dt : {DType::Float64, DType::Float32}) {
+      RefCheckResult r = ref_check(dir, dt);
+      double worst = 0;
+      std::string worst_name;
+      bool has_mem = false;
+      for (const RefCheckRow& row : r.rows) {
+        if (!(row.error <= worst)) worst = row.error, worst_name = row.name;
+        has_mem = has_mem || row.name == "grad.mem";
+        if (!row.note.empty()) UNSCOPED_INFO(row.note);
+      }
+      INFO(dir << " " << dtype_name(dt) << ": worst " << worst_name << " " << worst << " (tolerance " << r.tolerance
+               << ", " << r.rows.size() << " tensors)");
+      CHECK(r.passed());  // every row within r.tolerance (1e-8 / 1e-4); a NaN fails
+      CHECK(has_mem);
+      CHECK(r.rows.size() >= 30);
+    }
+}
+
+TEST_CASE("ref cases: the cross-attention keys are refused where they mean nothing", "[ref][cross_attention][errors]") {
+  Json j = Json::parse(R"({"embed_dim": 8, "hidden_dim": 16, "z_dim": 8, "n_dim": 4, "src_len": 5})", "t");
+  REQUIRE_THROWS_WITH(parse_layer_config(j, "case"), Catch::Contains("need \"cross_attention\": true"));
+  Json enc = Json::parse(R"({"embed_dim": 8, "hidden_dim": 16, "z_dim": 8, "n_dim": 4, "cross_attention": true})", "t");
+  REQUIRE_THROWS_WITH(parse_layer_config(enc, "case"), Catch::Contains("\"bidirectional\": false"));
+  Json typo = Json::parse(R"({"embed_dim": 8, "hidden_dim": 16, "z_dim": 8, "n_dim": 4, "cross_atention": true})", "t");
+  REQUIRE_THROWS_WITH(parse_layer_config(typo, "case"), Catch::Contains("unknown key \"cross_atention\""));
+  Json dec = Json::parse(R"({"embed_dim": 8, "hidden_dim": 16, "z_dim": 8, "n_dim": 4, "bidirectional": false,
+                             "causal": true, "cross_attention": true, "src_len": 6, "src_pad_lengths": [0, 2]})", "t");
+  LayerCaseConfig c = parse_layer_config(dec, "case");
+  CHECK(c.cross_attention);
+  CHECK(c.src_len == 6);
+  CHECK(c.src_pad_lengths == std::vector<int64_t>{0, 2});
+}

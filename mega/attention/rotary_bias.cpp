@@ -63,6 +63,7 @@ Tensor rotary_bias_composed(const Tensor& alpha, const Tensor& beta, int64_t C) 
       sinv[(size_t)(i * half + kk)] = std::sin((double)i * th[(size_t)kk]);
     }
   Tensor cs = Tensor::from_vector(cosv, {C, half}, dt), sn = Tensor::from_vector(sinv, {C, half}, dt);
+  if (!alpha.device().is_cpu()) cs = cs.to(alpha.device()), sn = sn.to(alpha.device());  // the composed ops on a GPU
   auto rot = [&](const Tensor& x) {  // (1, Z) -> (C, Z)
     Tensor x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
     return cat({sub(mul(x1, cs), mul(x2, sn)), add(mul(x2, cs), mul(x1, sn))}, 1);

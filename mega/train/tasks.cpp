@@ -106,7 +106,11 @@ MegaLayerConfig layer_config(const Section& model, bool decoder) {
   for (const auto& [k, v] : model.j.items())
     if (!is_model_level_key(k)) layer.set(k, v);
   layer.set("bidirectional", !decoder), layer.set("causal", decoder);
-  return parse_layer_config(layer, "", model.path).layer;
+  LayerCaseConfig parsed = parse_layer_config(layer, "", model.path);
+  // The reference cases' decoder layer with cross-attention is no model of these tasks.
+  MG_CHECK(!parsed.cross_attention, "config", "{}: no task here has an encoder for a cross-attention to read",
+           json_path(model.path, "cross_attention"));
+  return parsed.layer;
 }
 
 // What a key may hold when its default is null (any other key takes the type of its default).
