@@ -26,7 +26,7 @@
 // (dropout_row), the activation a template parameter rather than a switch per element. What
 // remains is mostly OpenBLAS (the profile is in attention.md, "Cost and threads").
 //
-// Threads (for_chunks): with at least as many (batch, chunk) pairs as threads, each pair runs whole
+// Threads (for_pieces): with at least as many (batch, chunk) pairs as threads, each pair runs whole
 // on one thread; else the pairs run in turn, the gemms (backends/cpu/blas.cpp) split their blocks
 // over the threads and the elementwise passes split the rows of a block (for_rows). Every element
 // is computed in a fixed order, and the bias gradient is summed per pair, then over the pairs in
@@ -282,12 +282,12 @@ template <typename F> void for_rows(int64_t nq, int64_t nk, F&& f) {
   });
 }
 
-// Runs f(p0, p1) over the (batch, chunk) pairs [0, B NC). With at least as many pairs as threads,
-// the pairs are split over the threads and each runs on one thread, its gemms and row passes
-// inline; else one call runs them in turn, and its gemms and row passes use the threads. Either
-// way every element is computed in the same order: results do not depend on the thread count.
-template <typename F> void for_chunks(const AttentionShape& d, F&& f) {
-  const int64_t n = d.B * d.NC;
+// Runs f(p0, p1) over n independent pieces (the (batch, chunk) pairs [0, B NC) here; the batch
+// elements in the cross-attention). With at least as many pieces as threads, they are split over
+// the threads and each runs on one thread, its gemms and row passes inline; else one call runs them
+// in turn, and its gemms and row passes use the threads. Either way every element is computed in
+// the same order: results do not depend on the thread count.
+template <typename F> void for_pieces(int64_t n, F&& f) {
   if (get_num_threads() > 1 && n >= get_num_threads())
     parallel_for(n, 1, f);
   else
@@ -303,7 +303,7 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
   const int64_t C = d.C, H = d.H, BQ = std::min(pr.causal ? kBlockQCausal : kBlockQ, C), BK = std::min(kBlockK, C);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
-  for_chunks(d, [&](int64_t p0, int64_t p1) {
+  for_pieces(d.B * d.NC, [&](int64_t p0, int64_t p1) {
   std::vector<T> S((size_t)(BQ * BK)), Qs((size_t)(BQ * d.Z)), m((size_t)BQ), l((size_t)BQ);
   std::vector<T> Kd(drop ? (size_t)(BQ * BK) : 0);  // dropout multipliers of the block
   ChunkInfo<T> ci(C);
@@ -390,7 +390,7 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
   // drel: each (batch, chunk) pair sums into its own row, and the rows are added in order at the end.
   const int64_t R = 2 * C - 1;
   std::vector<double> drel_pairs(g.drel && need_ds ? (size_t)(d.B * d.NC * R) : 0, 0.0);
-  for_chunks(d, [&](int64_t p0, int64_t p1) {
+  for_pieces(d.B * d.NC, [&](int64_t p0, int64_t p1) {
   std::vector<T> S((size_t)(BQ * BK)), Pd((size_t)(BQ * BK)), dP((size_t)(BQ * BK));
   std::vector<T> Qs((size_t)(BQ * Z)), D((size_t)BQ), Kd(drop ? (size_t)(BQ * BK) : 0);
   // The dropped weights P~: their own buffer, except for the softmax without dropout (P~ = P).

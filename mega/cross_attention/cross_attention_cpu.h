@@ -19,9 +19,10 @@
 // (add_bias_max, exp_shift_sum, act_row, softmax_back_row, act_back_row, dropout_row; activation.h).
 // Nothing of size L x S is stored; the softmax keeps its per-row logsumexp for the backward.
 //
-// Threads: as the self-attention: sequential block loops, OpenBLAS threads each gemm, the passes
-// split the rows with parallel_for, the bias-gradient sums run sequentially, so results do not
-// depend on the thread count.
+// Threads: as the self-attention (attention_cpu::for_pieces): with at least as many batch elements
+// as threads, each runs whole on one thread; else they run in turn and the gemms and the row passes
+// use the threads. The bias gradient is summed per batch element, then over them in order, so
+// results do not depend on the thread count.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -116,10 +117,11 @@ void forward(const CrossAttentionProblem<T>& pr, T* out, T* lse) {
   const int64_t L = d.L, S = d.S, H = d.H, BQ = std::min(kBlockQ, L), BK = std::min(kBlockK, S);
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
+  attention_cpu::for_pieces(d.B, [&](int64_t b0, int64_t b1) {
   std::vector<T> Sb((size_t)(BQ * BK)), Qs((size_t)(BQ * d.Z)), m((size_t)BQ), l((size_t)BQ);
   std::vector<T> Kd(drop ? (size_t)(BQ * BK) : 0);
   SourceInfo<T> si(S);
-  for (int64_t b = 0; b < d.B; ++b) {
+  for (int64_t b = b0; b < b1; ++b) {
     si.fill(pr, b);
     for (int64_t i0 = 0; i0 < L; i0 += BQ) {
       const int64_t nq = std::min(BQ, L - i0);
@@ -175,6 +177,7 @@ void forward(const CrossAttentionProblem<T>& pr, T* out, T* lse) {
         }
     }
   }
+  });
 }
 
 // ---------------------------------------------------------------- backward
@@ -187,12 +190,17 @@ void backward(const CrossAttentionProblem<T>& pr, const T* out, const T* lse, co
   const bool softmax = pr.act == Act::Softmax, drop = pr.p > 0;
   const bool need_ds = g.dq || g.dk || g.drel;
   if (!need_ds && !g.dv) return;
+  // drel: each batch element sums into its own row; the rows are added in order at the end.
+  const int64_t R = L + S - 1;
+  std::vector<double> drel_b(g.drel && need_ds ? (size_t)(d.B * R) : 0, 0.0);
+  attention_cpu::for_pieces(d.B, [&](int64_t b0, int64_t b1) {
   std::vector<T> Sb((size_t)(BQ * BK)), Pd((size_t)(BQ * BK)), dP((size_t)(BQ * BK));
   std::vector<T> Qs((size_t)(BQ * Z)), D((size_t)BQ), Kd(drop ? (size_t)(BQ * BK) : 0);
   // The dropped weights P~: their own buffer, except for the softmax without dropout (P~ = P).
   T* Pt = drop || !softmax ? Pd.data() : Sb.data();
   SourceInfo<T> si(S);
-  for (int64_t b = 0; b < d.B; ++b) {
+  for (int64_t b = b0; b < b1; ++b) {
+    double* drel = drel_b.empty() ? nullptr : drel_b.data() + b * R;
     si.fill(pr, b);
     // dk, dv rows accumulate over the query blocks of b; rows of padded keys stay 0.
     if (g.dk) std::fill(g.dk + b * S * Z, g.dk + (b + 1) * S * Z, T(0));
@@ -251,9 +259,9 @@ void backward(const CrossAttentionProblem<T>& pr, const T* out, const T* lse, co
         if (g.dv) gemm(true, false, nk, H, nq, T(1), Pt, nk, dO, H, T(1), g.dv + (b * S + j0) * H, H);
         if (!need_ds) continue;
         // drel[L-1 + j - i] += dS_ij (sequential: rows of a block share entries of drel).
-        if (g.drel)
+        if (drel)
           for (int64_t r = 0; r < nq; ++r) {
-            double* dr = g.drel + (L - 1 + j0 - (i0 + r));
+            double* dr = drel + (L - 1 + j0 - (i0 + r));
             const T* ds = &dP[(size_t)(r * nk)];
             for (int64_t jj = 0; jj < nk; ++jj) dr[jj] += (double)ds[jj];
           }
@@ -266,6 +274,9 @@ void backward(const CrossAttentionProblem<T>& pr, const T* out, const T* lse, co
         for (int64_t x = row0 * Z; x < (row0 + nq) * Z; ++x) g.dq[x] *= si.scale;
     }
   }
+  });
+  for (size_t b = 0; b * R < drel_b.size(); ++b)  // in batch order: thread-count independent
+    for (int64_t j = 0; j < R; ++j) g.drel[j] += drel_b[b * R + (size_t)j];
 }
 
 }  // namespace megagrad::cross_attention_cpu
