@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <vector>
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "autograd/profile.h"
@@ -28,6 +29,20 @@ double peak_rss_mib() {
   return -1;
 }
 
+// GFLOP/s of gemm() (the pool's blocks of single-threaded sgemm) on 1024 x 1024 x 1024, the
+// best of 5, at the thread count in force: the rate that bench_core reports for sgemm.
+double sgemm_gflops_1024() {
+  const int64_t n = 1024;
+  std::vector<float> a((size_t)(n * n), 0.5f), b((size_t)(n * n), 0.25f), c((size_t)(n * n));
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * (double)(n * n * n) / best * 1e-9;
+}
+
 struct Timing {
   double median, min;
 };
@@ -42,6 +57,7 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
                                {"--iters", "N", "timed repetitions of each measurement (default 5)"},
                                {"--json", "OUT", "also write {forward_ms, forward_backward_ms, peak_rss_mib} (medians)"},
                                {"--profile-ops", "", "then time each op of the forward+backward passes (autograd/profile.h) and print the table"},
+                               {"--floor", "", "then count the GEMM work of a forward+backward and time sgemm at 1024^3 here: the GEMM floor (CPU, float32)"},
                                {"--dtype", "T", "float32 (default) or float64"},
                                device_option(), threads_option()});
   opts.parse(args);
@@ -121,6 +137,19 @@ int cmd_bench_layer(const std::vector<std::string>& args) {
     for (int i = 0; i < iters; ++i) forward_backward();
     std::printf("\nper-op times over %d forward+backward passes%s:\n%s", iters,
                 device.is_cpu() ? "" : " (launch times: the kernels run asynchronously)", prof.table().c_str());
+  }
+  if (opts.has("--floor")) {
+    MG_CHECK(device.is_cpu() && dt == DType::Float32, "bench-layer", "--floor is for float32 on the CPU, got {} on {}",
+             dts, device.str());
+    const int64_t macs0 = gemm_mac_count();
+    forward_backward();
+    const double gflop = 2.0 * (double)(gemm_mac_count() - macs0) * 1e-9;
+    const double rate = sgemm_gflops_1024();
+    const double floor_ms = gflop / rate * 1e3;
+    std::printf("\nGEMM floor: %.3f GFLOP of GEMM per forward+backward; sgemm 1024^3 here runs at %.1f GFLOP/s "
+                "(%d thread%s), so the GEMMs alone need %.2f ms;\nforward+backward median %.1f ms = %.2fx that floor\n",
+                gflop, rate, get_num_threads(), get_num_threads() == 1 ? "" : "s", floor_ms, fb.median,
+                fb.median / floor_ms);
   }
   if (!device.is_cpu())
     std::printf("%s: peak %s allocated by megagrad\n", device.str().c_str(),

@@ -66,17 +66,23 @@ void gemm_blocks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
     }
   });
 }
+
+std::atomic<int64_t> g_gemm_macs{0};
 }  // namespace
+
+int64_t gemm_mac_count() { return g_gemm_macs.load(std::memory_order_relaxed); }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   single_threaded_blas();
+  g_gemm_macs.fetch_add(m * n * k, std::memory_order_relaxed);
   gemm_blocks<float>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cblas_sgemm);
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   single_threaded_blas();
+  g_gemm_macs.fetch_add(m * n * k, std::memory_order_relaxed);
   gemm_blocks<double>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cblas_dgemm);
 }
 

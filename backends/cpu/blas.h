@@ -22,6 +22,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
 
 // OpenBLAS's own thread count: 1 (megagrad's pool runs the GEMMs' blocks).
 int blas_get_num_threads();
+
+// Multiply-adds (m n k) that gemm() has computed since the program started, all threads together
+// (a relaxed atomic count per call): what bench-layer --floor divides by the sgemm rate.
+int64_t gemm_mac_count();
 // The OpenBLAS kernel in use, e.g. "SkylakeX", "Haswell", or the slow generic "Prescott".
 std::string blas_core_name();
 std::string blas_config();
