@@ -49,25 +49,45 @@ struct BlockCoeffs {
   }
 };
 
-// One dimension n of one work item over the whole sequence: h = q h + a (x~[t] - Q x~[t-K]),
-// ys[t] += c h. The time loop is innermost so h stays in a register; xs and ys are (L, W) in
-// this direction's time order.
-template <typename T>
+// G dimensions n..n+G-1 of one work item over the whole sequence: h = q h + a (x~[t] - Q x~[t-K]),
+// ys[t] += c h. The time loop is outermost so the G states stay in registers; the coefficient
+// pointers are at dimension n and each is (G, W). G independent recurrences per step keep the
+// FMA units busy: one recurrence alone waits on its own latency at every step. The G terms are
+// added to ys[t] in order of n, as one dimension at a time would.
+template <typename T, int G>
 inline void forward_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict xs, T* __restrict ys) {
   constexpr int64_t W = kWidth<T>;
-  alignas(64) T h[W] = {};
+  alignas(64) T h[G * W] = {};
   const int64_t lagged = K < L ? K : L;  // steps before the truncation term starts
   for (int64_t st = 0; st < lagged; ++st)
     for (int64_t w = 0; w < W; ++w) {
-      h[w] = q[w] * h[w] + a[w] * xs[st * W + w];
-      ys[st * W + w] += c[w] * h[w];
+      const T x = xs[st * W + w];
+      T y = ys[st * W + w];
+      for (int g = 0; g < G; ++g) {
+        h[g * W + w] = q[g * W + w] * h[g * W + w] + a[g * W + w] * x;
+        y += c[g * W + w] * h[g * W + w];
+      }
+      ys[st * W + w] = y;
     }
   for (int64_t st = lagged; st < L; ++st)
     for (int64_t w = 0; w < W; ++w) {
-      h[w] = q[w] * h[w] + a[w] * (xs[st * W + w] - Q[w] * xs[(st - K) * W + w]);
-      ys[st * W + w] += c[w] * h[w];
+      const T x = xs[st * W + w], xl = xs[(st - K) * W + w];
+      T y = ys[st * W + w];
+      for (int g = 0; g < G; ++g) {
+        h[g * W + w] = q[g * W + w] * h[g * W + w] + a[g * W + w] * (x - Q[g * W + w] * xl);
+        y += c[g * W + w] * h[g * W + w];
+      }
+      ys[st * W + w] = y;
     }
+}
+
+// Runs sweep<G>(n) over the dimensions [0, N) in groups of 4, then the rest one by one.
+template <typename Sweep>
+inline void over_dims(int64_t N, Sweep&& sweep) {
+  int64_t n = 0;
+  for (; n + 4 <= N; n += 4) sweep.template operator()<4>(n);
+  for (; n < N; ++n) sweep.template operator()<1>(n);
 }
 
 // y: (B, L, D) contiguous output. y[b,t,d] = sum over directions and n of c h[t]
@@ -86,9 +106,10 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
         bc.load(dirs[dir], N, Dp, d0);
         for (int64_t st = 0; st < s.L; ++st) load_input(in, b, time_of(dir, st, s.L), d0, s.D, &xs[(size_t)(st * W)]);
         std::fill(ys.begin(), ys.end(), T(0));
-        for (int64_t n = 0; n < N; ++n)
-          forward_sweep<T>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
-                           &bc.Q[(size_t)(n * W)], xs.data(), ys.data());
+        over_dims(N, [&]<int G>(int64_t n) {
+          forward_sweep<T, G>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
+                              &bc.Q[(size_t)(n * W)], xs.data(), ys.data());
+        });
         for (int64_t st = 0; st < s.L; ++st) {
           T* yr = y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
           const T* src = &ys[(size_t)(st * W)];
@@ -101,64 +122,87 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
 }
 
 // ---------------------------------------------------------------- backward
-// Forward-mode sweep of one dimension n over the whole sequence: carry u = dh/da,
+// Forward-mode sweep of G dimensions n..n+G-1 over the whole sequence: carry u = dh/da,
 // s = dh/dq, w = dh/dQ next to the state (h = a u) and sum gy times each. The time loop is
-// innermost so the three states and four sums stay in registers; xs, gs are the block's x~ and
-// gy laid out (L, W) in this direction's time order. Sums are flushed into double every kFlush
-// steps to keep long float32 sums accurate; out = {dc, da/c, dq/c, dQ/c} for the W channels.
-template <typename T>
+// outermost so the states and sums stay in registers; xs, gs are the block's x~ and gy laid out
+// (L, W) in this direction's time order. Sums are flushed into double every kFlush steps to keep
+// long float32 sums accurate; out is (G, 4, W): {dc, da/c, dq/c, dQ/c} for the W channels.
+// Work saved: dc = sum gy h = a sum gy u is the da sum times a; w and its sum stay 0 until the
+// truncation term starts (step K), so they are skipped before it.
+template <typename T, int G>
 inline void tangent_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
                           const T* __restrict xs, const T* __restrict gs, double* __restrict out) {
   constexpr int64_t W = kWidth<T>;
   constexpr int64_t kFlush = 64;
-  alignas(64) T u[W] = {}, s[W] = {}, wq[W] = {}, pc[W] = {}, pa[W] = {}, pq[W] = {}, pQ[W] = {};
+  alignas(64) T u[G * W] = {}, s[G * W] = {}, wq[G * W] = {}, pa[G * W] = {}, pq[G * W] = {}, pQ[G * W] = {};
   auto flush = [&] {
-    for (int64_t w = 0; w < W; ++w) {
-      out[w] += pc[w], out[W + w] += pa[w], out[2 * W + w] += pq[w], out[3 * W + w] += pQ[w];
-      pc[w] = pa[w] = pq[w] = pQ[w] = T(0);
+    for (int g = 0; g < G; ++g) {
+      double* o = out + g * 4 * W;
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t i = g * W + w;
+        o[W + w] += pa[i], o[2 * W + w] += pq[i], o[3 * W + w] += pQ[i];
+        pa[i] = pq[i] = pQ[i] = T(0);
+      }
     }
   };
   for (int64_t st = 0; st < L; ++st) {
-    const T* xt = xs + st * W;
-    const T* gt = gs + st * W;
     if (K < L && st >= K) {
-      const T* xl = xs + (st - K) * W;
       for (int64_t w = 0; w < W; ++w) {
-        s[w] = q[w] * s[w] + a[w] * u[w];            // s[t] = q s[t-1] + h[t-1]
-        wq[w] = q[w] * wq[w] - a[w] * xl[w];         // w[t] = q w[t-1] - a x~[t-K]
-        u[w] = q[w] * u[w] + (xt[w] - Q[w] * xl[w]); // u[t] = q u[t-1] + z[t]
-        pc[w] += gt[w] * a[w] * u[w], pa[w] += gt[w] * u[w], pq[w] += gt[w] * s[w], pQ[w] += gt[w] * wq[w];
+        const T x = xs[st * W + w], xl = xs[(st - K) * W + w], gv = gs[st * W + w];
+        for (int g = 0; g < G; ++g) {
+          const int64_t i = g * W + w;
+          s[i] = q[i] * s[i] + a[i] * u[i];          // s[t] = q s[t-1] + h[t-1]
+          wq[i] = q[i] * wq[i] - a[i] * xl;          // w[t] = q w[t-1] - a x~[t-K]
+          u[i] = q[i] * u[i] + (x - Q[i] * xl);      // u[t] = q u[t-1] + z[t]
+          pa[i] += gv * u[i], pq[i] += gv * s[i], pQ[i] += gv * wq[i];
+        }
       }
     } else {
       for (int64_t w = 0; w < W; ++w) {
-        s[w] = q[w] * s[w] + a[w] * u[w];
-        wq[w] = q[w] * wq[w];
-        u[w] = q[w] * u[w] + xt[w];
-        pc[w] += gt[w] * a[w] * u[w], pa[w] += gt[w] * u[w], pq[w] += gt[w] * s[w], pQ[w] += gt[w] * wq[w];
+        const T x = xs[st * W + w], gv = gs[st * W + w];
+        for (int g = 0; g < G; ++g) {
+          const int64_t i = g * W + w;
+          s[i] = q[i] * s[i] + a[i] * u[i];
+          u[i] = q[i] * u[i] + x;
+          pa[i] += gv * u[i], pq[i] += gv * s[i];
+        }
       }
     }
     if ((st + 1) % kFlush == 0) flush();
   }
   flush();
+  for (int g = 0; g < G; ++g)
+    for (int64_t w = 0; w < W; ++w) out[g * 4 * W + w] = (double)a[g * W + w] * out[g * 4 * W + W + w];
 }
 
-// Reverse-mode sweep of one dimension n, backwards in this direction's time:
-// mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); dxs[t] += a mu[t] (the gradient of x~[t]).
-template <typename T>
+// Reverse-mode sweep of G dimensions n..n+G-1, backwards in this direction's time:
+// mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); dxs[t] += a mu[t] (the gradient of x~[t]), the G terms
+// added in order of n. G independent recurrences per step, as in forward_sweep.
+template <typename T, int G>
 inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict gs, T* __restrict dxs) {
   constexpr int64_t W = kWidth<T>;
-  alignas(64) T mu[W] = {};
+  alignas(64) T mu[G * W] = {};
   const int64_t lead_end = K < L ? L - K : 0;  // steps st < lead_end see gy[st + K]
   for (int64_t st = L - 1; st >= lead_end; --st)
     for (int64_t w = 0; w < W; ++w) {
-      mu[w] = q[w] * mu[w] + c[w] * gs[st * W + w];
-      dxs[st * W + w] += a[w] * mu[w];
+      const T gv = gs[st * W + w];
+      T dx = dxs[st * W + w];
+      for (int g = 0; g < G; ++g) {
+        mu[g * W + w] = q[g * W + w] * mu[g * W + w] + c[g * W + w] * gv;
+        dx += a[g * W + w] * mu[g * W + w];
+      }
+      dxs[st * W + w] = dx;
     }
   for (int64_t st = lead_end - 1; st >= 0; --st)
     for (int64_t w = 0; w < W; ++w) {
-      mu[w] = q[w] * mu[w] + c[w] * (gs[st * W + w] - Q[w] * gs[(st + K) * W + w]);
-      dxs[st * W + w] += a[w] * mu[w];
+      const T gv = gs[st * W + w], gk = gs[(st + K) * W + w];
+      T dx = dxs[st * W + w];
+      for (int g = 0; g < G; ++g) {
+        mu[g * W + w] = q[g * W + w] * mu[g * W + w] + c[g * W + w] * (gv - Q[g * W + w] * gk);
+        dx += a[g * W + w] * mu[g * W + w];
+      }
+      dxs[st * W + w] = dx;
     }
 }
 
@@ -200,24 +244,28 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
             gy_row(b, t, d0, &gs[(size_t)(st * W)]);
           }
           const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
-          for (int64_t n = 0; n < N; ++n) {
-            alignas(64) double out[4 * W] = {};
-            tangent_sweep<T>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.Q[(size_t)(n * W)],
-                             xs.data(), gs.data(), out);
-            for (int64_t w = 0; w < wn; ++w) {
-              size_t k = base + (size_t)(n * Dp + d0 + w);
-              pc[k] += out[w], pa[k] += out[W + w], pq[k] += out[2 * W + w], pQ[k] += out[3 * W + w];
+          over_dims(N, [&]<int G>(int64_t n) {
+            alignas(64) double out[G * 4 * W] = {};
+            tangent_sweep<T, G>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)],
+                                &bc.Q[(size_t)(n * W)], xs.data(), gs.data(), out);
+            for (int g = 0; g < G; ++g) {
+              const double* o = out + g * 4 * W;
+              for (int64_t w = 0; w < wn; ++w) {
+                size_t k = base + (size_t)((n + g) * Dp + d0 + w);
+                pc[k] += o[w], pa[k] += o[W + w], pq[k] += o[2 * W + w], pQ[k] += o[3 * W + w];
+              }
             }
-          }
+          });
         }
 
         if (dxt) {  // reverse sweep: input gradient, one dimension n at a time
           if (!sums)
             for (int64_t st = 0; st < s.L; ++st) gy_row(b, time_of(dir, st, s.L), d0, &gs[(size_t)(st * W)]);
           std::fill(dxs.begin(), dxs.end(), T(0));
-          for (int64_t n = 0; n < N; ++n)
-            adjoint_sweep<T>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
-                             &bc.Q[(size_t)(n * W)], gs.data(), dxs.data());
+          over_dims(N, [&]<int G>(int64_t n) {
+            adjoint_sweep<T, G>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)],
+                                &bc.c[(size_t)(n * W)], &bc.Q[(size_t)(n * W)], gs.data(), dxs.data());
+          });
           for (int64_t st = 0; st < s.L; ++st) {
             T* dr = dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
             const T* src = &dxs[(size_t)(st * W)];
