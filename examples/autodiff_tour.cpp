@@ -4,7 +4,7 @@
 //   3. the backward by hand (the chain rule written out), checked against the engine's backward();
 //   4. an op of your own: a forward, then record() attaches its backward closure;
 //   5. gradcheck: its backward against finite differences, and a wrong backward caught.
-// Run (after `make`):   ./build/autodiff_tour        options: --dot FILE (runs/examples/autodiff_tour.dot)
+// Run (after `make`):   ./build/autodiff_tour     option: --dot FILE (runs/examples/autodiff_tour.dot)
 // Draw the graph:       dot -Tsvg runs/examples/autodiff_tour.dot -o graph.svg
 // Exits 1 when a check fails, so the test suite runs it as a test.
 #include <megagrad/megagrad.h>
@@ -21,7 +21,8 @@
 using namespace megagrad;
 
 // Stop 2: walk from the output's grad_fn along the `next` edges, as the engine does. Leaves show
-// up as "accumulate_grad" nodes: the node that adds a gradient into the leaf's .grad.
+// up as "accumulate_grad" nodes: the node that adds a gradient into the leaf's .grad. (A node
+// reached along two paths would print twice; the engine runs it once, with the two gradients summed.)
 void print_graph(const std::shared_ptr<Node>& node, int depth = 0) {
   if (!node) return;  // an input that needs no gradient (x here) has no edge
   std::string what(node->op);
@@ -46,7 +47,7 @@ Tensor softplus(const Tensor& x, const char* op = "softplus", double slope = 1.0
     y = relu(x) + log(exp(-abs(x)) + 1.0);
   }
   if (needs_grad(x)) {
-    Tensor saved = x.detach();  // capture detached copies only: a graph must not own itself
+    Tensor saved = x.detach();  // capture data only: a captured output would own its own node (a cycle)
     record(op, {x}, y, [saved, slope](const Tensor& grad_output) {
       return std::vector<Tensor>{grad_output * sigmoid(saved) * slope};  // one gradient per input
     });
@@ -90,18 +91,23 @@ int main(int argc, char** argv) {
     loss.backward();  // the engine: the same steps, in topological order, into W.grad and b.grad
     double err = std::max(max_abs_diff(dW_hand, W.grad()), max_abs_diff(db_hand, b.grad()));
     const double kHandTolerance = 1e-12;  // the same float64 sums in another order
-    std::printf("3. by hand vs backward(): W.grad, b.grad differ by at most %.2e (tolerance %.0e)\n", err,
-                kHandTolerance);
+    std::printf("3. by hand vs backward(): W.grad, b.grad differ by at most %.2e (tolerance %.0e)\n",
+                err, kHandTolerance);
     std::printf("   W.grad = %s\n", W.grad().str().c_str());
-    if (!(err <= kHandTolerance)) throw std::runtime_error("the hand backward disagrees with the engine");
+    if (!(err <= kHandTolerance))
+      throw std::runtime_error("the hand backward disagrees with the engine");
 
     // ---- 4. An op of our own. record() refuses names it does not know, so register it first.
     register_custom_op("softplus");
     register_custom_op("softplus_buggy");
-    Tensor s = Tensor::from_vector({-3.0, -1.0, 0.0, 1.0, 3.0}, {5}, DType::Float64).requires_grad_();
+    Tensor s = Tensor::from_vector({-3.0, -1.0, 0.0, 1.0, 3.0}, {5}, DType::Float64);
+    s.requires_grad_().set_name("s");
     Tensor y = softplus(s);
-    sum(y).backward();
-    std::printf("4. softplus(%s)\n   = %s\n   grad = %s (sigmoid)\n", s.str().c_str(), y.str().c_str(),
+    Tensor total = sum(y);
+    std::printf("4. an op of our own, one node in the graph:\n");
+    print_graph(total.grad_fn());
+    total.backward();
+    std::printf("   softplus(%s)\n   = %s\n   s.grad = %s (sigmoid)\n", s.str().c_str(), y.str().c_str(),
                 s.grad().str().c_str());
 
     // ---- 5. gradcheck: analytic gradients against central differences on random inputs.

@@ -3,7 +3,7 @@
 // and load its state_dict. The layer, a gated residual block:
 //     y = x + gain * sigmoid(gate(x)) * tanh(value(x))
 // stacked in a small regressor fitted to y = sin(x0) + x1 * x2.
-// Run (after `make`):   ./build/custom_layer         options: --steps N (200)
+// Run (after `make`):   ./build/custom_layer      option: --steps N (200)
 // Writes runs/examples/custom_layer.safetensors.
 // Exits 1 when the loss did not fall or the reloaded model differs.
 #include <megagrad/megagrad.h>
