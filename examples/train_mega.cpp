@@ -101,8 +101,10 @@ int main(int argc, char** argv) {
 
     // The checkpoint: weights and optimizer state in one checksummed safetensors file.
     std::filesystem::create_directories(std::filesystem::absolute(checkpoint).parent_path());
-    save_checkpoint(checkpoint,
-                    {model.state_dict(), opt.state_dict(), {{"step", std::to_string(steps)}}});
+    Checkpoint out;
+    out.model = model.state_dict(), out.optimizer = opt.state_dict();
+    out.meta["step"] = std::to_string(steps);  // free-form strings: what your resume needs
+    save_checkpoint(checkpoint, out);
     Checkpoint ck = load_checkpoint(checkpoint);
     MegaClassifier copy(cfg, /*seed*/ 99);  // other initial weights, all overwritten by the load
     AdamW copy_opt(copy.named_parameters(), {.lr = 3e-3, .weight_decay = 0.01});
