@@ -64,8 +64,10 @@ bool is_registered_op(std::string_view op) { return !registered_op_name(op).empt
 void register_custom_op(std::string_view name) {
   MG_CHECK(!name.empty(), "register_custom_op", "empty op name");
   const auto& ops = differentiable_ops();
-  MG_CHECK(std::find(ops.begin(), ops.end(), name) == ops.end(), "register_custom_op",
-           "'{}' is an op of the library; give the custom op a name of its own", name);
+  // accumulate_grad is no op but the engine's leaf node (Node::is_accumulator): never a user's.
+  MG_CHECK(std::find(ops.begin(), ops.end(), name) == ops.end() && name != "accumulate_grad",
+           "register_custom_op", "'{}' is a name of the library; give the custom op a name of its own",
+           name);
   CustomOps& c = custom_ops();
   std::lock_guard<std::mutex> lock(c.mutex);
   for (const std::string& n : c.names)
