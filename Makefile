@@ -32,11 +32,11 @@ test: build
 	bash .ci/ctest_summary.sh run $(BUILD) --output-on-failure -j $(JOBS)
 
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (CPU only).
-# Only the targets the tests run are built (the test suite and the megagrad program).
+# Only the targets the tests run are built (the test suite, the megagrad program, the examples).
 test-sanitize:
 	@$(MAKE) --no-print-directory configure BUILD=build-sanitize \
 	  CMAKE_FLAGS="-DMEGAGRAD_SANITIZE=ON -DMEGAGRAD_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo"
-	@cmake --build build-sanitize -j $(JOBS) --target megagrad_tests megagrad
+	@cmake --build build-sanitize -j $(JOBS) --target megagrad_tests megagrad train_mega autodiff_tour custom_layer
 	bash .ci/ctest_summary.sh run build-sanitize --output-on-failure -j $(JOBS)
 
 # Two models trained in two threads at once, and the other "[threads]" tests, under

@@ -82,10 +82,12 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 
 void record(std::string_view op, const std::vector<Tensor>& inputs, Tensor& output,
             BackwardFn backward) {
-  if (!is_registered_op(op))
-    fail("record", "op '{}' is not in the op registry (autograd/registry.cpp)", op);
+  std::string_view name = registered_op_name(op);
+  if (name.empty())
+    fail("record", "op '{}' is not in the op registry (autograd/registry.cpp; ops of your own: "
+         "register_custom_op)", op);
   auto node = std::make_shared<Node>();
-  node->op = op;
+  node->op = name;
   node->backward = std::move(backward);
   node->output_shape = output.shape();
   for (const Tensor& in : inputs) {

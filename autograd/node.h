@@ -57,7 +57,8 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 bool wants_grad(const Tensor& input);
 
 // Attaches a backward closure to `output`, which becomes a non-leaf that requires grad. Call only
-// when needs_grad(inputs). Closures must capture tensors as detach()ed copies: a captured
+// when needs_grad(inputs). `op` must be registered (autograd/registry.h; register_custom_op for
+// an op of your own). Closures must capture tensors as detach()ed copies: a captured
 // output that keeps its own grad_fn would form a reference cycle.
 void record(std::string_view op, const std::vector<Tensor>& inputs, Tensor& output,
             BackwardFn backward);

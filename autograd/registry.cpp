@@ -1,5 +1,9 @@
 #include "autograd/registry.h"
 #include <algorithm>
+#include <deque>
+#include <mutex>
+#include <string>
+#include "core/error.h"
 
 namespace megagrad {
 
@@ -32,9 +36,43 @@ GradcheckResult run_gradcheck_case(const GradcheckCase& c) {
   return gradcheck(c.f, c.make_inputs(), o);
 }
 
-bool is_registered_op(std::string_view op) {
+namespace {
+// Custom op names. A deque never moves its elements, so views into them stay valid.
+struct CustomOps {
+  std::mutex mutex;
+  std::deque<std::string> names;
+};
+CustomOps& custom_ops() {
+  static CustomOps c;
+  return c;
+}
+}  // namespace
+
+std::string_view registered_op_name(std::string_view op) {
   const auto& ops = differentiable_ops();
-  return std::find(ops.begin(), ops.end(), op) != ops.end();
+  auto it = std::find(ops.begin(), ops.end(), op);
+  if (it != ops.end()) return *it;
+  CustomOps& c = custom_ops();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  for (const std::string& name : c.names)
+    if (name == op) return name;
+  return {};
+}
+
+bool is_registered_op(std::string_view op) { return !registered_op_name(op).empty(); }
+
+void register_custom_op(std::string_view name) {
+  MG_CHECK(!name.empty(), "register_custom_op", "empty op name");
+  const auto& ops = differentiable_ops();
+  // accumulate_grad is no op but the engine's leaf node (Node::is_accumulator): never a user's.
+  MG_CHECK(std::find(ops.begin(), ops.end(), name) == ops.end() && name != "accumulate_grad",
+           "register_custom_op", "'{}' is a name of the library; give the custom op a name of its own",
+           name);
+  CustomOps& c = custom_ops();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  for (const std::string& n : c.names)
+    if (n == name) return;
+  c.names.emplace_back(name);
 }
 
 }  // namespace megagrad

@@ -12,7 +12,18 @@
 namespace megagrad {
 
 const std::vector<std::string_view>& differentiable_ops();
-bool is_registered_op(std::string_view op);
+bool is_registered_op(std::string_view op);  // the library's ops and the custom ones
+
+// An op of the user's own, written outside the library (examples/autodiff_tour.cpp shows one):
+// record() accepts its name once it is registered here. It has no case in all_gradcheck_cases(),
+// so checking its backward is its author's job (gradcheck()). Registering a name again is a
+// no-op; an empty name, a name of the library's ops or "accumulate_grad" (the engine's leaf
+// node) is an error, since the engine, graphs, profiles and anomaly messages tell ops apart by
+// name. Thread-safe.
+void register_custom_op(std::string_view name);
+// The registry's own copy of `op`, valid for the life of the program (record() stores it in
+// Node::op, so the caller's string may die); empty when op is not registered.
+std::string_view registered_op_name(std::string_view op);
 
 // One float64 gradient check, runnable from the tests and from `megagrad gradcheck`.
 struct GradcheckCase {

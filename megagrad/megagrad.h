@@ -15,11 +15,14 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 
-// Autograd: the differentiable ops, grad mode, gradient checks and graph dumps.
+// Autograd: the differentiable ops, grad mode, gradient checks and graph dumps; recorded nodes,
+// record() and the op registry, for ops of your own (examples/autodiff_tour.cpp).
 #include "autograd/dump_graph.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
+#include "autograd/registry.h"
 
 // Modules, Mega layers and models, optimizers and LR schedules.
 #include "mega/config.h"

@@ -1,6 +1,7 @@
 // Runs every registered gradcheck case (float64 central differences against the analytic
 // backward), and proves that every differentiable op has at least one case that exercises it.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include "autograd/gradcheck.h"
@@ -111,4 +112,29 @@ TEST_CASE("gradcheck: a NaN gradient (analytic or numeric) fails; so does checki
   INFO(r3.report());
   CHECK(r3.elements_checked == 0);
   CHECK_FALSE(r3.passed);
+}
+
+TEST_CASE("registry: a custom op is refused until registered, then recorded under its name", "[registry]") {
+  using Catch::Matchers::Contains;
+  Tensor x = Tensor::full({2}, 1.5, DType::Float64).requires_grad_();
+  // y = 2x with a hand-written backward, recorded under `name`.
+  auto twice = [&x](const std::string& name) {
+    Tensor y = Tensor::full({2}, 3.0, DType::Float64);
+    record(name, {x}, y, [](const Tensor& g) { return std::vector<Tensor>{g * 2.0}; });
+    return y;
+  };
+  CHECK_THROWS_WITH(twice("test_twice"), Contains("not in the op registry") && Contains("register_custom_op"));
+  register_custom_op("test_twice");
+  register_custom_op("test_twice");  // again: no-op
+  CHECK(is_registered_op("test_twice"));
+  Tensor y = twice(std::string("test_twice"));  // the caller's string dies; the node keeps the registry's copy
+  CHECK(y.grad_fn()->op == "test_twice");
+  sum(y).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{2.0, 2.0});
+  CHECK_THROWS_WITH(register_custom_op("mul"), Contains("'mul' is a name of the library"));
+  CHECK_THROWS_WITH(register_custom_op("accumulate_grad"), Contains("a name of the library"));
+  CHECK_THROWS_WITH(register_custom_op(""), Contains("empty op name"));
+  // Custom ops never join the library's list, whose every op must have a gradcheck case.
+  const auto& ops = differentiable_ops();
+  CHECK(std::find(ops.begin(), ops.end(), "test_twice") == ops.end());
 }
