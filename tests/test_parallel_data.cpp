@@ -88,6 +88,9 @@ bool skip_without_bible() {
   std::string why;
   if (bible_modules_available({}, &why)) return false;
   test::skip(why);
+  if (!sword_built())
+    REQUIRE_THROWS_WITH(load_bible_parallel(),
+                        Catch::StartsWith("[bible_parallel] built without SWORD: install libsword-dev and rebuild"));
   return true;
 }
 const SentencePair* find_verse(const std::vector<SentencePair>& v, const std::string& ref) {
