@@ -1,4 +1,5 @@
 #include "mega/data/parallel.h"
+#include <iterator>
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "mega/text/utf8.h"
@@ -101,6 +102,30 @@ std::vector<SentencePair> parse_parallel_tsv(std::string_view text, std::string_
 
 std::vector<SentencePair> read_parallel_tsv(const std::string& path) {
   return parse_parallel_tsv(read_file(path, kOp, kMaxFileBytes), path);
+}
+
+ParallelSplits split_tail(std::vector<SentencePair> pairs, size_t n_valid, size_t n_test) {
+  MG_CHECK(n_valid + n_test < pairs.size(), kOp,
+           "cannot hold out {} validation and {} test pairs of {}: no training pair would be left", n_valid, n_test,
+           pairs.size());
+  ParallelSplits s;
+  const size_t n_train = pairs.size() - n_valid - n_test;
+  s.test.assign(std::make_move_iterator(pairs.end() - (ptrdiff_t)n_test), std::make_move_iterator(pairs.end()));
+  s.valid.assign(std::make_move_iterator(pairs.begin() + (ptrdiff_t)n_train),
+                 std::make_move_iterator(pairs.begin() + (ptrdiff_t)(n_train + n_valid)));
+  pairs.resize(n_train);
+  s.train = std::move(pairs);
+  return s;
+}
+
+std::vector<std::string> joint_sentences(const std::vector<SentencePair>& pairs) {
+  std::vector<std::string> out;
+  out.reserve(2 * pairs.size());
+  for (const SentencePair& p : pairs) {
+    out.push_back(p.src);
+    out.push_back(p.tgt);
+  }
+  return out;
 }
 
 std::string parallel_to_tsv(const std::vector<SentencePair>& pairs) {

@@ -34,6 +34,15 @@ std::vector<SentencePair> read_parallel_files(const std::string& src_path, const
 std::vector<SentencePair> parse_parallel_tsv(std::string_view text, std::string_view what);
 std::vector<SentencePair> read_parallel_tsv(const std::string& path);
 
+// A user's one file, split as the Bible is (contiguous blocks, so that held-out text is unseen
+// text, not neighbours of training lines): the last n_test pairs are the test split, the n_valid
+// before them validation, the rest training. Error unless at least one training pair is left.
+ParallelSplits split_tail(std::vector<SentencePair> pairs, size_t n_valid, size_t n_test);
+
+// Source and target sentences of `pairs`, interleaved: what a joint subword model trains on
+// (text::SubwordTokenizer::train on the training split only).
+std::vector<std::string> joint_sentences(const std::vector<SentencePair>& pairs);
+
 // The TSV text of `pairs` (errors for a pair that the reader would refuse: an empty side, a tab,
 // a newline or invalid UTF-8), and its atomic write (core/atomic_file.h).
 std::string parallel_to_tsv(const std::vector<SentencePair>& pairs);
