@@ -1,6 +1,8 @@
 #include "mega/data/bible_parallel.h"
+#include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <fmt/ranges.h>
 #include "core/error.h"
 #include "mega/data/text.h"
 #include "mega/text/utf8.h"
@@ -11,6 +13,7 @@
 #include <swmgr.h>
 #include <swmodule.h>
 #include <versekey.h>
+#include <versificationmgr.h>
 #endif
 
 namespace megagrad::data {
@@ -204,6 +207,17 @@ BibleCorpus load_bible_parallel(const BibleOptions& opt) {
   MG_CHECK(v11n == versification(tgt), kOp,
            "{} uses the {} versification and {} the {}: verses would not align by reference", opt.src_module, v11n,
            opt.tgt_module, versification(tgt));
+
+  // The split books must be books of the versification (checked before reading any verse).
+  const sword::VersificationMgr::System* sys =
+      sword::VersificationMgr::getSystemVersificationMgr()->getVersificationSystem(v11n.c_str());
+  MG_CHECK(sys != nullptr, kOp, "libsword does not know the {} versification of {}", v11n, opt.src_module);
+  std::vector<std::string> books;
+  for (int b = 0; b < sys->getBookCount(); ++b) books.push_back(sys->getBook(b)->getOSISName());
+  for (const std::string* book : {&opt.valid_book, &opt.test_book})
+    MG_CHECK(std::find(books.begin(), books.end(), *book) != books.end(), kOp,
+             "no book \"{}\" in the {} versification (its OSIS book ids: {})", *book, v11n, fmt::join(books, " "));
+  MG_CHECK(opt.valid_book != opt.test_book, kOp, "the validation and test books are both {}", opt.test_book);
 
   BibleCorpus out;
   BibleStats& st = out.stats;

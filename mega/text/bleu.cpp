@@ -1,4 +1,5 @@
 #include "mega/text/bleu.h"
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <unordered_map>
