@@ -345,6 +345,9 @@ TEST_CASE("subword tokenizer: deterministic training and serialize then load", "
   const SubwordTokenizer a = SubwordTokenizer::train(small_corpus(), small_options());
   const SubwordTokenizer b = SubwordTokenizer::train(small_corpus(), small_options());
   CHECK(a.to_bytes() == b.to_bytes());  // the same sentences and options: the same model, byte for byte
+  SubwordOptions seeded = small_options();
+  seeded.seed = 12345;
+  CHECK(SubwordTokenizer::train(small_corpus(), seeded).to_bytes() == a.to_bytes());  // nothing is sampled
   SubwordOptions other = small_options();
   other.vocab_size = 100;
   CHECK(SubwordTokenizer::train(small_corpus(), other).to_bytes() != a.to_bytes());

@@ -71,7 +71,9 @@ BibleCorpus load_bible_parallel(const BibleOptions& opt = {});
 
 // The same splits, cached as TSV files (parallel.h's format) in
 // <dir>/bible/<src_module>-<tgt_module>/{train,valid,test}.tsv, written atomically; later calls
-// read the files (and so need no libsword). dir "" is default_cache_dir() (text.h).
+// read the files (and so need no libsword; SentencePair::where is then "file:line"). dir "" is
+// default_cache_dir() (text.h). The files are not checked against the modules: after a module
+// update, delete the folder.
 ParallelSplits bible_parallel_splits(const std::string& dir = "", const BibleOptions& opt = {});
 
 }  // namespace megagrad::data

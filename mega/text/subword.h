@@ -10,8 +10,11 @@
 // Training is in memory (no file is written anywhere): the sentences given, nothing sampled or
 // shuffled (input_sentence_size 0, shuffle off), SentencePiece's random generator seeded with
 // `seed`, and 1 training thread by default, so that the model's bytes are a function of the
-// sentences and the options (tests/test_parallel_data.cpp checks it). For translation, train one
-// joint model on the training split only, both languages.
+// sentences and the options (tests/test_parallel_data.cpp checks it). With nothing sampled the
+// seed does not change the model (checked too); the thread count does (SentencePiece 0.1.97,
+// unigram and BPE alike, measured on 6,000 Bible sentences), so keep num_threads at 1 for models
+// that must be the same on every machine. For translation, train one joint model on the training
+// split only, both languages (data::joint_sentences).
 //
 // The model is its serialized SentencePiece ModelProto (to_bytes / from_bytes): store it in a
 // checkpoint's metadata or beside it, and load it back to get the same ids.
@@ -36,8 +39,8 @@ struct SubwordOptions {
   int64_t vocab_size = 4000;            // including the 4 special ids
   std::string model_type = "unigram";   // "unigram" or "bpe"
   double character_coverage = 1.0;      // 1.0: every character of the training text gets a piece
-  uint32_t seed = 0;
-  int num_threads = 1;                  // the unigram trainer's EM sums depend on the thread count
+  uint32_t seed = 0;                    // SentencePiece's random generator (nothing is sampled here)
+  int num_threads = 1;                  // the trained model depends on the thread count
   int64_t max_sentence_length = 8192;   // bytes; longer training sentences are skipped by SentencePiece
 };
 
