@@ -8,9 +8,14 @@ set -euo pipefail
 # targets of the file readers (make fuzz): clang and its runtime libraries (libFuzzer, sanitizers).
 # The experiments' summaries and plots (experiments/*.py, standard library only): python3.
 # Communication between processes (backends/dist/, optional at build time): Open MPI.
-# The install test (tests/install/) compiles a program with `pkg-config --cflags --libs megagrad`: pkgconf.
+# The install test (tests/install/) compiles a program with `pkg-config --cflags --libs megagrad`: pkgconf
+# (CMake also finds SentencePiece and libsword with it).
+# Translation (optional at build time): SentencePiece, the subword tokenizer (libsentencepiece-dev);
+# libsword and the two public-domain Bibles whose verses make the Spanish->English parallel corpus
+# (libsword-dev, sword-text-sparv: Reina-Valera 1909, sword-text-kjv: King James).
 packages=(build-essential cmake make libopenblas-dev libfmt-dev catch2 zlib1g-dev dataset-fashion-mnist bible-kjv
-          clang libclang-rt-dev python3 libopenmpi-dev openmpi-bin pkgconf)
+          clang libclang-rt-dev python3 libopenmpi-dev openmpi-bin pkgconf
+          libsentencepiece-dev libsword-dev sword-text-sparv sword-text-kjv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

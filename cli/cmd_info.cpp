@@ -8,6 +8,8 @@
 #include "cli/commands.h"
 #include "core/build_info.h"
 #include "core/parallel.h"
+#include "mega/data/bible_parallel.h"
+#include "mega/text/subword.h"
 
 namespace megagrad::cli {
 
@@ -60,6 +62,10 @@ int cmd_info(const std::vector<std::string>& args) {
   // Between GPUs: NCCL, built or not (and why not). Creating its communicator is a collective,
   // so info only reports the build.
   row("nccl", dist::nccl_build_info());
+
+  // Translation data: the subword tokenizer and the Bible modules' reader, built or not.
+  row("sentencepiece", text::sentencepiece_build_info());
+  row("sword", data::sword_build_info());
 
   // OpenBLAS: the kernel it runs, and whether we had to re-exec to get it.
   row("openblas core", blas_core_name());
