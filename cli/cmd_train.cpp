@@ -41,9 +41,16 @@ void load_weights_for(Module& model, const WeightsFile& w, const char* cmd, cons
   if (!print) return;
   if (std::string warn = weights_warning(w); !warn.empty())
     std::fprintf(stderr, "megagrad %s: warning: %s\n", cmd, warn.c_str());
-  if (!w.widened.empty())
-    std::fprintf(stderr, "megagrad %s: %zu of the %zu tensors of %s are %s in the file, read as float32\n", cmd,
-                 w.widened.size(), w.tensors.size(), w.path.c_str(), w.widened[0].second.c_str());
+  if (w.widened.empty()) return;
+  std::string codes;  // "F16", "BF16" or "F16/BF16"
+  for (const char* c : {"F16", "BF16"})
+    for (const auto& named : w.widened)
+      if (named.second == c) {
+        codes += (codes.empty() ? "" : "/") + std::string(c);
+        break;
+      }
+  std::fprintf(stderr, "megagrad %s: %zu of the %zu tensors of %s are %s in the file, read as float32\n", cmd,
+               w.widened.size(), w.tensors.size(), w.path.c_str(), codes.c_str());
 }
 }  // namespace
 

@@ -9,8 +9,10 @@ source "$(dirname "$0")/lib.sh" "$1"
 run() { "$BIN" --threads 1 "$@" > out.txt 2> err.txt; echo $?; }
 show() { echo "--- stdout"; cat out.txt; echo "--- stderr"; cat err.txt; }
 val_line() { grep -E '^val accuracy ' out.txt; }
-# The JSON header of a safetensors file (its length is the first 8 bytes, little-endian).
-header_of() { tail -c +9 "$1" | head -c "$(od -An -tu8 -N8 "$1" | tr -d ' ')"; }
+# The JSON header of a safetensors file (its length is the first 8 bytes, little-endian), into a
+# file: grep -q on a pipe would stop reading early, and under pipefail the writer's SIGPIPE would
+# fail the check at random.
+header_of() { tail -c +9 "$1" | head -c "$(od -An -tu8 -N8 "$1" | tr -d ' ')" > "$2"; }
 # The run configuration with its task: what a weights file from elsewhere needs.
 sed 's/^{/{"task": "listops", /' tiny.json > model.json
 
@@ -23,12 +25,13 @@ rc=$(run export $CK w.safetensors)
 [ "$rc" = 0 ] && grep -qE "^megagrad export: [0-9]+ tensors \([0-9]+ values\) of the listops mega model at step 4 -> w.safetensors$" out.txt \
   || { show; fail "export: exit $rc or its message"; }
 [ -s w.safetensors ] && [ "$(stat -c %s w.safetensors)" -lt "$(stat -c %s $CK)" ] || fail "w.safetensors is not smaller than the checkpoint"
+header_of w.safetensors header.json
 for s in '"format":"megagrad-weights-1"' '"checksum":"' '"step":"4"' 'encoder.encoder.layers.0.mega_layer.v_proj.weight' \
          'sentence_projection_layer.weight'; do
-  header_of w.safetensors | grep -qF "$s" || fail "w.safetensors's header lacks $s"
+  grep -qF "$s" header.json || fail "w.safetensors's header lacks $s"
 done
-header_of w.safetensors | grep -qE '"(model|optim)\.' && fail "w.safetensors holds checkpoint names (model./optim.)"
-ls -a | grep -q '\.tmp\.' && fail "export left a temp file"
+grep -qE '"(model|optim)\.' header.json && fail "w.safetensors holds checkpoint names (model./optim.)"
+compgen -G '*.tmp.*' > /dev/null && fail "export left a temp file"
 
 # eval --weights gives the checkpoint's numbers, with no warning (verified).
 rc=$(run eval $CK)
@@ -117,7 +120,7 @@ rc=$(run eval $CK --config model.json)
 rc=$(run train --task listops --config tiny.json --resume $CK --init-from w.safetensors)
 [ "$rc" = 2 ] || { show; fail "train --resume with --init-from: exit $rc, expected 2"; }
 # Missing tensors: a 2-layer model, every tensor of layer 1 named (the list cut after 12).
-per_layer=$(header_of w.safetensors | grep -o '"encoder\.encoder\.layers\.0\.[^"]*"' | wc -l)
+per_layer=$(grep -o '"encoder\.encoder\.layers\.0\.[^"]*"' header.json | wc -l)
 [ "$per_layer" -gt 12 ] || fail "w.safetensors holds $per_layer tensors of layer 0"
 echo '{"model": {"layers": 2, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4, "classifier_dim": 16}, "data": {"num_train": 64, "max_len": 40}, "train": {"steps": 1, "batch_size": 8}}' > two.json
 rc=$(run train --task listops --config two.json --init-from w.safetensors --out runs/x)
