@@ -29,7 +29,7 @@ int cmd_export(const std::vector<std::string>& args) {
         "    decoder.final_norm.norm.*, decoder.output_projection.weight (untied).\n"
         "Metadata: \"format\" megagrad-weights-1, \"config\" (the run configuration, JSON), \"checksum\"\n"
         "(FNV-1a 64 of the whole file, as in checkpoints), \"step\", \"source\", \"megagrad_version\", and\n"
-        "a character LM's \"vocab\".\n\n%s",
+        "a character LM's \"vocab\" (for `megagrad generate --weights`).\n\n%s",
         opts.options_help().c_str());
     return 0;
   }

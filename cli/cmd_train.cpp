@@ -301,22 +301,41 @@ int cmd_generate(const std::vector<std::string>& args) {
                             {"--temperature", "T", "sampling temperature (default 0.8)"},
                             {"--top-k", "K", "sample among the K most likely characters (default 0: all)"},
                             {"--seed", "S", "sampling seed (default 0)"},
+                            {"--weights", "FILE", "generate from a weights file of megagrad export (it carries the configuration and the vocabulary) instead of a CHECKPOINT"},
                             threads_option()});
   opts.positionals(1, "CHECKPOINT");
   opts.parse(args);
   if (opts.help()) {
-    std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n\nContinues TEXT with a character "
+    std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n"
+                "       megagrad generate --weights FILE --prompt TEXT [options]\n\nContinues TEXT with a character "
                 "language model (megagrad train --task charlm), by incremental decoding (Mega;\n"
                 "a Transformer decoder reruns its forward over the context for each character).\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
   apply_threads(opts);
-  if (opts.positional().empty()) throw UsageError("megagrad generate: missing CHECKPOINT (see: megagrad generate --help)");
+  const bool weights = opts.has("--weights");
+  if (weights && !opts.positional().empty())
+    throw UsageError("megagrad generate: give a CHECKPOINT or --weights FILE, not both");
+  if (!weights && opts.positional().empty())
+    throw UsageError("megagrad generate: missing CHECKPOINT or --weights FILE (see: megagrad generate --help)");
   if (!opts.has("--prompt")) throw UsageError("megagrad generate: --prompt is required");
   const double temperature = parse_double("generate", "--temperature", opts.get("--temperature").value_or("0.8"));
   if (!(temperature > 0)) throw UsageError("megagrad generate: --temperature must be positive");
-  Checkpoint ck = load_for(opts.positional()[0], "generate");
+  Checkpoint ck;
+  if (weights) {  // the parts of a checkpoint that generation reads: weights, configuration, vocabulary
+    const WeightsFile w = load_weights_file(*opts.get("--weights"), "generate");
+    MG_CHECK(w.config && w.metadata.count("vocab"), "generate",
+             "{}: no run configuration or vocabulary in the metadata: generate needs a character LM's weights "
+             "written by megagrad export", w.path);
+    ck.model = w.tensors;
+    ck.meta["config"] = w.config->dump();
+    Json data = Json::object();
+    data.set("vocab", Json::parse(w.metadata.at("vocab"), w.path + ": vocab"));
+    ck.meta["data"] = data.dump();
+  } else {
+    ck = load_for(opts.positional()[0], "generate");
+  }
   std::string out = generate_from_checkpoint(ck, *opts.get("--prompt"), opts.get_int("--length", 300, 1, 1000000),
                                              temperature, opts.get_int("--top-k", 0, 0, 1000000),
                                              (uint64_t)opts.get_int("--seed", 0, 0, INT64_MAX));

@@ -100,6 +100,22 @@ else
   echo "weights_io: no python3: the checks of a file from elsewhere were skipped"
 fi
 
+# A character LM: export keeps its vocabulary, so generate --weights continues a prompt as the
+# checkpoint does (same seed, same text).
+for i in $(seq 1 40); do echo "the quick brown fox jumps over the lazy dog"; done > text.txt
+echo '{"model": {"layers": 1, "embed_dim": 16, "hidden_dim": 32, "ffn_hidden_dim": 32, "z_dim": 8, "n_dim": 4, "chunk_size": 16, "max_positions": 16}, "data": {"seq_len": 32}, "train": {"steps": 3, "batch_size": 4, "warmup": 1, "eval_every": 3, "eval_batches": 1}}' > lm.json
+rc=$(run train --task charlm --data text.txt --config lm.json --out runs/lm)
+[ "$rc" = 0 ] || { show; fail "train --task charlm: exit $rc"; }
+rc=$(run export runs/lm/checkpoint.safetensors lm.safetensors)
+[ "$rc" = 0 ] || { show; fail "export of the LM: exit $rc"; }
+rc=$(run generate runs/lm/checkpoint.safetensors --prompt "the quick" --length 40 --seed 3)
+[ "$rc" = 0 ] || { show; fail "generate from the checkpoint: exit $rc"; }
+mv out.txt gen_ckpt.txt
+rc=$(run generate --weights lm.safetensors --prompt "the quick" --length 40 --seed 3)
+[ "$rc" = 0 ] && cmp -s out.txt gen_ckpt.txt && [ "$(wc -c < out.txt)" -gt 40 ] || { show; cat gen_ckpt.txt; fail "generate --weights: exit $rc or another text than the checkpoint's"; }
+rc=$(run generate --weights w.safetensors --prompt "x")
+[ "$rc" = 1 ] && grep -q "no run configuration or vocabulary" err.txt || { show; fail "generate --weights of a ListOps file: exit $rc"; }
+
 # Errors name the files and the tensors.
 rc=$(run export w.safetensors x.safetensors)
 [ "$rc" = 1 ] && grep -q "\[export\] w.safetensors is already a weights file" err.txt || { show; fail "export of a weights file: exit $rc"; }
