@@ -179,6 +179,8 @@ int cmd_train(const std::vector<std::string>& args) {
   if (init) {
     load_weights_for(t->model(), *init, "train", "init-from", root);
     if (root) std::printf("megagrad train: initialised from %s (%zu tensors)\n", init->path.c_str(), init->tensors.size());
+    o.init_from = init->path;
+    if (init->verified) o.init_from_checksum = init->metadata.at("checksum");
     if (root && init->config) {  // the same names and shapes, but maybe another model (e.g. an activation)
       std::vector<std::string> diff;
       try {

@@ -47,6 +47,8 @@ rc=$(run eval --weights w.safetensors)
 # they do; a fresh start with lr 0 does not (so this check can fail).
 rc=$(run train --task listops --config tiny.json --steps 1 --lr 0 --init-from w.safetensors --out runs/b)
 [ "$rc" = 0 ] && grep -q "initialised from w.safetensors" out.txt || { show; fail "train --init-from: exit $rc"; }
+head -n 1 runs/b/metrics.jsonl | grep -qE '"init_from":"w.safetensors","init_from_checksum":"[0-9a-f]{16}"' \
+  || { head -n 1 runs/b/metrics.jsonl; fail "the metrics header does not name the --init-from file and its checksum"; }
 rc=$(run eval runs/b/checkpoint.safetensors)
 [ "$rc" = 0 ] && [ "$(val_line)" = "$want" ] || { show; fail "the --init-from run does not start from the weights ('$want')"; }
 rc=$(run train --task listops --config tiny.json --steps 1 --lr 0 --out runs/c)
@@ -96,6 +98,8 @@ PY
     && grep -q "unverified" err.txt && val_line > /dev/null || { show; fail "eval --weights of a BF16 file: exit $rc"; }
   rc=$(run train --task listops --config tiny.json --steps 1 --init-from plain.safetensors --out runs/f)
   [ "$rc" = 0 ] && grep -q "warning: plain.safetensors is unverified" err.txt || { show; fail "train --init-from a file from elsewhere: exit $rc"; }
+  head -n 1 runs/f/metrics.jsonl | grep -qF '"init_from":"plain.safetensors","init_from_checksum":null' \
+    || { head -n 1 runs/f/metrics.jsonl; fail "the metrics header of an unverified --init-from"; }
 else
   echo "weights_io: no python3: the checks of a file from elsewhere were skipped"
 fi
