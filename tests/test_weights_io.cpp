@@ -299,7 +299,7 @@ TEST_CASE("weights: a changed byte, a checkpoint, an unknown format and NaN weig
                     Contains("[eval] cannot read " + d.file("missing.safetensors")));
 }
 
-TEST_CASE("weights: a file from elsewhere loads unverified; BF16 weights load as float32", "[weights]") {
+TEST_CASE("weights: a file from elsewhere loads unverified, and BF16 weights load as float32", "[weights]") {
   test::TempDir d("weights_foreign");
   const Json cfg = tiny_config();
   NamedTensors model;
