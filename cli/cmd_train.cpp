@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include "backends/cpu/blas.h"
 #include "backends/cuda/cuda.h"
 #include "backends/dist/communicator.h"
@@ -14,6 +15,7 @@
 #include "mega/train/data_parallel.h"
 #include "mega/train/report.h"
 #include "mega/train/tasks.h"
+#include "mega/train/weights.h"
 
 namespace megagrad::cli {
 
@@ -30,6 +32,25 @@ Checkpoint load_for(const std::string& path, const char* cmd) {
   Checkpoint ck = load_checkpoint_with_finite_weights(path, cmd);
   if (!ck.unverified.empty()) std::fprintf(stderr, "megagrad %s: warning: %s\n", cmd, ck.unverified.c_str());
   return ck;
+}
+
+// A weights file's tensors checked against the model and loaded into it; then, on stderr, what
+// was not verified and which tensors were 16-bit floats in the file.
+void load_weights_for(Module& model, const WeightsFile& w, const char* cmd, const char* op, bool print) {
+  load_weights_into(model, w, op);
+  if (!print) return;
+  if (std::string warn = weights_warning(w); !warn.empty())
+    std::fprintf(stderr, "megagrad %s: warning: %s\n", cmd, warn.c_str());
+  if (w.widened.empty()) return;
+  std::string codes;  // "F16", "BF16" or "F16/BF16"
+  for (const char* c : {"F16", "BF16"})
+    for (const auto& named : w.widened)
+      if (named.second == c) {
+        codes += (codes.empty() ? "" : "/") + std::string(c);
+        break;
+      }
+  std::fprintf(stderr, "megagrad %s: %zu of the %zu tensors of %s are %s in the file, read as float32\n", cmd,
+               w.widened.size(), w.tensors.size(), w.path.c_str(), codes.c_str());
 }
 }  // namespace
 
@@ -68,6 +89,7 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--data", "PATH", "listops: a folder with train/val/test .tsv (LRA format); charlm: a text file"},
                          {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>-<model>; with --resume, the checkpoint's folder)"},
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
+                         {"--init-from", "WEIGHTS", "start from the weights of a weights file (megagrad export, or converted official weights) instead of a fresh initialisation; its tensor names and shapes must match the model"},
                          {"--force", "", "--out holds another run: move it aside to DIR.old-<time>/ and start over"},
                          device_option(),
                          {"--tensorboard", "", "also write TensorBoard event files to OUT/tensorboard/ (view: tensorboard --logdir runs)"},
@@ -125,6 +147,13 @@ int cmd_train(const std::vector<std::string>& args) {
   o.force = opts.has("--force");
   if (o.force && !o.resume.empty())
     throw UsageError("megagrad train: --force starts over and --resume continues a run: give one of them");
+  if (opts.has("--init-from") && !o.resume.empty())
+    throw UsageError("megagrad train: --resume continues a run with its own weights, --init-from starts a new run "
+                     "from a weights file: give one of them");
+  // The file's own checks (structure, checksum, finite values) before anything is written; its
+  // names and shapes once the model is built.
+  std::optional<WeightsFile> init;
+  if (auto w = opts.get("--init-from")) init = load_weights_file(*w, "init-from");
   const std::string model_type = cfg.at("model").at("type").get_string();
   const std::string resume_dir = std::filesystem::path(o.resume).parent_path().string();
   o.out_dir = opts.get("--out").value_or(o.resume.empty() ? "runs/" + task + "-" + model_type
@@ -147,6 +176,25 @@ int cmd_train(const std::vector<std::string>& args) {
                 comm.size() > 1 ? fmt::format(" per rank, {} ranks ({})", comm.size(), comm.name()).c_str() : "");
   std::fflush(stdout);
   std::unique_ptr<TrainTask> t = make_task(cfg);
+  if (init) {
+    load_weights_for(t->model(), *init, "train", "init-from", root);
+    if (root) std::printf("megagrad train: initialised from %s (%zu tensors)\n", init->path.c_str(), init->tensors.size());
+    o.init_from = init->path;
+    if (init->verified) o.init_from_checksum = init->metadata.at("checksum");
+    if (root && init->config) {  // the same names and shapes, but maybe another model (e.g. an activation)
+      std::vector<std::string> diff;
+      try {
+        diff = model_config_differences(*init->config, cfg);
+      } catch (const Error& e) {
+        diff = {fmt::format("cannot compare: {}", e.what())};
+      }
+      std::string list;
+      for (const std::string& d : diff) list += (list.empty() ? "" : ", ") + d;
+      if (!diff.empty())
+        std::fprintf(stderr, "megagrad train: warning: %s was exported from another model configuration than this "
+                     "run's (%s); its tensor names and shapes match\n", init->path.c_str(), list.c_str());
+    }
+  }
   o.comm = &comm;
   if (comm.size() > 1 && !o.device.is_cpu() && dist::built_with_nccl()) {
     // GPUs: one per rank, and the gradients summed by NCCL on the device. (Without NCCL, MPI
@@ -171,28 +219,64 @@ int cmd_train(const std::vector<std::string>& args) {
 }
 
 int cmd_eval(const std::vector<std::string>& args) {
-  Options opts("eval", {{"--data", "FILE", "listops: evaluate on this LRA-format .tsv instead of the run's data"},
+  Options opts("eval", {{"--weights", "FILE", "evaluate a weights file instead of a CHECKPOINT: one from megagrad export, or from elsewhere (e.g. converted official weights) with --config"},
+                        {"--config", "FILE", "with --weights: the run configuration (JSON with \"task\", as train's --config) of a file that carries none; for an exported file, overrides merged into its own"},
+                        {"--data", "FILE", "listops: evaluate on this LRA-format .tsv instead of the run's data"},
                         {"--split", "S", "val (default) or test"},
                         device_option(),
                         threads_option()});
   opts.positionals(1, "CHECKPOINT");
   opts.parse(args);
   if (opts.help()) {
-    std::printf("usage: megagrad eval CHECKPOINT [options]\n\nEvaluates a training checkpoint on its task's "
-                "validation or test split, or on a ListOps .tsv file.\n\n%s",
+    std::printf("usage: megagrad eval CHECKPOINT [options]\n"
+                "       megagrad eval --weights FILE [--config MODEL.json] [options]\n\n"
+                "Evaluates a training checkpoint, or a weights-only file, on its task's validation or test\n"
+                "split, or on a ListOps .tsv file. A weights file written by megagrad export carries its\n"
+                "run configuration and a checksum, and is verified. A file from elsewhere (e.g. official\n"
+                "weights converted by tools/convert_fairseq_mega.py) carries neither: give the run\n"
+                "configuration with --config; the file is reported as unverified on stderr. Either way its\n"
+                "tensor names and shapes must be the model's (the error lists the missing, unexpected and\n"
+                "mismatched tensors). F16 and BF16 tensors are read as float32.\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
   apply_threads(opts);
   const Device device = parse_device(opts, "eval");
-  if (opts.positional().empty()) throw UsageError("megagrad eval: missing CHECKPOINT (see: megagrad eval --help)");
+  const bool weights = opts.has("--weights");
+  if (weights && !opts.positional().empty())
+    throw UsageError("megagrad eval: give a CHECKPOINT or --weights FILE, not both");
+  if (!weights && opts.positional().empty())
+    throw UsageError("megagrad eval: missing CHECKPOINT or --weights FILE (see: megagrad eval --help)");
+  if (!weights && opts.has("--config"))
+    throw UsageError("megagrad eval: --config goes with --weights (a checkpoint carries its own configuration)");
   const std::string split = opts.get("--split").value_or("val");
   if (split != "val" && split != "test")
     throw UsageError(fmt::format("megagrad eval: --split must be val or test, got '{}'", split));
-  const std::string path = opts.positional()[0];
-  Checkpoint ck = load_for(path, "eval");
-  MG_CHECK(ck.meta.count("config"), "eval", "{}: no run configuration in the checkpoint", path);
-  Json cfg = Json::parse(ck.meta.at("config"), "checkpoint config");
+  const std::string path = weights ? *opts.get("--weights") : opts.positional()[0];
+  Checkpoint ck;
+  std::optional<WeightsFile> w;
+  Json cfg;
+  if (weights) {
+    w = load_weights_file(path, "eval");
+    std::optional<Json> given;
+    if (auto f = opts.get("--config")) given = Json::parse(read_file(*f, "eval", 1 << 20), *f);
+    if (w->config) {
+      cfg = complete_run_config(*w->config);
+      if (given) cfg = merge_run_config(cfg, *given, *opts.get("--config"));
+    } else {
+      if (!given)
+        throw UsageError(fmt::format("megagrad eval: {} carries no run configuration (not a file of megagrad export): "
+                                     "give the model's with --config MODEL.json", path));
+      const std::string& f = *opts.get("--config");
+      MG_CHECK(given->is_object() && given->contains("task") && given->at("task").is_string(), "eval",
+               "{}: no \"task\" in the configuration: say which task the model is for (listops, fmnist or charlm)", f);
+      cfg = merge_run_config(default_run_config(given->at("task").get_string()), *given, f);
+    }
+  } else {
+    ck = load_for(path, "eval");
+    MG_CHECK(ck.meta.count("config"), "eval", "{}: no run configuration in the checkpoint", path);
+    cfg = Json::parse(ck.meta.at("config"), "checkpoint config");
+  }
   if (auto f = opts.get("--data")) {
     if (cfg.at("task").get_string() != "listops")
       throw UsageError("megagrad eval: --data FILE.tsv is for ListOps checkpoints");
@@ -201,7 +285,8 @@ int cmd_eval(const std::vector<std::string>& args) {
     cfg.set("data", d);
   }
   std::unique_ptr<TrainTask> t = make_task(cfg);
-  t->model().load_state_dict(ck.model);
+  if (w) load_weights_for(t->model(), *w, "eval", "eval", true);
+  else t->model().load_state_dict(ck.model);
   t->to(device);
   EvalResult r = t->evaluate(split, 0);
   MG_CHECK(std::isfinite(r.loss) && std::isfinite(r.metric), "eval", "{}: the {} loss is {} with finite weights",
@@ -218,22 +303,41 @@ int cmd_generate(const std::vector<std::string>& args) {
                             {"--temperature", "T", "sampling temperature (default 0.8)"},
                             {"--top-k", "K", "sample among the K most likely characters (default 0: all)"},
                             {"--seed", "S", "sampling seed (default 0)"},
+                            {"--weights", "FILE", "generate from a weights file of megagrad export (it carries the configuration and the vocabulary) instead of a CHECKPOINT"},
                             threads_option()});
   opts.positionals(1, "CHECKPOINT");
   opts.parse(args);
   if (opts.help()) {
-    std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n\nContinues TEXT with a character "
+    std::printf("usage: megagrad generate CHECKPOINT --prompt TEXT [options]\n"
+                "       megagrad generate --weights FILE --prompt TEXT [options]\n\nContinues TEXT with a character "
                 "language model (megagrad train --task charlm), by incremental decoding (Mega;\n"
                 "a Transformer decoder reruns its forward over the context for each character).\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
   apply_threads(opts);
-  if (opts.positional().empty()) throw UsageError("megagrad generate: missing CHECKPOINT (see: megagrad generate --help)");
+  const bool weights = opts.has("--weights");
+  if (weights && !opts.positional().empty())
+    throw UsageError("megagrad generate: give a CHECKPOINT or --weights FILE, not both");
+  if (!weights && opts.positional().empty())
+    throw UsageError("megagrad generate: missing CHECKPOINT or --weights FILE (see: megagrad generate --help)");
   if (!opts.has("--prompt")) throw UsageError("megagrad generate: --prompt is required");
   const double temperature = parse_double("generate", "--temperature", opts.get("--temperature").value_or("0.8"));
   if (!(temperature > 0)) throw UsageError("megagrad generate: --temperature must be positive");
-  Checkpoint ck = load_for(opts.positional()[0], "generate");
+  Checkpoint ck;
+  if (weights) {  // the parts of a checkpoint that generation reads: weights, configuration, vocabulary
+    const WeightsFile w = load_weights_file(*opts.get("--weights"), "generate");
+    MG_CHECK(w.config && w.metadata.count("vocab"), "generate",
+             "{}: no run configuration or vocabulary in the metadata: generate needs a character LM's weights "
+             "written by megagrad export", w.path);
+    ck.model = w.tensors;
+    ck.meta["config"] = w.config->dump();
+    Json data = Json::object();
+    data.set("vocab", Json::parse(w.metadata.at("vocab"), w.path + ": vocab"));
+    ck.meta["data"] = data.dump();
+  } else {
+    ck = load_for(opts.positional()[0], "generate");
+  }
   std::string out = generate_from_checkpoint(ck, *opts.get("--prompt"), opts.get_int("--length", 300, 1, 1000000),
                                              temperature, opts.get_int("--top-k", 0, 0, 1000000),
                                              (uint64_t)opts.get_int("--seed", 0, 0, INT64_MAX));

@@ -18,6 +18,7 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_plot(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);
 
 // --threads N is accepted before the subcommand and by every subcommand.
 inline OptionSpec threads_option() {

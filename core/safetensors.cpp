@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <optional>
@@ -24,11 +25,19 @@ namespace {
 constexpr std::string_view kLoad = "load_safetensors";
 constexpr std::string_view kSave = "save_safetensors";
 
-std::optional<DType> dtype_from_code(std::string_view code) {
-  if (code == "F32") return DType::Float32;
-  if (code == "F64") return DType::Float64;
-  if (code == "I64") return DType::Int64;
-  if (code == "BOOL") return DType::Bool;
+// A dtype code of the file: the tensor's dtype in memory, and the bytes of one element in the
+// file. F16 and BF16 are widened to float32 as they are read (2 bytes in the file, 4 in memory).
+struct FileDType {
+  DType dtype;
+  Half half;  // Half::none: the file holds the in-memory dtype itself
+};
+std::optional<FileDType> dtype_from_code(std::string_view code) {
+  if (code == "F32") return FileDType{DType::Float32, Half::none};
+  if (code == "F64") return FileDType{DType::Float64, Half::none};
+  if (code == "I64") return FileDType{DType::Int64, Half::none};
+  if (code == "BOOL") return FileDType{DType::Bool, Half::none};
+  if (code == "F16") return FileDType{DType::Float32, Half::f16};
+  if (code == "BF16") return FileDType{DType::Float32, Half::bf16};
   return std::nullopt;
 }
 std::string_view dtype_code(DType t) {
@@ -40,11 +49,22 @@ std::string_view dtype_code(DType t) {
   }
   return "?";
 }
+std::string_view half_code(Half h) { return h == Half::f16 ? "F16" : "BF16"; }
 
-// One tensor of a validated header: `nbytes` = end - begin = numel * dtype size.
+// n little-endian 16-bit floats at src, widened to float32 at dst.
+void widen_halves(const char* src, uint64_t n, Half half, float* dst) {
+  const auto* p = reinterpret_cast<const unsigned char*>(src);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint16_t bits = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+    dst[i] = half == Half::f16 ? f16_to_f32(bits) : bf16_to_f32(bits);
+  }
+}
+
+// One tensor of a validated header: `nbytes` = end - begin = numel * element size in the file.
 struct Entry {
   std::string name;
   DType dtype;
+  Half half;  // F16/BF16 in the file, widened to dtype (float32) when read
   Shape shape;
   uint64_t begin, end;
 };
@@ -79,12 +99,15 @@ Entry parse_entry(const std::string& name, const Json& info, uint64_t data_size,
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!info.contains(key)) bad("missing field \"{}\"", key);
 
-  Entry e{name, DType::Float32, {}, 0, 0};
+  Entry e{name, DType::Float32, Half::none, {}, 0, 0};
   const Json& dt = info.at("dtype");
   if (!dt.is_string()) bad("dtype must be a string, got {}", dt.describe());
-  std::optional<DType> dtype = dtype_from_code(dt.get_string());
-  if (!dtype) bad("dtype \"{}\" is not supported (supported: F32, F64, I64, BOOL)", clip(dt.get_string()));
-  e.dtype = *dtype;
+  std::optional<FileDType> dtype = dtype_from_code(dt.get_string());
+  if (!dtype)
+    bad("dtype \"{}\" is not supported (supported: F32, F64, I64, BOOL, and F16, BF16 read as float32)",
+        clip(dt.get_string()));
+  e.dtype = dtype->dtype;
+  e.half = dtype->half;
 
   const Json& sh = info.at("shape");
   bool shape_ok = sh.is_array();
@@ -93,7 +116,7 @@ Entry parse_entry(const std::string& name, const Json& info, uint64_t data_size,
   if (!shape_ok) bad("shape must be an array of non-negative integers, got {}", clip(sh.dump()));
   for (const Json& d : sh.elements()) e.shape.push_back(d.get_int());
   // numel * dtype size, refusing overflow (a zero dimension makes it 0 whatever the others are).
-  uint64_t nbytes = dtype_size(e.dtype);
+  uint64_t nbytes = e.half == Half::none ? dtype_size(e.dtype) : 2;
   if (std::find(e.shape.begin(), e.shape.end(), 0) != e.shape.end()) nbytes = 0;
   for (int64_t d : e.shape)
     if (nbytes && __builtin_mul_overflow(nbytes, (uint64_t)d, &nbytes))
@@ -196,6 +219,21 @@ struct Fd {
 };
 }  // namespace
 
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
+  uint32_t bits;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float32 (a normal number there)
+    const float v = std::ldexp((float)mantissa, -24);
+    return sign ? -v : v;
+  }
+  if (exponent == 31) bits = sign | 0x7F800000u | (mantissa << 13);  // Inf, or NaN with its payload
+  else bits = sign | ((exponent + 112) << 23) | (mantissa << 13);     // rebias 15 -> 127
+  return std::bit_cast<float>(bits);
+}
+
+float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
+
 bool SafeTensors::contains(std::string_view name) const {
   for (const auto& [n, t] : tensors)
     if (n == name) return true;
@@ -223,7 +261,12 @@ SafeTensors parse_safetensors(std::string_view bytes, std::string_view what) {
   out.metadata = std::move(h.metadata);
   for (const Entry& e : h.entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    std::memcpy(t.raw_data(), data.data() + e.begin, e.end - e.begin);
+    if (e.half != Half::none) {
+      widen_halves(data.data() + e.begin, (e.end - e.begin) / 2, e.half, static_cast<float*>(t.raw_data()));
+      out.widened.emplace_back(e.name, std::string(half_code(e.half)));
+    } else {
+      std::memcpy(t.raw_data(), data.data() + e.begin, e.end - e.begin);
+    }
     if (e.dtype == DType::Bool) check_bools(e, t, what);
     out.tensors.emplace_back(e.name, std::move(t));
   }
@@ -247,9 +290,23 @@ SafeTensors load_safetensors(const std::string& path) {
   SafeTensors out;
   out.source = path;
   out.metadata = std::move(h.metadata);
+  std::vector<char> halves;  // F16/BF16 bytes on their way to float32, a block at a time
   for (const Entry& e : h.entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);  // uninitialised: the read below fills it
-    pread_exact(f.fd, t.raw_data(), e.end - e.begin, 8 + n + e.begin, path);
+    if (e.half != Half::none) {
+      constexpr uint64_t kBlock = uint64_t(1) << 20;  // elements per read
+      const uint64_t count = (e.end - e.begin) / 2;
+      auto* dst = static_cast<float*>(t.raw_data());
+      halves.resize(2 * std::min(count, kBlock));
+      for (uint64_t i = 0; i < count; i += kBlock) {
+        const uint64_t k = std::min(count - i, kBlock);
+        pread_exact(f.fd, halves.data(), 2 * k, 8 + n + e.begin + 2 * i, path);
+        widen_halves(halves.data(), k, e.half, dst + i);
+      }
+      out.widened.emplace_back(e.name, std::string(half_code(e.half)));
+    } else {
+      pread_exact(f.fd, t.raw_data(), e.end - e.begin, 8 + n + e.begin, path);
+    }
     if (e.dtype == DType::Bool) check_bools(e, t, path);
     out.tensors.emplace_back(e.name, std::move(t));
   }

@@ -4,9 +4,16 @@
 // tensor name to {"dtype": "F32"|"F64"|"I64"|"BOOL", "shape": [...], "data_offsets": [begin, end]}
 // (offsets relative to the end of the header) and may hold "__metadata__": {string: string}.
 //
+// F16 and BF16 tensors (half-precision weights, e.g. from a model trained or saved in fp16) are
+// read too, widened to float32 as they are read: exactly, since every F16 and BF16 value is a
+// float32 value (subnormals included). Infinities keep their sign and NaNs stay NaN (sign and
+// payload bits kept); the reader refuses neither, and the commands that use weights refuse
+// non-finite ones by name (mega/train/checkpoint.h, first_non_finite). Nothing writes F16/BF16.
+//
 // The reader trusts nothing: every header field, size, offset, overlap and gap is checked, and the
 // first problem is reported as "[load_safetensors] <file>: tensor "<name>": <problem>".
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -20,11 +27,20 @@ struct SafeTensors {
   std::vector<std::pair<std::string, Tensor>> tensors;  // in header order; CPU, contiguous
   std::map<std::string, std::string> metadata;
   std::string source;  // the file name (or what) it came from, for error messages
+  // The tensors that were F16 or BF16 in the file (now float32): (name, "F16" | "BF16").
+  std::vector<std::pair<std::string, std::string>> widened;
 
   bool contains(std::string_view name) const;
   // Throws "[safetensors] <source>: no tensor "<name>" (N tensors: a, b, ...)".
   const Tensor& at(std::string_view name) const;
 };
+
+// The 16-bit float formats of a file, widened to float32 when read.
+enum class Half { none, f16, bf16 };
+// One IEEE binary16 (F16) or bfloat16 (BF16) value, given as its bits, as float32: exact for
+// every value (F16 subnormals become normal float32 numbers), Inf stays Inf, NaN stays NaN.
+float f16_to_f32(uint16_t bits);
+float bf16_to_f32(uint16_t bits);
 
 // The largest header accepted (the official limit).
 inline constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;

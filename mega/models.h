@@ -7,7 +7,9 @@
 //   MegaLM          the language model: decoder.embed_tokens.weight, decoder.layers.<i>.*,
 //                   decoder.final_norm.norm.*, decoder.output_projection.weight
 //   TransformerClassifier  a plain multi-head softmax Transformer with the same embedding,
-//                   pooling and classifier head: the baseline for ablations.
+//                   pooling and classifier head: the baseline for ablations. Names (ours, no
+//                   official counterpart): embed_tokens.weight, layers.<i>.* (TransformerBlock's
+//                   names), final_norm.norm.*, classifier.0.0.*, sentence_projection_layer.weight
 //   TransformerLM   the causal Transformer decoder, MegaLM's baseline: decoder.embed_tokens.weight,
 //                   decoder.embed_positions.weight (learned positions only), decoder.layers.<i>.*
 //                   (TransformerBlock's names), decoder.final_norm.norm.*,

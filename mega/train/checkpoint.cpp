@@ -53,10 +53,12 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  // "[load_safetensors] <path>: ..." -> "[load_checkpoint] <path>: ..."
+  // "[load_safetensors] <path>: ..." -> "[load_checkpoint] <path>: ..." (and read_file's own
+  // "[load_checkpoint] cannot read ..." keeps one prefix, not two)
   auto as_checkpoint_error = [](const Error& e) -> std::string {
     std::string_view m = e.what();
-    if (m.rfind("[load_safetensors] ", 0) == 0) m.remove_prefix(19);
+    for (std::string_view prefix : {"[load_safetensors] ", "[load_checkpoint] "})
+      if (m.starts_with(prefix)) m.remove_prefix(prefix.size());
     return std::string(m);
   };
   std::string bytes;

@@ -176,6 +176,10 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     h.set("world_size", (int64_t)comm.size()), h.set("communicator", std::string(comm.name()));
     h.set("device", fmt::format("{}", o.device)), h.set("resumed_at_step", o.resume.empty() ? Json() : Json(step));
     h.set("config", o.config);
+    if (!o.init_from.empty()) {
+      h.set("init_from", o.init_from);
+      h.set("init_from_checksum", o.init_from_checksum.empty() ? Json() : Json(o.init_from_checksum));
+    }
     Json j = Json::object();
     j.set("header", h);
     if (log) log->write(j);

@@ -100,6 +100,9 @@ struct TrainOptions {
   int64_t checkpoint_every = 500;
   std::string out_dir = "runs/run";  // checkpoint.safetensors, metrics.jsonl, curves.svg
   std::string resume;            // a checkpoint to continue from ("" : start fresh)
+  // The weights file the caller loaded into the model before train() (train --init-from), and its
+  // checksum ("" when unverified): recorded in the metrics log's header, nothing else.
+  std::string init_from, init_from_checksum;
   bool force = false;            // out_dir holds another run: move it aside to "<out_dir>.old-<time>" first
   uint64_t seed = 1;             // seeds the dropout masks (the default generator) of a fresh run
   Device device = Device::cpu();  // where the model, the batches and the optimizer live

@@ -26,10 +26,10 @@ rc=$(run --help)
 # 2. help.
 rc=$(run help)
 [ "$rc" = 0 ] || { show; fail "help: exit $rc"; }
-for c in train eval generate info gradcheck demo ref-check bench-layer bench-step; do
+for c in train eval export generate info gradcheck demo ref-check bench-layer bench-step; do
   grep -qE "^  $c " out.txt || { show; fail "help does not list $c"; }
 done
-for c in train eval gradcheck; do
+for c in train eval export gradcheck; do
   rc=$(run help $c)
   [ "$rc" = 0 ] || { show; fail "help $c: exit $rc"; }
   mv out.txt help.txt

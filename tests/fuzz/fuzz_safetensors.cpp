@@ -1,5 +1,6 @@
-// Fuzz target: the safetensors reader (core/safetensors.h) and the checkpoint reader
-// (mega/train/checkpoint.h), which reads a safetensors file and checks its metadata and checksum.
+// Fuzz target: the safetensors reader (core/safetensors.h), the checkpoint reader
+// (mega/train/checkpoint.h) and the weights-file reader (mega/train/weights.h), which read a
+// safetensors file and check its metadata and checksum.
 //
 // Input: one mode byte, then the payload.
 //   even mode: the payload is the whole file;
@@ -12,7 +13,8 @@
 //     tensors (names in order, dtypes, shapes, bytes) and metadata;
 //   - an accepted file is written back by serialize_safetensors, and those bytes parse to the same
 //     tensors and metadata (the writer accepts whatever the reader accepts);
-//   - load_checkpoint on the scratch file returns or throws megagrad::Error.
+//   - load_checkpoint and load_weights_file (mega/train/weights.h) on the scratch file each return
+//     or throw megagrad::Error.
 // Anything else (another exception type, a sanitizer report, a mismatch, a huge allocation from
 // a size field, a hang) is a bug.
 #include <cstdint>
@@ -20,6 +22,7 @@
 #include <optional>
 #include "core/safetensors.h"
 #include "mega/train/checkpoint.h"
+#include "mega/train/weights.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace megagrad;
@@ -92,5 +95,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   fuzz::accepts("load_checkpoint", [&] { (void)load_checkpoint(path); });
+  fuzz::accepts("load_weights_file", [&] { (void)load_weights_file(path, "fuzz"); });
   return 0;
 }

@@ -36,7 +36,9 @@ def read(*parts):
 # ---------------------------------------------------------------- safetensors
 
 DTYPES = {"F32": ("<f", 4, "float32"), "F64": ("<d", 8, "float64"), "I64": ("<q", 8, "int64"),
-          "BOOL": ("<?", 1, "bool")}
+          "BOOL": ("<?", 1, "bool"),
+          # Read and widened to float32; BF16 values are given as their 16 bits.
+          "F16": ("<e", 2, "float16"), "BF16": ("<H", 2, "bfloat16")}
 
 
 def tensor_bytes(dtype, values):
@@ -94,6 +96,9 @@ def safetensors_seeds():
         "no_tensors": safetensors_parts([]),
         "metadata_only": safetensors_parts([], {"format": "pt"}),
         "scalar_f64": safetensors_parts([("s", "F64", [], [3.0])]),
+        # 16-bit floats: 1, -2, the smallest F16 subnormal, Inf; BF16 1.0 and a quiet NaN.
+        "halves": safetensors_parts([("h", "F16", [4], [1.0, -2.0, 2.0 ** -24, float("inf")]),
+                                     ("b", "BF16", [2], [0x3F80, 0x7FC0])]),
     }
     ck = [("model.layer.weight", "F32", [2, 2], [1.0, 2.0, 3.0, 4.0]),
           ("model.layer.bias", "F32", [2], [0.0, 1.0]),
@@ -112,10 +117,11 @@ def safetensors_seeds():
     bad = [
         ('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
          '"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8),  # overlap
-        ('{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', 4),  # unsupported dtype
+        ('{"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}', 8),  # unsupported dtype
         ('{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}', 16),  # overflow
         ('{"a":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}', 2),  # BOOL byte 0xff below
         ('{"a":{"dtype":"I64","shape":[1],"data_offsets":[8,16]}}', 16),  # a hole
+        ('{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8]}}', 8),  # F16 with F32's byte count
     ]
     for i, (h, n) in enumerate(bad):
         write(t, "bad%d.split" % i, b"\1" + h.encode() + b"\0" + b"\xff" * n)
@@ -246,8 +252,8 @@ CONFIG_KEYS = [
     "weight_decay", "clip", "log_every", "eval_every", "eval_batches", "checkpoint_every", "_comment",
     # checkpoint data states
     "chars", "vocab", "size", "shuffle", "drop_last", "epoch", "position", "sampler_seed", "sampler_offset"]
-SAFETENSORS_KEYS = ["dtype", "shape", "data_offsets", "__metadata__", "F32", "F64", "I64", "BOOL", "F16", "format",
-                    "megagrad-checkpoint-1", "checksum", "model.", "optim.", "step", "rng", "config"]
+SAFETENSORS_KEYS = ["dtype", "shape", "data_offsets", "__metadata__", "F32", "F64", "I64", "BOOL", "F16", "BF16",
+                    "format", "megagrad-checkpoint-1", "megagrad-weights-1", "checksum", "model.", "optim.", "step", "rng", "config"]
 DATA_TOKENS = ['[MIN', '[MAX', '[MED', '[SM', ']', '(', ')', ' ', '\t', '\r\n', 'Source\tTarget\n',
                'Source\tTarget\r\n',
                # gzip: magic + deflate with no flags / all flags, a stored block's length pair, empty stored block
