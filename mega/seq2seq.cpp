@@ -2,6 +2,7 @@
 // the official MegaEncoder.forward and MegaDecoder.extract_features_scriptable step by step,
 // batch-major.
 #include "mega/seq2seq.h"
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include "autograd/grad_mode.h"
@@ -89,6 +90,28 @@ Tensor causal_mask(const std::vector<int64_t>& tokens, int64_t B, int64_t first,
         p[(b * m + r) * n + j] = j > i || (j != i && tokens[(size_t)(b * n + j)] == pad);
     }
   return mb;
+}
+
+// new_order as a vector of row ids < B, checked.
+std::vector<int64_t> checked_order(const Tensor& new_order, int64_t B) {
+  MG_CHECK(new_order.defined() && new_order.dtype() == DType::Int64 && new_order.dim() == 1 && new_order.numel() >= 1,
+           kOp, "new_order must be int64 (B') with B' >= 1, got {}", new_order.desc());
+  std::vector<int64_t> o = new_order.to_int_vector();
+  for (int64_t i : o) MG_CHECK(i >= 0 && i < B, kOp, "new_order {} holds row {}, but the state has {} rows", new_order.desc(), i, B);
+  return o;
+}
+
+// Rows `order` of a row-major (B, row) vector.
+std::vector<double> select_rows(const std::vector<double>& v, const std::vector<int64_t>& order, size_t row) {
+  std::vector<double> out(order.size() * row);
+  for (size_t i = 0; i < order.size(); ++i)
+    std::copy(v.begin() + (ptrdiff_t)((size_t)order[i] * row), v.begin() + (ptrdiff_t)((size_t)(order[i] + 1) * row),
+              out.begin() + (ptrdiff_t)(i * row));
+  return out;
+}
+
+void select_batch(Tensor& t, const Tensor& order) {
+  if (t.defined()) t = index_select(t, 0, order);
 }
 
 void check_layer_keys(const Json& j, const std::string& name) {
@@ -339,6 +362,24 @@ Tensor MegaSeq2Seq::forward_incremental(const Tensor& prev_output_tokens, State&
   return linear(x, *dec_->output_projection);
 }
 
+void MegaSeq2Seq::reorder_incremental_state(State& st, const Tensor& new_order) const {
+  no_grad guard;
+  MG_CHECK(st.enc.out.defined(), kOp, "reorder_incremental_state needs a state from begin(src_tokens)");
+  const std::vector<int64_t> o = checked_order(new_order, st.enc.out.size(0));
+  select_batch(st.enc.out, new_order), select_batch(st.enc.padding_mask, new_order);
+  for (LayerState& ls : st.self) {
+    select_batch(ls.ema.h, new_order), select_batch(ls.ema.ring, new_order);
+    select_batch(ls.keys, new_order), select_batch(ls.values, new_order), select_batch(ls.key_pad, new_order);
+  }
+  for (CrossAttentionCache& c : st.cross) {
+    const size_t S = (size_t)c.S;
+    c.k = select_rows(c.k, o, c.k.size() / (size_t)c.B);
+    c.v = select_rows(c.v, o, c.v.size() / (size_t)c.B);
+    if (!c.key_pad.empty()) c.key_pad = select_rows(c.key_pad, o, S);
+    c.B = (int64_t)o.size();
+  }
+}
+
 NamedTensors MegaSeq2Seq::official_state_dict() const {
   const NamedTensors mine = state_dict();
   const Tensor version = Tensor::from_vector(std::vector<double>{3.0}, {1}, DType::Float32);
@@ -413,7 +454,9 @@ LabelSmoothedLoss label_smoothed_cross_entropy(const Tensor& logits, const Tenso
   Tensor lp = log_softmax(logits.reshape({N, V}), 1);                            // (N, V)
   Tensor k = Tensor::from_vector(keep, {N, 1}, logits.dtype());
   if (!logits.device().is_cpu()) k = k.to(logits.device());
-  Tensor nll = mul(neg(gather(lp, 1, Tensor::from_vector(idx, {N, 1}))), k);    // (N, 1)
+  Tensor index = Tensor::from_vector(idx, {N, 1});
+  if (!logits.device().is_cpu()) index = index.to(logits.device());
+  Tensor nll = mul(neg(gather(lp, 1, index)), k);                               // (N, 1)
   Tensor smooth = mul(neg(sum(lp, {1}, true)), k);                               // (N, 1)
   out.nll_loss = sum(nll);
   out.loss = add(mul_scalar(out.nll_loss, 1.0 - epsilon), mul_scalar(sum(smooth), epsilon / (double)V));
@@ -639,6 +682,21 @@ Tensor TransformerSeq2Seq::forward_incremental(const Tensor& prev_output_tokens,
   st.tokens = std::move(all);
   st.pos += m;
   return linear(dec_->final_norm->forward(x), *dec_->output_projection);
+}
+
+void TransformerSeq2Seq::reorder_incremental_state(State& st, const Tensor& new_order) const {
+  no_grad guard;
+  MG_CHECK(st.enc.out.defined(), kOp, "reorder_incremental_state needs a state from begin(src_tokens)");
+  const std::vector<int64_t> o = checked_order(new_order, st.enc.out.size(0));
+  select_batch(st.enc.out, new_order), select_batch(st.enc.padding_mask, new_order), select_batch(st.src_mask, new_order);
+  for (TransformerDecoderLayer::Cache& c : st.layers) {
+    select_batch(c.self_k, new_order), select_batch(c.self_v, new_order);
+    select_batch(c.cross_k, new_order), select_batch(c.cross_v, new_order);
+  }
+  std::vector<int64_t> tokens(o.size() * (size_t)st.pos);
+  for (size_t i = 0; i < o.size(); ++i)
+    for (int64_t j = 0; j < st.pos; ++j) tokens[i * (size_t)st.pos + (size_t)j] = st.tokens[(size_t)(o[i] * st.pos + j)];
+  st.tokens = std::move(tokens);
 }
 
 }  // namespace megagrad

@@ -80,6 +80,10 @@ class MegaSeq2Seq : public Module {
   };
   State begin(const Tensor& src_tokens);
   Tensor forward_incremental(const Tensor& prev_output_tokens, State& state);
+  // For beam search: keeps the batch rows new_order (int64 (B'), ids < B, repeats allowed, so
+  // B' may differ from B) of everything the state caches, as fairseq's reorder_encoder_out and
+  // reorder_incremental_state.
+  void reorder_incremental_state(State& state, const Tensor& new_order) const;
 
   // The official state_dict: state_dict() plus the aliases of the shared embedding
   // (decoder.embed_tokens.weight, decoder.output_projection.weight: the same tensor, as PyTorch
@@ -174,6 +178,7 @@ class TransformerSeq2Seq : public Module {
   };
   State begin(const Tensor& src_tokens);
   Tensor forward_incremental(const Tensor& prev_output_tokens, State& state);
+  void reorder_incremental_state(State& state, const Tensor& new_order) const;  // as MegaSeq2Seq's
   const TransformerSeq2SeqConfig cfg;
 
  private:

@@ -348,6 +348,47 @@ TEST_CASE("seq2seq: incremental decoding equals the parallel forward (float64, s
   WARN("TransformerSeq2Seq incremental vs parallel, max |difference|: " << std::max(t1, t2));
 }
 
+namespace {
+// Decodes 3 target tokens for a batch of 2, reorders the state to rows {1, 0, 1} (as a beam search
+// does), decodes 3 more; the logits must be those of a fresh state over the reordered batch, and
+// those of the parallel forward.
+template <typename Model>
+void check_reorder(Model& m) {
+  Tensor src = tokens({3, 4, 5, 6, 7, 2, 5, 7, 0, 0}, 2);
+  Tensor hist = tokens({1, 3, 4, 1, 9, 8}, 2), next = tokens({5, 6, 2, 7, 6, 5, 2, 2, 9}, 3);
+  Tensor order = Tensor::from_vector(std::vector<int64_t>{1, 0, 1}, {3});
+  no_grad g;
+  auto st = m.begin(src);
+  for (int64_t t = 0; t < 3; ++t) m.forward_incremental(hist.narrow(1, t, 1).contiguous(), st);
+  m.reorder_incremental_state(st, order);
+  std::vector<Tensor> parts;
+  for (int64_t t = 0; t < 3; ++t) parts.push_back(m.forward_incremental(next.narrow(1, t, 1).contiguous(), st));
+  Tensor got = cat(parts, 1);
+  Tensor src2 = index_select(src, 0, order), hist2 = index_select(hist, 0, order);
+  Tensor full = m.forward(src2, cat({hist2, next}, 1)).narrow(1, 3, 3);
+  CHECK(max_abs_diff(got, full) < 1e-10);
+  CHECK_THROWS_WITH(m.reorder_incremental_state(st, Tensor::from_vector(std::vector<int64_t>{0, 3}, {2})),
+                    Contains("[seq2seq]") && Contains("row 3") && Contains("3 rows"));
+}
+}  // namespace
+
+TEST_CASE("seq2seq: reordering the incremental state for beam search", "[seq2seq][incremental]") {
+  Seq2SeqConfig c = tiny_config(6, 16, 16);
+  c.decoder.chunk_size = 4, c.decoder.truncation = 3;  // a chunk boundary after the reorder; the EMA's ring
+  MegaSeq2Seq m(c, 41);
+  m.to(DType::Float64);
+  add_noise(m, 42);
+  m.eval();
+  check_reorder(m);
+  TransformerSeq2SeqConfig tc;
+  tc.embed_dim = 8, tc.ffn_dim = 12, tc.num_heads = 2, tc.vocab_size = 11;
+  TransformerSeq2Seq tr(tc, 43);
+  tr.to(DType::Float64);
+  add_noise(tr, 44);
+  tr.eval();
+  check_reorder(tr);
+}
+
 TEST_CASE("seq2seq: bad input is refused with its shapes", "[seq2seq][errors]") {
   Seq2SeqConfig c = tiny_config(6, 16, 16);
   MegaSeq2Seq m(c, 31);
