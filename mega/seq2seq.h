@@ -46,8 +46,9 @@ struct Seq2SeqConfig {
 // JSON: {"encoder_layers", "decoder_layers", "vocab_size", "tgt_vocab_size", "padding_idx",
 // "share_all_embeddings", "share_decoder_input_output_embed", "scale_embedding",
 // "normalize_embedding", "encoder": {layer keys}, "decoder": {layer keys}}, the layer keys those of
-// mega/config.h. Every key is written; when parsing, missing keys keep the defaults above, and an
-// unknown key or a wrong type is an error naming its path.
+// mega/config.h. Every key is written; when parsing, "vocab_size", "encoder" and "decoder" are
+// required, other missing keys keep the defaults above, and an unknown key or a wrong type is an
+// error naming its path. A layer object's direction may be left out (its side sets it).
 Json seq2seq_config_to_json(const Seq2SeqConfig& c);
 Seq2SeqConfig parse_seq2seq_config(const Json& j, std::string_view what, std::string_view path = "");
 

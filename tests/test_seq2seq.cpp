@@ -120,12 +120,16 @@ TEST_CASE("seq2seq: the official state_dict names and shapes", "[seq2seq]") {
     CHECK(shapes_of(mt.state_dict()).count("decoder.output_projection.weight") == 0);
     CHECK(shapes_of(mt.official_state_dict()).at("decoder.output_projection.weight") == Shape{13, D});
   }
-  SECTION("postnorm has no final norms") {
+  SECTION("postnorm has no final norms; normalize_embedding adds embed_norm") {
     Seq2SeqConfig p = c;
-    p.encoder.prenorm = p.decoder.prenorm = false;
+    p.encoder.prenorm = p.decoder.prenorm = false, p.normalize_embedding = true;
     auto sp = shapes_of(MegaSeq2Seq(p, 3).state_dict());
     CHECK(sp.count("encoder.final_norm.norm.weight") == 0);
     CHECK(sp.count("decoder.final_norm.norm.weight") == 0);
+    CHECK(sp.at("encoder.embed_norm.norm.weight") == Shape{D});
+    CHECK(sp.at("decoder.embed_norm.norm.bias") == Shape{D});
+    p.encoder.prenorm = true;
+    CHECK_THROWS_WITH(MegaSeq2Seq(p, 3), Contains("[seq2seq]") && Contains("normalize_embedding and prenorm"));
   }
   SECTION("load_official_state_dict round trip; a differing alias is refused") {
     add_noise(m, 4);
@@ -302,6 +306,10 @@ TEST_CASE("seq2seq: incremental decoding equals the parallel forward (float64, s
           for (MegaLayerConfig* l : {&c.encoder, &c.decoder})
             l->attention_activation = act, l->rel_pos_bias = bias, l->chunk_size = chunk, l->prenorm = prenorm;
           if (chunk > 0) c.decoder.truncation = 6;  // the decoder's EMA truncated as well
+          if (!prenorm) {  // postnorm runs also normalise the embeddings and keep two vocabularies
+            c.normalize_embedding = true, c.share_all_embeddings = false, c.tgt_vocab_size = 13;
+            c.encoder.norm_type = c.decoder.norm_type = NormType::ScaleNorm;
+          }
           MegaSeq2Seq m(c, 21);
           m.to(DType::Float64);
           add_noise(m, 22);
