@@ -104,17 +104,18 @@ Tensor GatedCrossAttention::forward_incremental(const Tensor& query, const Cross
   Tensor u = sigmoid(base.narrow(2, 0, D));
   Tensor r = silu(base.narrow(2, D, D));
   const std::vector<double> q = base.narrow(2, 2 * D, Z).contiguous().to_vector();
-  // bias(e), e = j - i, for e in [-(pos+m-1), S-1]: rel[off + e].
-  const int64_t off = pos + m - 1;
-  std::vector<double> rel((size_t)(off + S));
+  // bias(e), e = j - i, for the offsets of this block only, e in [-(pos+m-1), S-1-pos]: rel[off + e]
+  // (S + m - 1 values, however long the prefix).
+  const int64_t off = pos + m - 1, e_max = S - 1 - pos;
+  std::vector<double> rel((size_t)(S + m - 1));
   const RelPosBias rb = rel_pos_bias();
   if (rb.kind == RelPosBias::Kind::Simple) {
     const std::vector<double> w = rb.weight.to_vector();
-    for (int64_t e = -off; e < S; ++e) rel[(size_t)(off + e)] = w[(size_t)(max_positions - 1 + e)];
+    for (int64_t e = -off; e <= e_max; ++e) rel[(size_t)(off + e)] = w[(size_t)(max_positions - 1 + e)];
   } else {  // rotary: the Toeplitz form of rotary_bias.h, only the offsets this block uses
     const std::vector<double> a = rb.alpha.to_vector(), bt = rb.beta.to_vector(), th = rotary_theta(Z);
     const int64_t half = Z / 2;
-    for (int64_t e = -off; e < S; ++e) {
+    for (int64_t e = -off; e <= e_max; ++e) {
       double pc = 0, qs = 0;
       const int64_t ae = e < 0 ? -e : e;
       for (int64_t kk = 0; kk < half; ++kk)

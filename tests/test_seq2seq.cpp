@@ -3,6 +3,7 @@
 // gradchecks of whole small models, overfitting a tiny copy task, incremental decoding equal to
 // the parallel forward with source padding, and the errors for bad input.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include "autograd/grad_mode.h"
@@ -455,4 +456,45 @@ TEST_CASE("seq2seq: parameter counts of Mega and the Transformer at one width", 
                                                           << tr.num_parameters() << ", ratio " << ratio);
   CHECK(ratio > 0.85);
   CHECK(ratio < 1.15);
+}
+
+// Hidden (run with "[.seq2seq_decode_cost]"): the time per generated token early and late in a
+// long target, with and without chunking; the chunked Mega's must not grow with the prefix.
+TEST_CASE("seq2seq: decoding cost per token against the prefix", "[.seq2seq_decode_cost]") {
+  const int64_t T = 512, S = 32;
+  std::vector<int64_t> sv((size_t)S);
+  for (int64_t i = 0; i < S; ++i) sv[(size_t)i] = 2 + i % 50;
+  Tensor src = Tensor::from_vector(sv, {1, S});
+  auto per_token_ms = [&](auto& m) {
+    m.eval();
+    auto st = m.begin(src);
+    std::vector<double> ms;
+    for (int64_t t = 0; t < T; ++t) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.forward_incremental(Tensor::from_vector(std::vector<int64_t>{2 + t % 50}, {1, 1}), st);
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    double early = 0, late = 0;
+    for (int64_t t = 0; t < 64; ++t) early += ms[(size_t)t] / 64, late += ms[(size_t)(T - 64 + t)] / 64;
+    return std::pair<double, double>{early, late};
+  };
+  for (int64_t chunk : {32, -1}) {
+    Seq2SeqConfig c = tiny_config(64, T, T);
+    for (MegaLayerConfig* l : {&c.encoder, &c.decoder})
+      l->hidden_dim = 128, l->ffn_hidden_dim = 128, l->z_dim = 32, l->n_dim = 16, l->chunk_size = chunk;
+    c.vocab_size = 1000;
+    MegaSeq2Seq m(c, 1);
+    const std::pair<double, double> r = per_token_ms(m);
+    const double early = r.first, late = r.second;
+    WARN("Mega chunk " << chunk << ": ms/token at tokens 0-63 " << early << ", at " << T - 64 << "-" << T - 1 << " "
+                       << late);
+    if (chunk > 0) CHECK(late < 1.5 * early);
+  }
+  TransformerSeq2SeqConfig tc;
+  tc.embed_dim = 64, tc.ffn_dim = 256, tc.num_heads = 4, tc.vocab_size = 1000, tc.max_source_positions = T,
+  tc.max_target_positions = T;
+  TransformerSeq2Seq tr(tc, 1);
+  const std::pair<double, double> r = per_token_ms(tr);
+  const double early = r.first, late = r.second;
+  WARN("Transformer (KV cache): ms/token at tokens 0-63 " << early << ", at " << T - 64 << "-" << T - 1 << " " << late);
 }
