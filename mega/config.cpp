@@ -132,4 +132,24 @@ LayerCaseConfig load_layer_config(const std::string& path) {
   return parse_layer_config(Json::parse(text, path), path);
 }
 
+Json layer_config_to_json(const MegaLayerConfig& c) {
+  Json j = Json::object();
+  j.set("embed_dim", c.embed_dim), j.set("hidden_dim", c.hidden_dim), j.set("ffn_hidden_dim", c.ffn_hidden_dim);
+  j.set("z_dim", c.z_dim), j.set("n_dim", c.n_dim), j.set("chunk_size", c.chunk_size);
+  j.set("truncation", c.truncation ? Json(*c.truncation) : Json());
+  j.set("rel_pos_bias", c.rel_pos_bias == RelPosBias::Kind::Simple ? "simple" : "rotary");
+  j.set("max_positions", c.max_positions);
+  j.set("attention_activation", c.attention_activation == AttentionActivation::Softmax ? "softmax"
+                                : c.attention_activation == AttentionActivation::Laplace ? "laplace"
+                                                                                         : "relu2");
+  j.set("norm_type", c.norm_type == NormType::LayerNorm    ? "layernorm"
+                     : c.norm_type == NormType::ScaleNorm ? "scalenorm"
+                     : c.norm_type == NormType::RMSNorm   ? "rmsnorm"
+                                                          : "batchnorm");
+  j.set("norm_affine", c.norm_affine), j.set("prenorm", c.prenorm), j.set("bidirectional", c.bidirectional);
+  j.set("causal", c.causal), j.set("dropout", c.dropout), j.set("attention_dropout", c.attention_dropout);
+  j.set("hidden_dropout", c.hidden_dropout);
+  return j;
+}
+
 }  // namespace megagrad

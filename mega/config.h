@@ -30,4 +30,8 @@ LayerCaseConfig parse_layer_config(const Json& json, std::string_view what);
 LayerCaseConfig parse_layer_config(const Json& json, std::string_view what, std::string_view path);
 LayerCaseConfig load_layer_config(const std::string& path);
 
+// The layer keys of a MegaLayerConfig (every one, truncation null when unset), which
+// parse_layer_config reads back to the same configuration.
+Json layer_config_to_json(const MegaLayerConfig& c);
+
 }  // namespace megagrad

@@ -2,8 +2,13 @@
 // GatedCrossAttention line by line (decoder_layer.h; the attention core's derivation:
 // mega/cross_attention/cross_attention.md).
 #include "mega/decoder_layer.h"
+#include <cmath>
+#include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "mega/attention/activation.h"
+#include "mega/attention/rotary_bias.h"
+#include "mega/attention/rotary_coeffs.h"
 
 namespace megagrad {
 
@@ -65,6 +70,111 @@ Tensor GatedCrossAttention::forward(const Tensor& query, const Tensor& mem, cons
   return cfg.prenorm ? out : norm->forward(out);
 }
 
+CrossAttentionCache GatedCrossAttention::precompute(const Tensor& mem, const Tensor& key_padding_mask) {
+  ForwardScope scope(this);
+  no_grad guard;
+  const int64_t D = cfg.embed_dim;
+  MG_CHECK(mem.dim() == 3 && mem.size(2) == D, "cross_attn", "mem must be (B, S, {}), got {}", D, mem.desc());
+  CrossAttentionCache c;
+  c.B = mem.size(0), c.S = mem.size(1);
+  MG_CHECK(!key_padding_mask.defined() || key_padding_mask.shape() == (Shape{c.B, c.S}), "cross_attn",
+           "key_padding_mask must be (B, S) = ({}, {}) for mem {}, got {}", c.B, c.S, mem.desc(),
+           key_padding_mask.desc());
+  MG_CHECK(c.S <= max_positions, "cross_attn", "source length S={} exceeds max_positions {} (mem {})", c.S,
+           max_positions, mem.desc());
+  c.k = k_proj->forward(mem).to_vector();
+  c.v = silu(v_proj->forward(mem)).to_vector();
+  if (key_padding_mask.defined()) c.key_pad = key_padding_mask.to_vector();
+  return c;
+}
+
+// The fused op's math (cross_attention.md) for the rows pos .. pos+m-1, as plain loops in double:
+// a decoding step reads the cached S keys and values once, O(S (Z + D)) per token.
+Tensor GatedCrossAttention::forward_incremental(const Tensor& query, const CrossAttentionCache& c, int64_t pos) {
+  ForwardScope scope(this);
+  no_grad guard;
+  const int64_t D = cfg.embed_dim, Z = cfg.z_dim, S = c.S;
+  MG_CHECK(query.dim() == 3 && query.size(2) == D && query.size(0) == c.B, "cross_attn",
+           "query must be (B, m, {}) with the cache's batch B={}, got {}", D, c.B, query.desc());
+  const int64_t B = c.B, m = query.size(1);
+  MG_CHECK(pos >= 0 && pos + m <= max_positions, "cross_attn",
+           "target positions {}..{} exceed max_positions {} (query {})", pos, pos + m - 1, max_positions, query.desc());
+  Tensor qn = cfg.prenorm ? norm->forward(query) : query;
+  Tensor base = q_proj->forward(qn);                   // (B,m,2D+Z): [u | r | q]
+  Tensor u = sigmoid(base.narrow(2, 0, D));
+  Tensor r = silu(base.narrow(2, D, D));
+  const std::vector<double> q = base.narrow(2, 2 * D, Z).contiguous().to_vector();
+  // bias(e), e = j - i, for the offsets of this block only, e in [-(pos+m-1), S-1-pos]: rel[off + e]
+  // (S + m - 1 values, however long the prefix).
+  const int64_t off = pos + m - 1, e_max = S - 1 - pos;
+  std::vector<double> rel((size_t)(S + m - 1));
+  const RelPosBias rb = rel_pos_bias();
+  if (rb.kind == RelPosBias::Kind::Simple) {
+    const std::vector<double> w = rb.weight.to_vector();
+    for (int64_t e = -off; e <= e_max; ++e) rel[(size_t)(off + e)] = w[(size_t)(max_positions - 1 + e)];
+  } else {  // rotary: the Toeplitz form of rotary_bias.h, only the offsets this block uses
+    const std::vector<double> a = rb.alpha.to_vector(), bt = rb.beta.to_vector(), th = rotary_theta(Z);
+    const int64_t half = Z / 2;
+    for (int64_t e = -off; e <= e_max; ++e) {
+      double pc = 0, qs = 0;
+      const int64_t ae = e < 0 ? -e : e;
+      for (int64_t kk = 0; kk < half; ++kk)
+        rotary_rel_term(rotary_pq(a[(size_t)kk], a[(size_t)(kk + half)], bt[(size_t)kk], bt[(size_t)(kk + half)]),
+                        th[(size_t)kk], ae, pc, qs);
+      rel[(size_t)(off + e)] = e >= 0 ? pc - qs : pc + qs;
+    }
+  }
+  const bool softmax = cfg.attention_activation == AttentionActivation::Softmax;
+  const bool padded = !c.key_pad.empty();
+  std::vector<double> h((size_t)(B * m * D), 0.0), w((size_t)S);
+  for (int64_t b = 0; b < B; ++b) {
+    const double* pad = padded ? &c.key_pad[(size_t)(b * S)] : nullptr;
+    int64_t visible = S;
+    if (padded) {
+      visible = 0;
+      for (int64_t j = 0; j < S; ++j) visible += pad[j] == 0;
+    }
+    if (visible == 0) continue;  // a source of padding only: h = 0, as the fused op
+    for (int64_t t = 0; t < m; ++t) {
+      const int64_t i = pos + t;
+      const double* qi = &q[(size_t)((b * m + t) * Z)];
+      double mx = -INFINITY;
+      for (int64_t j = 0; j < S; ++j) {
+        const double* kj = &c.k[(size_t)((b * S + j) * Z)];
+        double s = 0;
+        for (int64_t z = 0; z < Z; ++z) s += qi[z] * kj[z];
+        const double bias = rel[(size_t)(off + j - i)];
+        const bool masked = pad && pad[j] != 0;
+        if (softmax) {
+          w[(size_t)j] = masked ? -INFINITY : s / std::sqrt((double)Z) + bias;
+          mx = std::max(mx, w[(size_t)j]);
+        } else {
+          const double x = s / (double)visible + bias;
+          w[(size_t)j] = masked ? 0.0
+                         : cfg.attention_activation == AttentionActivation::Relu2
+                             ? act_f<AttentionActivation::Relu2, double>(x)
+                             : act_f<AttentionActivation::Laplace, double>(x);
+        }
+      }
+      if (softmax) {
+        double total = 0;
+        for (double& x : w) total += (x = std::exp(x - mx));
+        for (double& x : w) x /= total;
+      }
+      double* hi = &h[(size_t)((b * m + t) * D)];
+      for (int64_t j = 0; j < S; ++j) {
+        if (w[(size_t)j] == 0) continue;
+        const double* vj = &c.v[(size_t)((b * S + j) * D)];
+        for (int64_t d = 0; d < D; ++d) hi[d] += w[(size_t)j] * vj[d];
+      }
+    }
+  }
+  Tensor hv = Tensor::from_vector(h, {B, m, D}, query.dtype());
+  Tensor hh = silu(h_proj->forward(mul(hv, r)));
+  Tensor out = add(query, mul(u, sub(hh, query)));
+  return cfg.prenorm ? out : norm->forward(out);
+}
+
 // ---------------------------------------------------------------- MegaDecoderLayer
 
 MegaDecoderLayer::MegaDecoderLayer(const MegaLayerConfig& c, uint64_t seed, int64_t cross_max_positions)
@@ -82,6 +192,16 @@ Tensor MegaDecoderLayer::forward(const Tensor& x, const Tensor& mem, const Tenso
   ForwardScope scope(this);
   Tensor y = mega_layer->forward(x, padding_mask);
   y = cross_attn->forward(y, mem, src_padding_mask);
+  return nffn ? nffn->forward(y) : y;
+}
+
+Tensor MegaDecoderLayer::forward_incremental(const Tensor& x, const Tensor& padding_mask, LayerState& state,
+                                             const CrossAttentionCache& cross) {
+  ForwardScope scope(this);
+  no_grad guard;
+  const int64_t pos = state.pos;  // the block's first target position (the self-attention advances it)
+  Tensor y = mega_layer->forward_incremental(x, padding_mask, state);
+  y = cross_attn->forward_incremental(y, cross, pos);
   return nffn ? nffn->forward(y) : y;
 }
 

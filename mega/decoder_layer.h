@@ -10,10 +10,20 @@
 // Activations are batch-major (B, L, D) for the target and (B, S, D) for the encoder output.
 #pragma once
 #include <memory>
+#include <vector>
 #include "mega/cross_attention/cross_attention.h"
 #include "mega/layers.h"
 
 namespace megagrad {
+
+// The cross-attention's source side for incremental decoding, computed once per sentence:
+// k = k_proj(mem), v = silu(v_proj(mem)) and the source key padding, in double (the decoding
+// loops read them at every generated token).
+struct CrossAttentionCache {
+  int64_t B = 0, S = 0;
+  std::vector<double> k, v;  // (B, S, Z), (B, S, D)
+  std::vector<double> key_pad;  // (B, S) 1 = pad; empty: no padding
+};
 
 // out = query + u * (silu(h_proj(attn(q, k, v) * r)) - query), normalised before (prenorm: the
 // query only) or after (postnorm), with
@@ -32,6 +42,12 @@ class GatedCrossAttention : public Module {
   // query (B, L, D); mem (B, S, D); key_padding_mask (B, S), 1 = pad, mem's dtype, or undefined.
   // Padded queries are not masked (as the official module).
   Tensor forward(const Tensor& query, const Tensor& mem, const Tensor& key_padding_mask);
+  // Incremental decoding: the projected source keys and values of mem (B, S, D) with its key
+  // padding mask (B, S) (or undefined), once per sentence. No graph is recorded.
+  CrossAttentionCache precompute(const Tensor& mem, const Tensor& key_padding_mask);
+  // query (B, m, D), the target positions pos .. pos+m-1: what forward() gives at those rows.
+  // Costs O(m S (Z + D)) whatever pos is. No graph is recorded, no dropout.
+  Tensor forward_incremental(const Tensor& query, const CrossAttentionCache& cache, int64_t pos);
   RelPosBias rel_pos_bias() const;  // handles to the rel_pos_bias module's parameters
   const MegaLayerConfig cfg;
   const int64_t max_positions;
@@ -57,6 +73,11 @@ class MegaDecoderLayer : public Module {
   // the source, 1 = pad, or undefined.
   Tensor forward(const Tensor& x, const Tensor& mem, const Tensor& padding_mask = Tensor(),
                  const Tensor& src_padding_mask = Tensor());
+  // Incremental decoding: a target block x (B, m, D) after the tokens in `state` (the causal
+  // layer's EMA state and current-chunk keys), with the source side precomputed by
+  // cross_attn->precompute(). Equals forward() at those positions. No graph is recorded.
+  Tensor forward_incremental(const Tensor& x, const Tensor& padding_mask, LayerState& state,
+                             const CrossAttentionCache& cross);
   const MegaLayerConfig cfg;
   std::shared_ptr<MovingAverageGatedAttention> mega_layer;
   std::shared_ptr<GatedCrossAttention> cross_attn;

@@ -94,8 +94,8 @@ int64_t sample_token(std::vector<double> l, int64_t padding_idx, double temperat
     if (p[(size_t)v] > 0 && (acc += p[(size_t)v]) > r) return v;
   return last;
 }
+}  // namespace
 
-// Sinusoidal positions 0..L-1 (L, D): sin on even, cos on odd features (not trained).
 Tensor sinusoidal_positions(int64_t L, int64_t D) {
   std::vector<double> pe((size_t)(L * D));
   for (int64_t p = 0; p < L; ++p)
@@ -105,7 +105,6 @@ Tensor sinusoidal_positions(int64_t L, int64_t D) {
     }
   return Tensor::from_vector(pe, {L, D});
 }
-}  // namespace
 
 // ---------------------------------------------------------------- MegaClassifier
 

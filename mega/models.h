@@ -21,6 +21,10 @@
 
 namespace megagrad {
 
+// Sinusoidal positions 0..L-1 (L, D) float32: sin on even, cos on odd features (not trained).
+// The Transformer baselines' positions.
+Tensor sinusoidal_positions(int64_t L, int64_t D);
+
 // The official LRA model (MegaLRAEncoder + LRAModel's head). Where a default differs from the
 // official one it says so; tests/data/ref_models/ holds the official model run by its authors.
 struct ClassifierConfig {

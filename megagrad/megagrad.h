@@ -31,6 +31,7 @@
 #include "mega/models.h"
 #include "mega/module.h"
 #include "mega/optim.h"
+#include "mega/seq2seq.h"  // encoder-decoder models (and mega/decoder_layer.h)
 
 // Weights in and out: safetensors files and training checkpoints.
 #include "core/safetensors.h"
