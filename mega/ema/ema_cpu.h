@@ -206,23 +206,29 @@ inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
     }
 }
 
+// The doubles of backward()'s scratch: the parameter sums of each batch element, (4, B, R, N, Dp).
+inline int64_t backward_scratch_doubles(const EmaShape& s) { return 4 * s.B * s.ndirs * s.N * s.Dp(); }
+
 // gy: (B, L, D) contiguous gradient of y.
 // dxt (optional): (B, L, D) contiguous output, the gradient of x~ (reverse sweep).
 // sums (optional): (4, R, N, Dp) doubles, the parameter sums of the forward sweep, summed over the
 //   batch: [0] dc = sum gy h, [1] da = sum gy u, [2] dq = sum gy s, [3] dQ = sum gy w (da, dq, dQ
 //   times c later, in the op's chain; zero for d >= D). What ema_cuda::backward returns.
 // Only what is asked for runs.
+// scratch (with sums): backward_scratch_doubles(s) doubles, from the caller's cached allocator (a
+//   fresh 2 MB vector per call cost page faults and a memset on the calling thread).
 template <typename T>
 void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, const T* gy, T* dxt,
-              double* sums) {
+              double* sums, double* scratch) {
   const int ndirs = s.ndirs;
   constexpr int64_t W = kWidth<T>;
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
   // The sums per b first, each (B, R, N, Dp): each work item writes its own; summed over b below.
   // Four arrays rather than one (4, B, R, N, Dp): at power-of-two strides the four running sums
   // share cache sets, which made the backward measurably slower.
+  // Every slot (w < W included, zero beyond D) is written once by its work item: no zeroing.
   const size_t per_b = (size_t)(ndirs * N * Dp), plane = sums ? (size_t)s.B * per_b : 0;
-  std::vector<double> pc(plane, 0.0), pa(plane, 0.0), pq(plane, 0.0), pQ(plane, 0.0);
+  double *pc = scratch, *pa = scratch + plane, *pq = scratch + 2 * plane, *pQ = scratch + 3 * plane;
   auto gy_row = [&](int64_t b, int64_t t, int64_t d0, T* out) {
     const T* row = gy + (b * s.L + t) * s.D + d0;
     int64_t n = std::min<int64_t>(W, s.D - d0);
@@ -250,9 +256,11 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
                                 &bc.Q[(size_t)(n * W)], xs.data(), gs.data(), out);
             for (int g = 0; g < G; ++g) {
               const double* o = out + g * 4 * W;
-              for (int64_t w = 0; w < wn; ++w) {
-                size_t k = base + (size_t)((n + g) * Dp + d0 + w);
-                pc[k] += o[w], pa[k] += o[W + w], pq[k] += o[2 * W + w], pQ[k] += o[3 * W + w];
+              for (int64_t w = 0; w < W; ++w) {
+                const size_t k = base + (size_t)((n + g) * Dp + d0 + w);
+                const bool real = w < wn;
+                pc[k] = real ? o[w] : 0.0, pa[k] = real ? o[W + w] : 0.0;
+                pq[k] = real ? o[2 * W + w] : 0.0, pQ[k] = real ? o[3 * W + w] : 0.0;
               }
             }
           });
@@ -276,15 +284,15 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
       }
     }
   });
-  if (sums) {  // over b in a fixed order: thread-count independent
-    const std::vector<double>* parts[4] = {&pc, &pa, &pq, &pQ};
-    for (size_t kind = 0; kind < 4; ++kind)
-      for (size_t i = 0; i < per_b; ++i) {
+  if (sums)  // over b in a fixed order (thread-count independent), the slots split over threads
+    parallel_for((int64_t)(4 * per_b), std::max<int64_t>(1, kElementwiseGrain / s.B), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const double* part = scratch + (size_t)(i / (int64_t)per_b) * plane + (size_t)(i % (int64_t)per_b);
         double acc = 0;
-        for (int64_t b = 0; b < s.B; ++b) acc += (*parts[kind])[(size_t)b * per_b + i];
-        sums[kind * per_b + i] = acc;
+        for (int64_t b = 0; b < s.B; ++b) acc += part[(size_t)b * per_b];
+        sums[i] = acc;
       }
-  }
+    });
 }
 
 }  // namespace megagrad::ema_cpu
