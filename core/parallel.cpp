@@ -217,6 +217,8 @@ void set_num_threads(int n) {
   pool().resize(n);  // OpenBLAS follows at its next call (backends/cpu/blas.cpp)
 }
 
+bool in_parallel_region() { return t_in_pool; }
+
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
   int threads = get_num_threads();

@@ -38,6 +38,9 @@ int parse_num_threads(const std::string& text, std::string_view what);
 // least `grain` elements each. Runs inline when n < 2 * grain or when already inside the pool.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
 
+// True inside a parallel_for's job (a nested parallel_for runs inline there).
+bool in_parallel_region();
+
 // Column sums over rows, in parallel yet independent of the thread count: rows are taken in fixed
 // blocks of `block`, row(r, acc) adds row r's `width` terms into its block's doubles, and the
 // blocks are summed in order into out[0, width). `grain_rows`: rows per piece of work, at least.

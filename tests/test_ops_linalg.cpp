@@ -5,6 +5,8 @@
 #include "autograd/gradcheck_cases.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "backends/cpu/blas.h"
+#include "core/parallel.h"
 
 using namespace megagrad;
 
@@ -70,6 +72,41 @@ int64_t copies_made_by(const std::function<void()>& f) {
 }
 
 }  // namespace
+
+// gemm() splits C over the threads (backends/cpu/blas.cpp): every element must come out bit for
+// bit as on one thread, for both split directions, transposes, and sizes around the split bounds
+// (2^20 multiply-adds a block, 64 rows or columns, OpenBLAS's 100^3 small-kernel bound).
+template <typename T>
+void check_gemm_thread_independence() {
+  struct Shape3 { int64_t m, n, k; };
+  const Shape3 shapes[] = {{128, 64, 64}, {130, 90, 100}, {300, 70, 60}, {64, 700, 40}, {1000, 20, 60},
+                           {3200, 128, 64}, {129, 1025, 17}, {257, 33, 300}, {100, 100, 100}, {2048, 96, 8}};
+  const int before = get_num_threads();
+  for (const Shape3& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        std::vector<T> a((size_t)(s.m * s.k)), b((size_t)(s.k * s.n)), c0((size_t)(s.m * s.n), T(0.5));
+        for (size_t i = 0; i < a.size(); ++i) a[i] = T(std::sin(0.37 * (double)i));
+        for (size_t i = 0; i < b.size(); ++i) b[i] = T(std::cos(0.11 * (double)i));
+        const int64_t lda = ta ? s.m : s.k, ldb = tb ? s.k : s.n;
+        std::vector<std::vector<T>> out;
+        for (int threads : {1, 2, 3}) {
+          set_num_threads(threads);
+          std::vector<T> c = c0;
+          gemm(ta, tb, s.m, s.n, s.k, T(1.25), a.data(), lda, b.data(), ldb, T(0.5), c.data(), s.n);
+          out.push_back(c);
+        }
+        INFO("m " << s.m << " n " << s.n << " k " << s.k << " ta " << ta << " tb " << tb);
+        CHECK(out[0] == out[1]);
+        CHECK(out[0] == out[2]);
+      }
+  set_num_threads(before);
+}
+
+TEST_CASE("gemm: results do not depend on the thread count, bit for bit", "[linalg][parallel]") {
+  check_gemm_thread_independence<float>();
+  check_gemm_thread_independence<double>();
+}
 
 TEST_CASE("matmul 2D matches a triple loop", "[linalg]") {
   for (DType dt : {DType::Float64, DType::Float32}) {

@@ -32,15 +32,19 @@ void single_threaded_blas() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-// A block of C is at least this many multiply-adds (~20 us on one AVX-512 core) and kMinBlock rows
-// or columns: small enough to spread over the threads, large enough that a BLAS call's fixed cost
-// and its packing of the other operand stay a few percent.
+// A block of C is at least this many multiply-adds (~20 us on one AVX-512 core), and kMinBlock rows
+// (or columns). The size is also above OpenBLAS's small-matrix bound (its "small kernel", taken for
+// m n k <= 100^3 on AVX-512 cores, sums in another order): every block runs OpenBLAS's blocked path,
+// as the whole product would, and that path computes each element with the same k blocking
+// whatever the split of m or n. So results do not depend on the thread count; the tests check it
+// on shapes around these bounds (tests/test_ops_linalg.cpp).
 constexpr double kGemmBlockMacs = double(1 << 20);
 constexpr int64_t kMinBlock = 64, kAlign = 16;
 
-// C = alpha op(A) op(B) + beta C over the pool: blocks of C's rows (or, when C is wide and short,
-// of its columns), each one single-threaded BLAS call. The blocks depend on the shape only, never
-// on the thread count, and the k sums are never split: results do not depend on the thread count.
+// C = alpha op(A) op(B) + beta C over the pool: at most one block of C's rows (or, when C is wide
+// and short, of its columns) per thread, each one single-threaded BLAS call. Few blocks, because
+// each call packs the other operand again (64 blocks made config C's forward+backward 7% slower
+// on one thread than one call).
 template <typename T, typename Blas>
 void gemm_blocks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
                  int64_t ldb, T beta, T* c, int64_t ldc, Blas blas) {
@@ -48,13 +52,15 @@ void gemm_blocks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
     blas(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)mm, (int)nn, (int)k,
          alpha, aa, (int)lda, bb, (int)ldb, beta, cc, (int)ldc);
   };
-  const bool by_rows = m >= n;
+  const bool by_rows = m >= n;  // the operand packed again by every block is then B (k x n), the smaller
   const int64_t extent = by_rows ? m : n;
-  const double per_line = (double)(by_rows ? n : m) * (double)std::max<int64_t>(k, 1);  // MACs per row (column)
-  const int64_t want = (int64_t)std::min(std::ceil(kGemmBlockMacs / std::max(per_line, 1.0)), 1e15);
-  const int64_t step = std::max(kMinBlock, (want + kAlign - 1) / kAlign * kAlign);
-  const int64_t pieces = (extent + step - 1) / step;
+  const double macs = (double)m * (double)n * (double)std::max<int64_t>(k, 1);
+  // Inside a pool job (the attention's pairs) the blocks would run one after another: one call.
+  const int64_t threads = in_parallel_region() ? 1 : get_num_threads();
+  const int64_t pieces = std::min({threads, (int64_t)std::min(macs / kGemmBlockMacs, 1e9),
+                                   extent / kMinBlock});
   if (pieces < 2) return call(m, n, a, b, c);
+  const int64_t step = ((extent + pieces - 1) / pieces + kAlign - 1) / kAlign * kAlign;
   parallel_for(pieces, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t i0 = p * step, i1 = std::min(extent, i0 + step);
