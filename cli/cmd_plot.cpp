@@ -37,7 +37,8 @@ int cmd_plot(const std::vector<std::string>& args) {
                 "Overlays the curves of several training runs (folders written by megagrad train, or\n"
                 "their metrics.jsonl) in one SVG: each run's smoothed train loss (solid, left axis)\n"
                 "and its validation metric at every evaluation (dashed with dots, right axis),\n"
-                "labelled by the run folder's name.\n\n%s",
+                "labelled by the run folder's name, and the task's reference line (e.g. the majority\n"
+                "class) that the runs' metrics headers record.\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
@@ -82,9 +83,22 @@ int cmd_plot(const std::vector<std::string>& args) {
     }
     names += (i ? " vs " : "") + label;
   }
+  // The runs' reference lines of this metric (metrics header "baseline"), each value once: runs on
+  // the same data share one (the majority class of ListOps), runs on other data add theirs.
+  std::vector<PlotReference> refs;
+  for (const auto& run : runs) {
+    const Json* b = run.second.header.is_object() ? run.second.header.find("baseline") : nullptr;
+    const Json* bm = b && b->is_object() ? b->find("metric") : nullptr;
+    const Json* bv = b && b->is_object() ? b->find("value") : nullptr;
+    const Json* bn = b && b->is_object() ? b->find("name") : nullptr;
+    if (!bm || !bv || !bm->is_string() || !bv->is_number() || bm->get_string() != metric) continue;
+    const double v = bv->get_double();
+    const bool seen = std::any_of(refs.begin(), refs.end(), [&](const PlotReference& r) { return std::abs(r.value - v) < 1e-9; });
+    if (!seen) refs.push_back(PlotReference{bn && bn->is_string() ? bn->get_string() : "baseline", v, "#777777", !metric_is_loss});
+  }
   const std::string out = opts.get("--out").value_or("plot.svg");
   MG_CHECK(!out.empty(), "plot", "--out needs a file name");
-  write_svg_plot(out, opts.get("--title").value_or(names), loss_axis(), metric_axis(metric), series);
+  write_svg_plot(out, opts.get("--title").value_or(names), loss_axis(), metric_axis(metric), series, refs);
   std::printf("megagrad plot: wrote %s (%zu run%s, validation %s)\n", out.c_str(), runs.size(), runs.size() == 1 ? "" : "s",
               metric.c_str());
   return 0;

@@ -176,6 +176,12 @@ TrainSummary train(TrainTask& task, const TrainOptions& o) {
     h.set("world_size", (int64_t)comm.size()), h.set("communicator", std::string(comm.name()));
     h.set("device", fmt::format("{}", o.device)), h.set("resumed_at_step", o.resume.empty() ? Json() : Json(step));
     h.set("config", o.config);
+    {  // the task's reference line (majority class, uniform guess, ...), for megagrad plot
+      const auto [value, name] = task.baseline();
+      Json b = Json::object();
+      b.set("metric", task.metric_name()), b.set("value", std::isfinite(value) ? Json(value) : Json()), b.set("name", name);
+      h.set("baseline", b);
+    }
     if (!o.init_from.empty()) {
       h.set("init_from", o.init_from);
       h.set("init_from_checksum", o.init_from_checksum.empty() ? Json() : Json(o.init_from_checksum));

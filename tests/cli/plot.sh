@@ -13,8 +13,12 @@ for label in "a (mega): train loss, smoothed" "a (mega): validation accuracy" "b
              "b (transformer): validation accuracy" ">100%<"; do
   grep -qF "$label" both.svg || fail "both.svg lacks '$label'"
 done
+# The runs share their data: one majority-class line, from the metrics headers.
+grep -q '"baseline":{' runs/a/metrics.jsonl || fail "the metrics header records no baseline"
+n=$(grep -c 'majority class (' both.svg); [ "$n" = 1 ] || fail "both.svg has $n majority-class lines, expected 1"
 "$BIN" plot runs/a/metrics.jsonl --metric loss --out loss.svg > out.txt 2>&1 || { cat out.txt; fail "plot a file, --metric loss"; }
 grep -qF "a (mega): validation loss" loss.svg || fail "loss.svg lacks the validation loss"
+! grep -q 'majority class (' loss.svg || fail "loss.svg draws the accuracy's majority line"
 "$BIN" plot > out.txt 2>&1; rc=$?
 [ "$rc" = 2 ] || fail "plot without a run: exit $rc, expected 2"
 "$BIN" plot runs/nothing > out.txt 2>&1; rc=$?
