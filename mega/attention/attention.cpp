@@ -7,6 +7,7 @@
 #include "autograd/checks.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "mega/attention/attention_rows.h"
 #include "core/dispatch.h"
 #include "mega/attention/attention_cpu.h"
 #include "mega/attention/rotary_bias.h"
@@ -133,29 +134,13 @@ Tensor device_bias_table(const RelPosBias& bias, const Checked& c) {
 #endif
 }
 
-// The kernels read rows with unit stride along the last dim and a row stride >= its width
-// (contiguous tensors and transposed time-major views qualify); anything else is copied.
-Tensor rows_ready(const Tensor& t) {
-  Tensor d = t.detach();
-  if (d.strides()[2] == 1 && (d.size(1) == 1 || d.strides()[1] >= d.size(2))) return d;
-  return d.contiguous();
-}
-template <typename T> AttentionRows<T> rows_of(const Tensor& t) {
-  return {t.device_data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
-}
+using attention_rows::Dropout;
+using attention_rows::rows_of;
+using attention_rows::rows_ready;
 
-struct Dropout {
-  double p = 0;
-  uint64_t seed = 0, first = 0;
-};
-
-// Reserves the counters of one call's dropout mask: one per score of every chunk.
+// Reserves the counters of one call's dropout mask: one per score.
 Dropout draw_dropout(const Checked& c, const AttentionOptions& o) {
-  if (!o.training || o.dropout == 0.0) return {};
-  Generator& g = o.generator ? *o.generator : default_generator();
-  Dropout d{o.dropout, g.seed(), 0};
-  d.first = g.advance_batch((uint64_t)(c.B * c.NC * c.C * c.C), "attention");
-  return d;
+  return attention_rows::draw_dropout(o.training, o.dropout, o.generator, (uint64_t)(c.B * c.NC * c.C * c.C), "attention");
 }
 
 // The kernels' view of one call, on the tensors' device (host or device pointers alike).

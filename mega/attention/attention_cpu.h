@@ -377,6 +377,40 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
   });
 }
 
+// One score row of the backward pass (shared with the cross-attention): from the row's scores s
+// (its first ve visible: the causal diagonal), recomputes Pt = P~, the dropped weights as the
+// forward used them (softmax: P = exp(s - lse) from the saved logsumexp; laplace/relu2: P = f(s)
+// times the key mask), and turns ds = dP~ (when not null) into dS, the gradient of the scores:
+//   softmax: dS = P~ dP~ - P D with D = dO . O; laplace/relu2: dS = f'(s) mask keep dP~.
+// keep: the row's dropout multipliers, or null. Columns ve..nk of s, Pt and ds end as 0. Pt may be
+// s itself (softmax without dropout).
+template <typename T>
+inline void score_row_backward(Act act, T* s, const T* rel, const T* key_add, const T* key_keep, T lse, T D,
+                               const T* keep, T* pt, T* ds, int64_t ve, int64_t nk) {
+  if (act == Act::Softmax) {
+    softmax_back_row(s, rel, key_add, lse, keep ? nullptr : ds, D, ve);
+    std::fill(s + ve, s + nk, T(0));
+    if (keep && ds)
+      for (int64_t jj = 0; jj < ve; ++jj) {
+        pt[jj] = s[jj] * keep[jj];
+        ds[jj] = pt[jj] * ds[jj] - s[jj] * D;
+      }
+    else if (keep)
+      for (int64_t jj = 0; jj < ve; ++jj) pt[jj] = s[jj] * keep[jj];
+  } else {
+    if (act == Act::Laplace)
+      act_back_row<Act::Laplace>(s, rel, key_keep, pt, ds, ve);
+    else
+      act_back_row<Act::Relu2>(s, rel, key_keep, pt, ds, ve);
+    if (keep && ds)
+      for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj], ds[jj] *= keep[jj];
+    else if (keep)
+      for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj];
+  }
+  if (pt != s) std::fill(pt + ve, pt + nk, T(0));  // (softmax without dropout: pt is s, done)
+  if (ds) std::fill(ds + ve, ds + nk, T(0));
+}
+
 // ---------------------------------------------------------------- backward
 // out (B,L,H) the forward's output, lse (B,L) its logsumexp (softmax), dout (B,L,H) = dLoss/dout.
 template <typename T>
@@ -449,31 +483,9 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
             const T* rel = pr.rel + (C - 1 + j0 - i);
             T* keep = drop ? &Kd[(size_t)(r * nk)] : nullptr;  // the dropout multipliers
             if (drop) dropout_row(pr.p, pr.seed, pr.first, b, c, i, j0, d.NC, C, keep, ve);
-            if (softmax) {
-              const T* ka = masked ? &ci.key_add[(size_t)j0] : nullptr;
-              const T Dr = need_ds ? D[(size_t)r] : T(0);
-              softmax_back_row(s, rel, ka, lse[row0 + r], drop ? nullptr : ds, Dr, ve);
-              std::fill(s + ve, s + nk, T(0));
-              if (drop && ds)
-                for (int64_t jj = 0; jj < ve; ++jj) {
-                  pt[jj] = s[jj] * keep[jj];
-                  ds[jj] = pt[jj] * ds[jj] - s[jj] * Dr;
-                }
-              else if (drop)
-                for (int64_t jj = 0; jj < ve; ++jj) pt[jj] = s[jj] * keep[jj];
-            } else {
-              const T* kk = masked ? &ci.key_keep[(size_t)j0] : nullptr;
-              if (pr.act == Act::Laplace)
-                act_back_row<Act::Laplace>(s, rel, kk, pt, ds, ve);
-              else
-                act_back_row<Act::Relu2>(s, rel, kk, pt, ds, ve);
-              if (drop && ds)
-                for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj], ds[jj] *= keep[jj];
-              else if (drop)
-                for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj];
-            }
-            if (pt != s) std::fill(pt + ve, pt + nk, T(0));  // (softmax without dropout: pt is s, done)
-            if (ds) std::fill(ds + ve, ds + nk, T(0));
+            score_row_backward(pr.act, s, rel, masked ? &ci.key_add[(size_t)j0] : nullptr,
+                               masked ? &ci.key_keep[(size_t)j0] : nullptr, softmax ? lse[row0 + r] : T(0),
+                               need_ds && softmax ? D[(size_t)r] : T(0), keep, pt, ds, ve, nk);
           });
           // dV_j += sum_i P~_ij dO_i   (dv = P~^T dO)
           if (g.dv)

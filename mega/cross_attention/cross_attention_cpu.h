@@ -232,28 +232,10 @@ void backward(const CrossAttentionProblem<T>& pr, const T* out, const T* lse, co
           const T* rel = pr.rel + (L - 1 + j0 - i);
           T* keep = drop ? &Kd[(size_t)(r * nk)] : nullptr;
           if (drop) dropout_row(pr, b, i, j0, keep, nk);
-          if (softmax) {
-            const T* ka = masked ? &si.key_add[(size_t)j0] : nullptr;
-            const T Dr = need_ds ? D[(size_t)r] : T(0);
-            attention_cpu::softmax_back_row(s, rel, ka, lse[row0 + r], drop ? nullptr : ds, Dr, nk);
-            if (drop && ds)
-              for (int64_t jj = 0; jj < nk; ++jj) {
-                pt[jj] = s[jj] * keep[jj];
-                ds[jj] = pt[jj] * ds[jj] - s[jj] * Dr;
-              }
-            else if (drop)
-              for (int64_t jj = 0; jj < nk; ++jj) pt[jj] = s[jj] * keep[jj];
-          } else {
-            const T* kk = masked ? &si.key_keep[(size_t)j0] : nullptr;
-            if (pr.act == Act::Laplace)
-              attention_cpu::act_back_row<Act::Laplace>(s, rel, kk, pt, ds, nk);
-            else
-              attention_cpu::act_back_row<Act::Relu2>(s, rel, kk, pt, ds, nk);
-            if (drop && ds)
-              for (int64_t jj = 0; jj < nk; ++jj) pt[jj] *= keep[jj], ds[jj] *= keep[jj];
-            else if (drop)
-              for (int64_t jj = 0; jj < nk; ++jj) pt[jj] *= keep[jj];
-          }
+          attention_cpu::score_row_backward(pr.act, s, rel, masked ? &si.key_add[(size_t)j0] : nullptr,
+                                            masked ? &si.key_keep[(size_t)j0] : nullptr,
+                                            softmax ? lse[row0 + r] : T(0), need_ds && softmax ? D[(size_t)r] : T(0),
+                                            keep, pt, ds, nk, nk);
         });
         // dV_j += sum_i P~_ij dO_i
         if (g.dv) gemm(true, false, nk, H, nq, T(1), Pt, nk, dO, H, T(1), g.dv + (b * S + j0) * H, H);
