@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,10 +76,10 @@ class Pool {
     pin_workers();
   }
 
-  void run(int jobs, const std::function<void(int)>& job) {
+  void run(int jobs, FunctionRef<void(int)> job) {
     {
       std::lock_guard lk(mu_);
-      job_ = &job;
+      job_ = job;
       jobs_ = jobs;
       pending_.store(jobs - 1, std::memory_order_relaxed);
       error_ = nullptr;
@@ -92,12 +93,12 @@ class Pool {
       cv_done_.wait(lk, all_done);
     }
     std::lock_guard lk(mu_);
-    job_ = nullptr;
+    job_.reset();
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
-  void run_guarded(const std::function<void(int)>& job, int k) {
+  void run_guarded(FunctionRef<void(int)> job, int k) {
     t_in_pool = true;
     try {
       job(k);
@@ -118,13 +119,13 @@ class Pool {
         --sleeping_;
       }
       if (stopping_.load(std::memory_order_acquire)) return;
-      const std::function<void(int)>* job;
+      std::optional<FunctionRef<void(int)>> job;
       bool mine;
       {
         std::lock_guard lk(mu_);  // job_ and jobs_ of the generation seen
         seen = generation_.load(std::memory_order_acquire);
         job = job_;
-        mine = job && id < jobs_;
+        mine = job.has_value() && id < jobs_;
       }
       if (!mine) continue;
       run_guarded(*job, id);
@@ -164,7 +165,7 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex mu_, err_mu_;
   std::condition_variable cv_work_, cv_done_;
-  const std::function<void(int)>* job_ = nullptr;  // guarded by mu_
+  std::optional<FunctionRef<void(int)>> job_;  // guarded by mu_; set while a job runs
   int jobs_ = 0;                                    // guarded by mu_
   int sleeping_ = 0;                                // workers waiting on cv_work_; guarded by mu_
   std::atomic<int> pending_{0};
@@ -219,7 +220,7 @@ void set_num_threads(int n) {
 
 bool in_parallel_region() { return t_in_pool; }
 
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> f) {
   if (n <= 0) return;
   int threads = get_num_threads();
   grain = std::max<int64_t>(grain, 1);

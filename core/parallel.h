@@ -12,7 +12,9 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
 #include <vector>
 #include <string>
 #include <string_view>
@@ -34,9 +36,27 @@ int default_num_threads();
 // [1, 4096], got '<text>'".
 int parse_num_threads(const std::string& text, std::string_view what);
 
+// A non-owning reference to a callable, for calls that finish before the callable's lifetime ends
+// (parallel_for runs its body before returning). Unlike std::function it never allocates: a
+// lambda that captures several references would otherwise cost a heap allocation per call.
+template <typename Sig> class FunctionRef;
+template <typename R, typename... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, FunctionRef>>>
+  FunctionRef(F&& f)  // NOLINT: implicit, as std::function's
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, A... a) -> R { return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...); }) {}
+  R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
+
+ private:
+  void* obj_;
+  R (*call_)(void*, A...);
+};
+
 // Runs f(begin, end) over [0, n) split into at most get_num_threads() contiguous pieces of at
 // least `grain` elements each. Runs inline when n < 2 * grain or when already inside the pool.
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
+void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> f);
 
 // True inside a parallel_for's job (a nested parallel_for runs inline there).
 bool in_parallel_region();
