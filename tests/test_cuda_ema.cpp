@@ -108,7 +108,8 @@ void run_case(const Case& c, double tol) {
   std::vector<T> y_cpu((size_t)(B * L * D)), dxt_cpu((size_t)(B * L * D));
   std::vector<double> sums_ref((size_t)(4 * R * N * Dp));  // summed over b, as on the GPU
   ema_cpu::forward<T>(cin, hdirs.data(), sh, y_cpu.data());
-  ema_cpu::backward<T>(cin, hdirs.data(), sh, gy.data(), dxt_cpu.data(), sums_ref.data());
+  std::vector<double> scratch((size_t)ema_cpu::backward_scratch_doubles(sh));
+  ema_cpu::backward<T>(cin, hdirs.data(), sh, gy.data(), dxt_cpu.data(), sums_ref.data(), scratch.data());
   std::vector<double> out_ref((size_t)(B * L * D));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t)
