@@ -185,6 +185,10 @@ int cmd_train(const std::vector<std::string>& args) {
   std::fflush(stdout);
   std::unique_ptr<TrainTask> t = make_task(cfg);
   set_task_run_dir(*t, o.out_dir, root);  // translate: its tokenizer is cached there
+  // translate: the subword model is trained (or read from the folder's cache) and the validation
+  // split encoded here, before train() writes any file: a vocabulary the text cannot fill, or a
+  // sentence too long, then leaves no half-started run behind.
+  if (task == "translate" && o.resume.empty()) (void)t->baseline();
   if (init) {
     load_weights_for(t->model(), *init, "train", "init-from", root);
     if (root) std::printf("megagrad train: initialised from %s (%zu tensors)\n", init->path.c_str(), init->tensors.size());
@@ -320,7 +324,7 @@ int cmd_eval(const std::vector<std::string>& args) {
               format_metric("loss", r.loss).c_str(), (long long)r.count);
   if (translate) {
     TranslationScores s = translation_scores(*t, split, beam, max_len, sentences);
-    std::printf("%s %s\n%s %s (beam %lld, %zu sentences, %.1f s, %.1f ms per generated token)\n", split.c_str(),
+    std::printf("%s %s\n%s %s (beam %lld, %zu sentences, %.1f s, %.2f ms per generated token)\n", split.c_str(),
                 s.bleu.format().c_str(), split.c_str(), s.chrf.format().c_str(), (long long)beam,
                 s.hypotheses.size(), s.seconds, 1e3 * s.seconds / (double)std::max<int64_t>(s.generated_tokens, 1));
   }

@@ -86,8 +86,9 @@ std::vector<Hypothesis> beam_impl(M& m, const std::vector<int64_t>& src, const D
     double logprob;
   };
   std::vector<Live> live(1, Live{{}, 0.0});
-  std::vector<Hypothesis> done;
-  while ((int64_t)done.size() < K && !live.empty()) {
+  std::vector<Hypothesis> done;  // the K best finished, best first
+  auto by_score = [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; };
+  while (!live.empty()) {
     std::vector<int64_t> last;
     for (const Live& h : live) last.push_back(h.tokens.empty() ? opt.bos : h.tokens.back());
     const bool force = (int64_t)live[0].tokens.size() + 1 >= max_len;  // every live one has this length
@@ -111,16 +112,28 @@ std::vector<Hypothesis> beam_impl(M& m, const std::vector<int64_t>& src, const D
       std::vector<int64_t> tokens = live[(size_t)row].tokens;
       tokens.push_back(tok);
       if (tok == opt.eos) {
-        if (j < K && (int64_t)done.size() < K) done.push_back(finish(std::move(tokens), s, opt));
+        if (j < K) done.push_back(finish(std::move(tokens), s, opt));
         continue;
       }
       next.push_back({std::move(tokens), s});
       order.push_back(row);
     }
+    std::stable_sort(done.begin(), done.end(), by_score);
+    if ((int64_t)done.size() > K) done.resize((size_t)K);
     live = std::move(next);
-    if (!live.empty() && (int64_t)done.size() < K) m.reorder_incremental_state(st, Tensor::from_vector(order, {(int64_t)order.size()}));
+    // fairseq stops at K finished. Length normalisation lets a longer hypothesis overtake them,
+    // so the search goes on while a live one, finished by eos at probability 1 next, would score
+    // above the K-th finished (the best it can hope for at its next length). K = 1 stops at once,
+    // as greedy search does.
+    if ((int64_t)done.size() == K && K == 1) break;
+    if ((int64_t)done.size() == K) {
+      double best_live = -std::numeric_limits<double>::infinity();
+      for (const Live& h : live)
+        best_live = std::max(best_live, h.logprob / std::pow((double)h.tokens.size() + 1, opt.len_penalty));
+      if (best_live <= done.back().score) break;
+    }
+    if (!live.empty()) m.reorder_incremental_state(st, Tensor::from_vector(order, {(int64_t)order.size()}));
   }
-  std::stable_sort(done.begin(), done.end(), [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
   MG_CHECK(!done.empty(), kOp, "no hypothesis finished (source of {} tokens, max_len {})", src.size(), max_len);
   return done;
 }

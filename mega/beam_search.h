@@ -8,7 +8,11 @@
 //     (tokens including eos) to the power lenpen;
 //   - the other candidates, best first, fill the K live slots; the state follows them through
 //     reorder_incremental_state;
-//   - the search stops when K hypotheses are finished; at max_len tokens eos is forced.
+//   - finished hypotheses beyond the K best are dropped; the search stops when K are finished
+//     (fairseq's rule) and, for K > 1, no live hypothesis followed by eos at probability 1 would
+//     score above the K-th: with length normalisation a longer hypothesis can still overtake the
+//     first K to finish (fairseq would return those; on small noisy models this made beam 2 score
+//     below greedy). At max_len tokens eos is forced.
 // One source sentence at a time; ids as mega/text/subword.h (0 pad, 1 bos, 2 eos).
 #pragma once
 #include <cstdint>
