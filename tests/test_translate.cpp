@@ -246,3 +246,33 @@ TEST_CASE("translate task: configuration and data errors", "[translate][task]") 
                       "[translate] ck.safetensors: a 'listops' checkpoint, not a translation model (train one with "
                       "megagrad train --task translate)");
 }
+
+TEST_CASE("translate task: a resumed run equals an uninterrupted one", "[translate][task]") {
+  if (skip_without_sentencepiece()) return;
+  test::TempDir dir("translate_resume");
+  const std::string tsv = (dir.path / "pairs.tsv").string();
+  { std::ofstream(tsv) << tiny_tsv(); }
+  Json cfg = tiny_translate_config(tsv, "mega");
+  Json m = cfg.at("model");
+  m.set("dropout", 0.1);  // the dropout masks resume too
+  cfg.set("model", m);
+  auto run = [&](const std::string& out, const std::string& resume, int64_t stop_after) {
+    TrainOptions o = train_options(cfg);
+    o.out_dir = (dir.path / out).string(), o.resume = resume, o.stop_after = stop_after;
+    std::unique_ptr<TrainTask> t = make_task(cfg);
+    return train(*t, o);
+  };
+  const TrainSummary a = run("a", "", 0);
+  const TrainSummary b1 = run("b", "", 3);
+  REQUIRE(b1.step == 3);
+  const TrainSummary b2 = run("b", (dir.path / "b/checkpoint.safetensors").string(), 0);
+  REQUIRE(b2.step == 6);
+  const Checkpoint ka = load_checkpoint(a.checkpoint), kb = load_checkpoint(b2.checkpoint);
+  REQUIRE(ka.model.size() == kb.model.size());
+  for (size_t i = 0; i < ka.model.size(); ++i) {
+    INFO(ka.model[i].first);
+    CHECK(ka.model[i].second.to_vector() == kb.model[i].second.to_vector());
+  }
+  CHECK(a.val.loss == b2.val.loss);
+  CHECK(ka.meta.at("data") == kb.meta.at("data"));  // the same tokenizer and batch position
+}
