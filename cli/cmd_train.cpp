@@ -185,10 +185,10 @@ int cmd_train(const std::vector<std::string>& args) {
   std::fflush(stdout);
   std::unique_ptr<TrainTask> t = make_task(cfg);
   set_task_run_dir(*t, o.out_dir, root);  // translate: its tokenizer is cached there
-  // translate: the subword model is trained (or read from the folder's cache) and the validation
-  // split encoded here, before train() writes any file: a vocabulary the text cannot fill, or a
-  // sentence too long, then leaves no half-started run behind.
-  if (task == "translate" && o.resume.empty()) (void)t->baseline();
+  // translate: the subword model is trained (or read from the folder's cache) and the training and
+  // validation splits encoded here, before train() writes any file: a vocabulary the text cannot
+  // fill, or a sentence too long, then leaves no half-started run behind.
+  if (o.resume.empty()) prepare_task_data(*t);
   if (init) {
     load_weights_for(t->model(), *init, "train", "init-from", root);
     if (root) std::printf("megagrad train: initialised from %s (%zu tensors)\n", init->path.c_str(), init->tensors.size());

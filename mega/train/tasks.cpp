@@ -797,6 +797,7 @@ class TranslateTask : public TrainTask {
   }
 
   void set_run_dir(const std::string& dir, bool write) { run_dir_ = dir, write_cache_ = write; }
+  void prepare() { ready("train"), ready("val"); }
 
   TranslationScores scores(const std::string& split, int64_t beam, int64_t max_len, int64_t limit) {
     ready("");
@@ -948,6 +949,10 @@ class TranslateTask : public TrainTask {
 
 void set_task_run_dir(TrainTask& task, const std::string& dir, bool write) {
   if (auto* t = dynamic_cast<TranslateTask*>(&task)) t->set_run_dir(dir, write);
+}
+
+void prepare_task_data(TrainTask& task) {
+  if (auto* t = dynamic_cast<TranslateTask*>(&task)) t->prepare();
 }
 
 TranslationScores translation_scores(TrainTask& task, const std::string& split, int64_t beam, int64_t max_len,

@@ -76,6 +76,10 @@ std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& pr
 // as tokenizer.model (with tokenizer.json recording what it was trained on), so that a new run
 // in the same folder reuses it; only `write` processes (rank 0) write the files.
 void set_task_run_dir(TrainTask& task, const std::string& dir, bool write);
+// Translate: trains (or reads) the subword model and encodes the training and validation splits
+// now, so that their errors (a vocabulary the text cannot fill, a sentence too long) come before
+// train() writes any file. No-op for the other tasks.
+void prepare_task_data(TrainTask& task);
 
 // A translate checkpoint's model and tokenizer, for `megagrad translate`. Errors:
 // "[translate] <what>: ..." for a checkpoint of another task ("a 'listops' checkpoint, not a

@@ -52,6 +52,11 @@ long=$(printf 'perro gato %.0s' $(seq 1 30))
 "$BIN" --threads 1 train --task listops --config tiny.json --out runs/lo > out.txt 2>&1 || { cat out.txt; fail "train listops"; }
 "$BIN" translate runs/lo/checkpoint.safetensors --text "hola" > out.txt 2>err.txt; rc=$?
 [ "$rc" = 1 ] && grep -qF "a 'listops' checkpoint, not a translation model" err.txt || { cat err.txt; fail "listops checkpoint: exit $rc"; }
+# A training sentence longer than the positions: refused before any run file is written.
+sed 's/"max_positions": 24/"max_positions": 4/' tr.json > short.json
+"$BIN" --threads 1 train --task translate --data pairs.tsv --config short.json --out runs/short > out.txt 2>&1; rc=$?
+[ "$rc" = 1 ] && grep -q "pairs.tsv:1: the source is [0-9]* subword tokens with eos, longer than the model's 4 positions" out.txt \
+  && [ ! -f runs/short/metrics.jsonl ] || { cat out.txt; ls runs/short; fail "too long a training pair: exit $rc"; }
 "$BIN" translate $CK --beam 0 --text "hola" > out.txt 2>err.txt; rc=$?
 [ "$rc" = 2 ] || { cat err.txt; fail "--beam 0: exit $rc, expected 2"; }
 "$BIN" eval runs/lo/checkpoint.safetensors --beam 2 > out.txt 2>err.txt; rc=$?
