@@ -77,16 +77,16 @@ Device parse_device(const Options& opts, const std::string& cmd) {
 }
 
 int cmd_train(const std::vector<std::string>& args) {
-  Options opts("train", {{"--task", "T", "listops, fmnist or charlm (required)"},
+  Options opts("train", {{"--task", "T", "listops, fmnist, charlm or translate (required)"},
                          {"--recipe", "NAME", "a named set of settings, merged before --config: cpu (the defaults), official (listops: the paper's mega_lra_listop)"},
                          {"--config", "FILE", "JSON overriding any default (see: megagrad train --task T --show-config)"},
                          {"--show-config", "", "print the task's full configuration and exit"},
-                         {"--model", "M", "mega (default) or transformer (listops, charlm)"},
+                         {"--model", "M", "mega (default) or transformer (listops, charlm, translate)"},
                          {"--steps", "N", "optimizer steps"},
                          {"--batch-size", "N", "sequences per batch"},
                          {"--lr", "X", "peak learning rate"},
                          {"--seed", "N", "seed of the initialisation and the batch order"},
-                         {"--data", "PATH", "listops: a folder with train/val/test .tsv (LRA format); charlm: a text file"},
+                         {"--data", "PATH", "listops: a folder with train/val/test .tsv (LRA format); charlm: a text file; translate: SRC.txt TGT.txt (line-aligned) or one source<TAB>target .tsv (default: the Spanish-English Bible)"},
                          {"--out", "DIR", "where the checkpoint, metrics.jsonl and curves.svg go (default runs/<task>-<model>; with --resume, the checkpoint's folder)"},
                          {"--resume", "CKPT", "continue a run from its checkpoint, bit-identically"},
                          {"--init-from", "WEIGHTS", "start from the weights of a weights file (megagrad export, or converted official weights) instead of a fresh initialisation; its tensor names and shapes must match the model"},
@@ -95,13 +95,14 @@ int cmd_train(const std::vector<std::string>& args) {
                          {"--tensorboard", "", "also write TensorBoard event files to OUT/tensorboard/ (view: tensorboard --logdir runs)"},
                          {"--detect-anomaly", "", "check every op's output and gradient for NaN/Inf and stop at the first, naming the op and module (slow)"},
                          threads_option()});
+  opts.positionals(1, "TGT.txt (translate: --data SRC.txt TGT.txt)");
   opts.parse(args);
   // Under mpirun: one rank of a data-parallel run (a build without MPI says so here). Rank 0
   // prints and writes; every rank trains on its share of each batch.
   dist::Communicator& comm = opts.help() ? dist::single_process() : dist::world();
   const bool root = comm.rank() == 0;
   if (opts.help()) {
-    std::printf("usage: megagrad train --task listops|fmnist|charlm [options]\n\n"
+    std::printf("usage: megagrad train --task listops|fmnist|charlm|translate [options]\n\n"
                 "Trains a Mega model (or the Transformer baseline) on a built-in task, with a progress\n"
                 "bar, evaluation on the validation split, checkpoints, a metrics log and a plot.\n"
                 "Under `mpirun -np N`, N processes train one run (data parallel): --batch-size stays\n"
@@ -111,10 +112,13 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   apply_threads(opts);
   const Device device = parse_device(opts, "train");
-  if (!opts.has("--task")) throw UsageError("megagrad train: --task is required (listops, fmnist or charlm)");
+  if (!opts.has("--task")) throw UsageError("megagrad train: --task is required (listops, fmnist, charlm or translate)");
   const std::string task = *opts.get("--task");
-  if (task != "listops" && task != "fmnist" && task != "charlm")
-    throw UsageError(fmt::format("megagrad train: --task must be listops, fmnist or charlm, got '{}'", task));
+  if (task != "listops" && task != "fmnist" && task != "charlm" && task != "translate")
+    throw UsageError(fmt::format("megagrad train: --task must be listops, fmnist, charlm or translate, got '{}'", task));
+  if (!opts.positional().empty() && (task != "translate" || !opts.has("--data")))
+    throw UsageError(fmt::format("megagrad train: unexpected argument '{}' (only --task translate takes a second "
+                                 "file: --data SRC.txt TGT.txt)", opts.positional()[0]));
   Json cfg = default_run_config(task);
   if (auto r = opts.get("--recipe")) cfg = recipe_run_config(task, *r);  // then --config, then the flags
   if (auto f = opts.get("--config")) cfg = merge_run_config(cfg, Json::parse(read_file(*f, "train", 1 << 20), *f), *f);
@@ -135,6 +139,10 @@ int cmd_train(const std::vector<std::string>& args) {
   if (auto v = opts.get("--data")) {
     if (task == "listops") set("data", "dir", *v);
     else if (task == "charlm") set("data", "file", *v);
+    else if (task == "translate") {
+      set("data", "src", *v);
+      set("data", "tgt", opts.positional().empty() ? Json() : Json(opts.positional()[0]));
+    }
     else set("data", "dir", *v);
   }
   validate_run_config(cfg);  // before --show-config, so that it never prints an invalid configuration back
@@ -176,6 +184,11 @@ int cmd_train(const std::vector<std::string>& args) {
                 comm.size() > 1 ? fmt::format(" per rank, {} ranks ({})", comm.size(), comm.name()).c_str() : "");
   std::fflush(stdout);
   std::unique_ptr<TrainTask> t = make_task(cfg);
+  set_task_run_dir(*t, o.out_dir, root);  // translate: its tokenizer is cached there
+  // translate: the subword model is trained (or read from the folder's cache) and the training and
+  // validation splits encoded here, before train() writes any file: a vocabulary the text cannot
+  // fill, or a sentence too long, then leaves no half-started run behind.
+  if (o.resume.empty()) prepare_task_data(*t);
   if (init) {
     load_weights_for(t->model(), *init, "train", "init-from", root);
     if (root) std::printf("megagrad train: initialised from %s (%zu tensors)\n", init->path.c_str(), init->tensors.size());
@@ -223,6 +236,9 @@ int cmd_eval(const std::vector<std::string>& args) {
                         {"--config", "FILE", "with --weights: the run configuration (JSON with \"task\", as train's --config) of a file that carries none; for an exported file, overrides merged into its own"},
                         {"--data", "FILE", "listops: evaluate on this LRA-format .tsv instead of the run's data"},
                         {"--split", "S", "val (default) or test"},
+                        {"--beam", "K", "translate: beam size of the translations scored with BLEU and chrF (default 4; 1: greedy)"},
+                        {"--max-len", "N", "translate: at most N generated tokens per sentence (default: 2 x source + 10, within the model's positions)"},
+                        {"--sentences", "N", "translate: score the split's first N pairs only (default: all)"},
                         device_option(),
                         threads_option()});
   opts.positionals(1, "CHECKPOINT");
@@ -236,7 +252,9 @@ int cmd_eval(const std::vector<std::string>& args) {
                 "weights converted by tools/convert_fairseq_mega.py) carries neither: give the run\n"
                 "configuration with --config; the file is reported as unverified on stderr. Either way its\n"
                 "tensor names and shapes must be the model's (the error lists the missing, unexpected and\n"
-                "mismatched tensors). F16 and BF16 tensors are read as float32.\n\n%s",
+                "mismatched tensors). F16 and BF16 tensors are read as float32.\n"
+                "A translate checkpoint also translates the split (beam search, --beam) and reports corpus\n"
+                "BLEU (sacreBLEU's 13a tokenisation and formula) and chrF.\n\n%s",
                 opts.options_help().c_str());
     return 0;
   }
@@ -284,9 +302,19 @@ int cmd_eval(const std::vector<std::string>& args) {
     d.set("eval_file", *f);
     cfg.set("data", d);
   }
+  const bool translate = cfg.at("task").get_string() == "translate";
+  if (!translate)
+    for (const char* o : {"--beam", "--max-len", "--sentences"})
+      if (opts.has(o)) throw UsageError(fmt::format("megagrad eval: {} is for translate checkpoints", o));
+  if (translate && weights)
+    throw UsageError("megagrad eval: a translate model needs its tokenizer, which only its checkpoint carries: give "
+                     "the CHECKPOINT");
+  const int64_t beam = opts.get_int("--beam", 4, 1, 1000), max_len = opts.get_int("--max-len", 0, 1, 1000000);
+  const int64_t sentences = opts.get_int("--sentences", 0, 1, INT64_MAX);
   std::unique_ptr<TrainTask> t = make_task(cfg);
   if (w) load_weights_for(t->model(), *w, "eval", "eval", true);
   else t->model().load_state_dict(ck.model);
+  if (translate) t->load_data_state(Json::parse(ck.meta.at("data"), path + ": data"));  // its tokenizer
   t->to(device);
   EvalResult r = t->evaluate(split, 0);
   MG_CHECK(std::isfinite(r.loss) && std::isfinite(r.metric), "eval", "{}: the {} loss is {} with finite weights",
@@ -294,6 +322,12 @@ int cmd_eval(const std::vector<std::string>& args) {
   std::printf("%s\n%s %s %s (loss %s, %lld predictions)\n", t->describe().c_str(), split.c_str(),
               t->metric_name().c_str(), format_metric(t->metric_name(), r.metric).c_str(),
               format_metric("loss", r.loss).c_str(), (long long)r.count);
+  if (translate) {
+    TranslationScores s = translation_scores(*t, split, beam, max_len, sentences);
+    std::printf("%s %s\n%s %s (beam %lld, %zu sentences, %.1f s, %.2f ms per generated token)\n", split.c_str(),
+                s.bleu.format().c_str(), split.c_str(), s.chrf.format().c_str(), (long long)beam,
+                s.hypotheses.size(), s.seconds, 1e3 * s.seconds / (double)std::max<int64_t>(s.generated_tokens, 1));
+  }
   return 0;
 }
 

@@ -17,6 +17,7 @@ int cmd_bench_step(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
+int cmd_translate(const std::vector<std::string>& args);
 int cmd_plot(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);
 

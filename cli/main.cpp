@@ -24,9 +24,10 @@ struct Command {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"train", cmd_train, "train a Mega model on listops, fmnist or charlm (progress, checkpoints, plot)"},
+      {"train", cmd_train, "train a Mega model on listops, fmnist, charlm or translate (progress, checkpoints, plot)"},
       {"eval", cmd_eval, "evaluate a training checkpoint or a weights file (or a ListOps model on a .tsv file)"},
       {"export", cmd_export, "write a checkpoint's weights only (official names, configuration, checksum) to a safetensors file"},
+      {"translate", cmd_translate, "translate sentences with a translate checkpoint (beam search or greedy)"},
       {"generate", cmd_generate, "continue a prompt with a character language model (a checkpoint or its exported weights)"},
       {"plot", cmd_plot, "overlay the curves of several training runs in one SVG (e.g. Mega vs the Transformer)"},
       {"info", cmd_info, "version, build, CUDA devices, OpenBLAS kernel and threads"},

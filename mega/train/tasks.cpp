@@ -1,10 +1,13 @@
-// The three training tasks and the run configuration (defaults, merging, model construction).
+// The four training tasks and the run configuration (defaults, merging, model construction).
 #include "mega/train/tasks.h"
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <numeric>
+#include <optional>
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "mega/config.h"
@@ -14,7 +17,12 @@
 #include "mega/data/text.h"
 #include "mega/models.h"
 #include "mega/optim.h"
+#include "mega/data/bible_parallel.h"
+#include "mega/data/parallel.h"
+#include "mega/seq2seq.h"
 #include "mega/train/data_parallel.h"
+#include "core/atomic_file.h"
+#include "core/hash.h"
 
 namespace megagrad {
 
@@ -29,8 +37,9 @@ Json model_defaults(const std::string& task) {
   m.set("truncation", nullptr), m.set("rel_pos_bias", "simple"), m.set("max_positions", 512);
   m.set("attention_activation", "softmax"), m.set("norm_type", "layernorm"), m.set("norm_affine", true);
   m.set("prenorm", true), m.set("dropout", 0.0), m.set("attention_dropout", 0.0), m.set("hidden_dropout", 0.0);
-  m.set("classifier_dim", 128), m.set("heads", 4);
-  if (task != "charlm") {
+  if (task != "translate") m.set("classifier_dim", 128);
+  m.set("heads", 4);
+  if (task != "charlm" && task != "translate") {
     // The head of the official LRAModel: classifier_layers Linear+gelu blocks (official default 1)
     // and a projection without bias (bias=False in the official model.py): both as the official.
     m.set("classifier_layers", 1), m.set("projection_bias", false);
@@ -47,6 +56,17 @@ Json model_defaults(const std::string& task) {
     // (a max_positions table; false: sinusoidal) and the output projection tied to the embedding.
     m.set("learned_positions", false), m.set("tie_weights", false);
   }
+  if (task == "translate") {
+    // Encoder and decoder of `layers` layers each (2 + 2), D 128: about 1.5 M parameters with the
+    // shared 4000 x 128 embedding, trainable on a CPU. Sentences up to 256 pieces (the Bible's
+    // longest verse, Esther 8:9, is well below with 4000 pieces). Dropout 0.1 as the official
+    // translation models (their 0.1-0.3).
+    m.set("embed_dim", 128), m.set("hidden_dim", 256), m.set("ffn_hidden_dim", 256), m.set("z_dim", 64);
+    m.set("max_positions", 256), m.set("dropout", 0.1);
+    // The Transformer baseline's feed-forward width: 512 gives about Mega's parameter count (its
+    // layers are smaller than Mega's at one ffn width).
+    m.set("transformer_ffn_dim", 512);
+  }
   return m;
 }
 
@@ -60,6 +80,17 @@ Json data_defaults(const std::string& task) {
   }
   if (task == "fmnist") d.set("dir", data::kFashionMnistDir), d.set("val_size", 5000);
   if (task == "charlm") d.set("file", nullptr), d.set("seq_len", 256), d.set("val_fraction", 0.05);
+  if (task == "translate") {
+    // src null: the Bible corpus (mega/data/bible_parallel.h, cached as TSV). Else a user's
+    // parallel text: src and tgt line-aligned files, or src a TSV and tgt null; its last
+    // test_size pairs are the test split, the valid_size before them validation.
+    d.set("src", nullptr), d.set("tgt", nullptr), d.set("valid_size", 500), d.set("test_size", 500);
+    // The joint SentencePiece model, trained on the training split's two sides.
+    d.set("vocab_size", 4000), d.set("subword_type", "unigram");
+    // false: a sentence longer than model.max_positions (pieces + eos) is an error naming it;
+    // true: it is cut to max_positions - 1 pieces + eos.
+    d.set("truncate", false);
+  }
   return d;
 }
 
@@ -71,6 +102,10 @@ Json train_defaults(const std::string& task) {
   t.set("checkpoint_every", 500), t.set("seed", 1);
   if (task == "fmnist") t.set("steps", 1000), t.set("eval_batches", 20);
   if (task == "charlm") t.set("steps", 2000), t.set("batch_size", 16), t.set("eval_batches", 20), t.set("lr", 2e-3);
+  if (task == "translate") {
+    t.set("steps", 3000), t.set("batch_size", 64), t.set("lr", 2e-3), t.set("warmup", 300), t.set("eval_batches", 0);
+    t.set("label_smoothing", 0.1);  // fairseq's label_smoothed_cross_entropy, as the official training
+  }
   return t;
 }
 
@@ -95,7 +130,8 @@ struct Section {
 
 bool is_model_level_key(const std::string& k) {
   return k == "type" || k == "layers" || k == "classifier_dim" || k == "heads" || k == "classifier_layers" ||
-         k == "projection_bias" || k == "padding_idx" || k == "learned_positions" || k == "tie_weights";
+         k == "projection_bias" || k == "padding_idx" || k == "learned_positions" || k == "tie_weights" ||
+         k == "transformer_ffn_dim";
 }
 
 namespace {
@@ -116,7 +152,7 @@ MegaLayerConfig layer_config(const Section& model, bool decoder) {
 // What a key may hold when its default is null (any other key takes the type of its default).
 std::string_view nullable_kind(std::string_view key) {
   if (key == "truncation" || key == "min_len" || key == "max_len" || key == "num_train") return "an integer";
-  if (key == "dir" || key == "eval_file" || key == "file") return "a string";
+  if (key == "dir" || key == "eval_file" || key == "file" || key == "src" || key == "tgt") return "a string";
   return "";
 }
 
@@ -549,7 +585,422 @@ class CharLMTask : public TrainTask {
   std::unique_ptr<Module> model_;  // MegaLM or TransformerLM
 };
 
+
+// ---------------------------------------------------------------- translation
+
+// The encoder-decoder of a translate configuration: MegaSeq2Seq ("mega": encoder and decoder of
+// model.layers layers each, the layer keys of mega/config.h) or TransformerSeq2Seq
+// ("transformer": embed_dim, heads, transformer_ffn_dim, max_positions, dropout); one joint
+// vocabulary, all embeddings shared (--share-all-embeddings).
+std::unique_ptr<Module> make_seq2seq(const Json& cfg, int64_t vocab, uint64_t seed) {
+  const Section m(cfg, "model");
+  const std::string type = m.s("type");
+  if (type == "mega") {
+    Seq2SeqConfig c;
+    c.encoder = layer_config(m, false), c.decoder = layer_config(m, true);
+    c.encoder_layers = c.decoder_layers = m.i("layers");
+    c.vocab_size = vocab, c.share_all_embeddings = true;
+    return std::make_unique<MegaSeq2Seq>(c, seed);
+  }
+  MG_CHECK(type == "transformer", "train", "{}: model type must be \"mega\" or \"transformer\", got \"{}\"",
+           m.name("type"), type);
+  TransformerSeq2SeqConfig c;
+  c.embed_dim = m.i("embed_dim"), c.ffn_dim = m.i("transformer_ffn_dim"), c.num_heads = m.i("heads");
+  c.encoder_layers = c.decoder_layers = m.i("layers"), c.vocab_size = vocab;
+  c.max_source_positions = c.max_target_positions = m.i("max_positions");
+  c.dropout = m.d("dropout"), c.share_all_embeddings = true;
+  return std::make_unique<TransformerSeq2Seq>(c, seed);
+}
+
+Tensor seq2seq_forward(Module& model, const Tensor& src, const Tensor& prev) {
+  if (auto* t = dynamic_cast<TransformerSeq2Seq*>(&model)) return t->forward(src, prev);
+  return dynamic_cast<MegaSeq2Seq&>(model).forward(src, prev);
+}
+
+std::string to_hex(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out(bytes.size() * 2, '0');
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    const auto b = (unsigned char)bytes[i];
+    out[2 * i] = digits[b >> 4], out[2 * i + 1] = digits[b & 15];
+  }
+  return out;
+}
+std::string from_hex(std::string_view hex, std::string_view what) {
+  MG_CHECK(hex.size() % 2 == 0, "translate", "{}: odd number of hex digits ({})", what, hex.size());
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    fail("translate", "{}: '{}' is not a hex digit", what, c);
+  };
+  std::string out(hex.size() / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) out[i] = (char)(nibble(hex[2 * i]) * 16 + nibble(hex[2 * i + 1]));
+  return out;
+}
+
+// The tokenizer kept in a translate task's data state (so in its checkpoints).
+text::SubwordTokenizer tokenizer_from_state(const Json& state, int64_t vocab, const std::string& what) {
+  MG_CHECK(state.is_object() && state.contains("tokenizer"), "translate",
+           "{}: no tokenizer in the checkpoint's data state (not a translate checkpoint)", what);
+  text::SubwordTokenizer tok =
+      text::SubwordTokenizer::from_bytes(from_hex(json_string(state, "data", "tokenizer"), what + ": tokenizer"));
+  MG_CHECK(tok.vocab_size() == vocab, "translate", "{}: the tokenizer has {} pieces, the model's vocabulary {}", what,
+           tok.vocab_size(), vocab);
+  return tok;
+}
+
+// A sentence's ids with eos last: refused when longer than `limit`, or cut to limit - 1 pieces.
+// `hint` ends the message of a sentence too long.
+std::vector<int64_t> sentence_ids(const text::SubwordTokenizer& tok, const std::string& s, int64_t limit,
+                                  bool truncate, const std::string& where, const char* side,
+                                  const char* hint = "raise model.max_positions, or set data.truncate to cut such "
+                                                     "sentences") {
+  std::vector<int64_t> ids = tok.encode(s);
+  MG_CHECK(!ids.empty(), "translate", "{}: the {} is empty (no subword piece): nothing to translate", where, side);
+  if ((int64_t)ids.size() + 1 > limit) {
+    MG_CHECK(truncate, "translate",
+             "{}: the {} is {} subword tokens with eos, longer than the model's {} positions (model.max_positions); {}",
+             where, side, ids.size() + 1, limit, hint);
+    ids.resize((size_t)(limit - 1));
+  }
+  ids.push_back(text::SubwordTokenizer::kEos);
+  return ids;
+}
+
+int64_t default_max_len(int64_t src_len, int64_t max_positions, int64_t max_len) {
+  return max_len > 0 ? std::min(max_len, max_positions) : std::min(2 * src_len + 10, max_positions);
+}
+
+std::string decode_to_text(Module& model, const text::SubwordTokenizer& tok, const std::vector<int64_t>& src,
+                           int64_t beam, int64_t max_len, int64_t max_positions, int64_t* generated = nullptr) {
+  DecodeOptions o;
+  o.beam = beam, o.max_len = default_max_len((int64_t)src.size(), max_positions, max_len);
+  Hypothesis h = beam == 1 ? greedy_decode(model, src, o) : beam_search(model, src, o).front();
+  if (generated) *generated += (int64_t)h.tokens.size();
+  return tok.decode(h.tokens);
+}
+
+class TranslateTask : public TrainTask {
+ public:
+  Json complete_config(const Json& saved) const override { return complete_run_config(saved); }
+  explicit TranslateTask(const Json& cfg) {
+    const Section d(cfg, "data"), t(cfg, "train"), m(cfg, "model");
+    if (d.null("src")) {
+      splits_ = data::bible_parallel_splits();
+      source_ = "the Bible, Spanish (Reina-Valera 1909) -> English (KJV); Mark validation, John test";
+    } else {
+      const std::string src = d.s("src");
+      std::vector<data::SentencePair> pairs =
+          d.null("tgt") ? data::read_parallel_tsv(src) : data::read_parallel_files(src, d.s("tgt"));
+      const int64_t nv = d.i("valid_size"), nt = d.i("test_size");
+      MG_CHECK((int64_t)pairs.size() > nv + nt, "translate",
+               "{}: {} pairs, but data.valid_size {} + data.test_size {} leave none to train on", src, pairs.size(), nv,
+               nt);
+      splits_ = data::split_tail(std::move(pairs), (size_t)nv, (size_t)nt);
+      source_ = d.null("tgt") ? src : src + " -> " + d.s("tgt");
+    }
+    MG_CHECK(!splits_.valid.empty(), "translate", "{}: the validation split is empty (data.valid_size)", source_);
+    vocab_ = d.i("vocab_size"), subword_type_ = d.s("subword_type"), truncate_ = d.b("truncate");
+    max_positions_ = m.i("max_positions"), batch_size_ = t.i("batch_size"), seed_ = (uint64_t)t.i("seed");
+    label_smoothing_ = t.d("label_smoothing");
+    model_ = make_seq2seq(cfg, vocab_, seed_);
+  }
+  Module& model() override { return *model_; }
+  std::string metric_name() const override { return "accuracy"; }
+  double train_metric(const StepStats& s) const override {
+    return s.count ? 100.0 * (double)s.correct / (double)s.count : 0;
+  }
+
+  Tensor next_train_loss(StepStats& st) override {
+    ready("train");
+    const std::vector<int64_t>& rows = batches_.at("train")[(size_t)iterator_->next()[0]];
+    Batch b = make("train", rows);
+    const Share share = share_of((int64_t)rows.size());
+    if (share.rows == 0) return Tensor();
+    b.src = take_share(b.src, share).to(device_), b.prev = take_share(b.prev, share).to(device_);
+    b.tgt = take_share(b.tgt, share).to(device_);
+    BatchShardScope masks(default_generator(), share.first, share.rows, share.total);
+    Tensor logits = seq2seq_forward(*model_, b.src, b.prev);
+    LabelSmoothedLoss l = label_smoothed_cross_entropy(logits, b.tgt, label_smoothing_, text::SubwordTokenizer::kPad);
+    count(logits, b.tgt, st);
+    st.tokens += l.ntokens;
+    const double n = (double)std::max<int64_t>(l.ntokens, 1);
+    return share_of_mean(mul_scalar(l.loss, 1.0 / n), share);
+  }
+
+  // The label-smoothed loss per target token (the training criterion) and the token accuracy.
+  EvalResult evaluate(const std::string& split, int64_t max_batches) override {
+    ready(split);
+    no_grad g;
+    model_->eval();
+    StepStats st;
+    double loss_sum = 0;
+    const auto& bs = batches_.at(key(split));
+    for (size_t i = 0; i < bs.size() && (max_batches == 0 || (int64_t)i < max_batches); ++i) {
+      Batch b = make(key(split), bs[i]);
+      const Share share = share_of((int64_t)bs[i].size());  // data parallel: each rank its rows
+      if (share.rows == 0) continue;
+      b.src = take_share(b.src, share).to(device_), b.prev = take_share(b.prev, share).to(device_);
+      b.tgt = take_share(b.tgt, share).to(device_);
+      Tensor logits = seq2seq_forward(*model_, b.src, b.prev);
+      loss_sum += label_smoothed_cross_entropy(logits, b.tgt, label_smoothing_, text::SubwordTokenizer::kPad).loss.item();
+      count(logits, b.tgt, st);
+    }
+    std::vector<double> sums{loss_sum, (double)st.correct, (double)st.count};
+    sum_over_ranks(sums);
+    loss_sum = sums[0], st.correct = (int64_t)sums[1], st.count = (int64_t)sums[2];
+    model_->train();
+    return {loss_sum / (double)std::max<int64_t>(st.count, 1), train_metric(st), st.count};
+  }
+
+  Json data_state() const override {
+    Json j = Json::object();
+    const_cast<TranslateTask*>(this)->ready("");  // the tokenizer travels with every checkpoint
+    j.set("tokenizer", to_hex(tok_.to_bytes()));
+    if (iterator_) j.set("batches", iterator_->state_json());
+    else if (pending_) j.set("batches", *pending_);
+    return j;
+  }
+  // Adopts the checkpoint's tokenizer (a resumed run keeps its ids whatever the data now gives)
+  // and, once the training batches exist, their position.
+  void load_data_state(const Json& j) override {
+    tok_ = tokenizer_from_state(j, vocab_, "data state");
+    encoded_.clear(), batches_.clear(), iterator_.reset();
+    pending_.reset();
+    if (const Json* b = j.find("batches")) pending_ = *b;
+  }
+  std::string describe() const override {
+    return fmt::format("translation, {}: {} train / {} val / {} test pairs; joint {} vocabulary of {} pieces; {} "
+                       "parameters",
+                       source_, splits_.train.size(), splits_.valid.size(), splits_.test.size(), subword_type_, vocab_,
+                       model_->num_parameters());
+  }
+  // The token accuracy of always predicting the validation targets' most frequent token.
+  std::pair<double, std::string> baseline() const override {
+    auto* self = const_cast<TranslateTask*>(this);
+    self->ready("val");
+    std::map<int64_t, int64_t> n;
+    int64_t total = 0;
+    for (const auto& ids : encoded_.at("val").tgt) {
+      for (int64_t id : ids) ++n[id];
+      total += (int64_t)ids.size();
+    }
+    int64_t top = 0;
+    for (const auto& kv : n) top = std::max(top, kv.second);
+    return {100.0 * (double)top / (double)std::max<int64_t>(total, 1), "most frequent token"};
+  }
+  uint64_t data_fingerprint() const override {
+    uint64_t h = fnv1a(describe());
+    for (const auto* split : {&splits_.train, &splits_.valid, &splits_.test})
+      for (const auto& p : *split) h = fnv1a(p.tgt, fnv1a(p.src, h));
+    return h;
+  }
+
+  void set_run_dir(const std::string& dir, bool write) { run_dir_ = dir, write_cache_ = write; }
+  void prepare() { ready("train"), ready("val"); }
+
+  TranslationScores scores(const std::string& split, int64_t beam, int64_t max_len, int64_t limit) {
+    ready("");
+    const auto& ps = pairs(split);
+    TranslationScores out;
+    no_grad g;
+    model_->eval();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < ps.size() && (limit == 0 || (int64_t)i < limit); ++i) {
+      std::vector<int64_t> src = sentence_ids(tok_, ps[i].src, max_positions_, truncate_, ps[i].where, "source");
+      out.sources.push_back(ps[i].src), out.references.push_back(ps[i].tgt);
+      out.hypotheses.push_back(decode_to_text(*model_, tok_, src, beam, max_len, max_positions_, &out.generated_tokens));
+    }
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    model_->train();
+    out.bleu = text::corpus_bleu(out.hypotheses, out.references);
+    out.chrf = text::corpus_chrf(out.hypotheses, out.references);
+    return out;
+  }
+
+ private:
+  struct Encoded {
+    std::vector<std::vector<int64_t>> src, tgt;  // pieces + eos
+  };
+  struct Batch {
+    Tensor src, prev, tgt;
+  };
+  static std::string key(const std::string& split) {
+    MG_CHECK(split == "train" || split == "val" || split == "test", "translate",
+             "unknown split '{}' (train, val or test)", split);
+    return split;
+  }
+  const std::vector<data::SentencePair>& pairs(const std::string& split) const {
+    const std::string k = key(split);
+    return k == "train" ? splits_.train : k == "val" ? splits_.valid : splits_.test;
+  }
+
+  // The tokenizer: the run folder's cached one when it was trained on this training split with
+  // these options, else trained now (and cached). SentencePiece is deterministic at one thread.
+  void ensure_tokenizer() {
+    if (tok_.loaded()) return;
+    namespace fs = std::filesystem;
+    const std::vector<std::string> text = data::joint_sentences(splits_.train);
+    uint64_t h = fnv1a(fmt::format("{} {}", vocab_, subword_type_));
+    for (const std::string& s : text) h = fnv1a(s, fnv1a("\n", h));
+    const std::string stamp = fmt::format("{:016x}", h);
+    const fs::path model_file = fs::path(run_dir_) / "tokenizer.model", info = fs::path(run_dir_) / "tokenizer.json";
+    std::error_code ec;
+    if (!run_dir_.empty() && fs::exists(model_file, ec) && fs::exists(info, ec)) {
+      try {
+        const Json j = Json::parse(read_file(info.string(), "translate", 1 << 16), info.string());
+        if (j.contains("training_text") && j.at("training_text").get_string() == stamp) {
+          tok_ = text::SubwordTokenizer::from_bytes(read_file(model_file.string(), "translate", 1 << 28));
+          if (tok_.vocab_size() == vocab_) return;
+        }
+      } catch (const Error&) {  // a damaged cache is retrained, never trusted
+      }
+      tok_ = text::SubwordTokenizer();
+    }
+    text::SubwordOptions o;
+    o.vocab_size = vocab_, o.model_type = subword_type_;
+    try {
+      tok_ = text::SubwordTokenizer::train(text, o);
+    } catch (const Error& e) {
+      fail("translate", "training the subword model ({} pieces, {}) on the {} training pairs of {}: {}", vocab_,
+           subword_type_, splits_.train.size(), source_, e.what());
+    }
+    if (!run_dir_.empty() && write_cache_) {
+      fs::create_directories(run_dir_, ec);
+      write_file_atomic(model_file.string(), tok_.to_bytes(), "translate");
+      Json j = Json::object();
+      j.set("training_text", stamp), j.set("vocab_size", vocab_), j.set("model_type", subword_type_);
+      j.set("pairs", (int64_t)splits_.train.size()), j.set("source", source_);
+      write_file_atomic(info.string(), j.dump(2) + "\n", "translate");
+    }
+  }
+
+  // The tokenizer, and a split's ids and length-sorted batches ("": the tokenizer only).
+  void ready(const std::string& split) {
+    ensure_tokenizer();
+    if (split.empty() || encoded_.count(split)) return;
+    const auto& ps = pairs(split);
+    MG_CHECK(!ps.empty(), "translate", "the {} split of {} is empty", split, source_);
+    Encoded e;
+    for (const auto& p : ps) {
+      e.src.push_back(sentence_ids(tok_, p.src, max_positions_, truncate_, p.where, "source"));
+      e.tgt.push_back(sentence_ids(tok_, p.tgt, max_positions_, truncate_, p.where, "target"));
+    }
+    // Batches of similar lengths (less padding): the pairs sorted by source then target length,
+    // cut into batch_size runs; training visits the batches in a shuffled, resumable order.
+    std::vector<int64_t> order(ps.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      const auto la = std::make_pair(e.src[(size_t)a].size(), e.tgt[(size_t)a].size());
+      const auto lb = std::make_pair(e.src[(size_t)b].size(), e.tgt[(size_t)b].size());
+      return la < lb;
+    });
+    std::vector<std::vector<int64_t>> bs;
+    for (size_t i = 0; i < order.size(); i += (size_t)batch_size_)
+      bs.emplace_back(order.begin() + (ptrdiff_t)i, order.begin() + (ptrdiff_t)std::min(order.size(), i + (size_t)batch_size_));
+    encoded_[split] = std::move(e);
+    batches_[split] = std::move(bs);
+    if (split == "train") {
+      iterator_ = std::make_unique<data::BatchIterator>((int64_t)batches_[split].size(), 1, seed_);
+      if (pending_) iterator_->load_state_json(*pending_);
+      pending_.reset();
+    }
+  }
+
+  // Rows of a split, padded: src (B, S) pieces + eos, prev (B, T) bos + pieces, tgt (B, T)
+  // pieces + eos.
+  Batch make(const std::string& split, const std::vector<int64_t>& rows) const {
+    const Encoded& e = encoded_.at(split);
+    size_t S = 0, T = 0;
+    for (int64_t r : rows) S = std::max(S, e.src[(size_t)r].size()), T = std::max(T, e.tgt[(size_t)r].size());
+    const size_t B = rows.size();
+    std::vector<int64_t> src(B * S, 0), prev(B * T, 0), tgt(B * T, 0);
+    for (size_t i = 0; i < B; ++i) {
+      const auto& s = e.src[(size_t)rows[i]];
+      const auto& t = e.tgt[(size_t)rows[i]];
+      std::copy(s.begin(), s.end(), src.begin() + (ptrdiff_t)(i * S));
+      std::copy(t.begin(), t.end(), tgt.begin() + (ptrdiff_t)(i * T));
+      prev[i * T] = text::SubwordTokenizer::kBos;
+      std::copy(t.begin(), t.end() - 1, prev.begin() + (ptrdiff_t)(i * T + 1));
+    }
+    return {Tensor::from_vector(src, {(int64_t)B, (int64_t)S}), Tensor::from_vector(prev, {(int64_t)B, (int64_t)T}),
+            Tensor::from_vector(tgt, {(int64_t)B, (int64_t)T})};
+  }
+  static void count(const Tensor& logits, const Tensor& tgt, StepStats& st) {
+    const std::vector<int64_t> pred = argmax(logits.detach().cpu(), 2).to_int_vector(), y = tgt.cpu().to_int_vector();
+    for (size_t i = 0; i < y.size(); ++i)
+      if (y[i] != text::SubwordTokenizer::kPad) st.correct += pred[i] == y[i], st.count += 1;
+  }
+
+  data::ParallelSplits splits_;
+  std::string source_, subword_type_, run_dir_;
+  bool truncate_ = false, write_cache_ = false;
+  int64_t vocab_ = 4000, max_positions_ = 256, batch_size_ = 64;
+  uint64_t seed_ = 1;
+  double label_smoothing_ = 0.1;
+  text::SubwordTokenizer tok_;
+  std::map<std::string, Encoded> encoded_;
+  std::map<std::string, std::vector<std::vector<int64_t>>> batches_;
+  std::unique_ptr<data::BatchIterator> iterator_;
+  std::optional<Json> pending_;  // a loaded batch position, until the training batches exist
+  std::unique_ptr<Module> model_;
+};
 }  // namespace
+
+void set_task_run_dir(TrainTask& task, const std::string& dir, bool write) {
+  if (auto* t = dynamic_cast<TranslateTask*>(&task)) t->set_run_dir(dir, write);
+}
+
+void prepare_task_data(TrainTask& task) {
+  if (auto* t = dynamic_cast<TranslateTask*>(&task)) t->prepare();
+}
+
+TranslationScores translation_scores(TrainTask& task, const std::string& split, int64_t beam, int64_t max_len,
+                                     int64_t limit) {
+  auto* t = dynamic_cast<TranslateTask*>(&task);
+  MG_CHECK(t != nullptr, "translate", "BLEU needs a translate task");
+  MG_CHECK(beam >= 1, "translate", "beam must be >= 1, got {}", beam);
+  return t->scores(split, beam, max_len, limit);
+}
+
+Translator::Translator(const Checkpoint& ck, const std::string& what) {
+  MG_CHECK(ck.meta.count("config") && ck.meta.count("data"), "translate",
+           "{}: not a training checkpoint (no run configuration or data state)", what);
+  const Json cfg = Json::parse(ck.meta.at("config"), what + ": config");
+  const std::string task = json_string(cfg, "", "task");
+  MG_CHECK(task == "translate", "translate",
+           "{}: a '{}' checkpoint, not a translation model (train one with megagrad train --task translate)", what,
+           task);
+  const Json full = complete_run_config(cfg);
+  const int64_t vocab = json_int(json_member(full, "", "data"), "data", "vocab_size");
+  tok_ = tokenizer_from_state(Json::parse(ck.meta.at("data"), what + ": data"), vocab, what);
+  max_positions_ = json_int(json_member(full, "", "model"), "model", "max_positions");
+  model_ = make_seq2seq(full, vocab, 0);
+  model_->load_state_dict(ck.model);
+  model_->eval();
+}
+
+Translator::~Translator() = default;
+
+std::vector<int64_t> Translator::encode_source(const std::string& sentence, const std::string& where,
+                                               std::vector<std::string>* unknown) const {
+  MG_CHECK(sentence.find_first_not_of(" \t\r\n") != std::string::npos, "translate",
+           "{}: the source is empty: nothing to translate", where);
+  std::vector<int64_t> ids = sentence_ids(tok_, sentence, max_positions_, false, where, "source",
+                                          "split it into shorter sentences");
+  if (unknown) {
+    const std::vector<std::string> pieces = tok_.encode_pieces(sentence);
+    const std::vector<int64_t> raw = tok_.encode(sentence);
+    for (size_t i = 0; i < raw.size() && i < pieces.size(); ++i)
+      if (raw[i] == text::SubwordTokenizer::kUnk) unknown->push_back(pieces[i]);
+  }
+  return ids;
+}
+
+std::string Translator::translate(const std::vector<int64_t>& src, int64_t beam, int64_t max_len) const {
+  MG_CHECK(beam >= 1, "translate", "beam must be >= 1, got {}", beam);
+  return decode_to_text(*model_, tok_, src, beam, max_len, max_positions_);
+}
 
 std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& prompt, int64_t length,
                                      double temperature, int64_t top_k, uint64_t seed) {
@@ -582,8 +1033,8 @@ std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& pr
 }
 
 Json default_run_config(const std::string& task) {
-  MG_CHECK(task == "listops" || task == "fmnist" || task == "charlm", "train",
-           "unknown task '{}' (tasks: listops, fmnist, charlm)", task);
+  MG_CHECK(task == "listops" || task == "fmnist" || task == "charlm" || task == "translate", "train",
+           "unknown task '{}' (tasks: listops, fmnist, charlm, translate)", task);
   Json j = Json::object();
   j.set("task", task), j.set("model", model_defaults(task));
   // Shown by --show-config next to the model; a comment ('_'), so never a setting.
@@ -674,6 +1125,7 @@ std::unique_ptr<TrainTask> make_task(const Json& given) {
   if (task == "listops") return std::make_unique<ListOpsTask>(cfg);
   if (task == "fmnist") return std::make_unique<FashionMnistTask>(cfg);
   if (task == "charlm") return std::make_unique<CharLMTask>(cfg);
+  if (task == "translate") return std::make_unique<TranslateTask>(cfg);
   fail("train", "unknown task '{}'", task);
 }
 
@@ -736,7 +1188,7 @@ void validate_run_config(const Json& given) {
            "{}: the Transformer baseline needs token input; fmnist feeds pixels (model type \"mega\")",
            model.name("type"));
   MG_CHECK(model.i("layers") >= 1, "config", "{} must be >= 1, got {}", model.name("layers"), model.i("layers"));
-  if (task != "charlm") {
+  if (task != "charlm" && task != "translate") {
     MG_CHECK(model.i("classifier_dim") >= 1, "config", "{} must be >= 1, got {}", model.name("classifier_dim"),
              model.i("classifier_dim"));
     MG_CHECK(model.i("classifier_layers") >= 1, "config", "{} must be >= 1, got {}", model.name("classifier_layers"),
@@ -752,13 +1204,14 @@ void validate_run_config(const Json& given) {
   }
   if (type == "mega") {
     (void)layer_config(model, task == "charlm");
+    if (task == "translate") (void)layer_config(model, true);  // the decoder's layers too
   } else {
     const int64_t D = model.i("embed_dim"), heads = model.i("heads");
     MG_CHECK(D >= 1 && heads >= 1 && D % heads == 0, "config",
              "{} ({}) must be a positive multiple of {} ({}) for the Transformer", model.name("embed_dim"), D,
              model.name("heads"), heads);
-    MG_CHECK(model.i("ffn_hidden_dim") >= 1, "config", "{} must be >= 1 for the Transformer, got {}",
-             model.name("ffn_hidden_dim"), model.i("ffn_hidden_dim"));
+    const char* ffn = task == "translate" ? "transformer_ffn_dim" : "ffn_hidden_dim";
+    MG_CHECK(model.i(ffn) >= 1, "config", "{} must be >= 1 for the Transformer, got {}", model.name(ffn), model.i(ffn));
     MG_CHECK(model.i("max_positions") >= 1, "config", "{} must be >= 1, got {}", model.name("max_positions"),
              model.i("max_positions"));
     const double p = model.d("dropout");
@@ -779,6 +1232,20 @@ void validate_run_config(const Json& given) {
   // data: everything but the files.
   if (task == "listops") {
     if (d.null("eval_file") && d.null("dir")) (void)listops_config(d);  // generated data
+  } else if (task == "translate") {
+    MG_CHECK(d.i("valid_size") >= 1, "config", "{} must be >= 1 (training ends with a validation), got {}",
+             d.name("valid_size"), d.i("valid_size"));
+    MG_CHECK(d.i("test_size") >= 0, "config", "{} must be >= 0, got {}", d.name("test_size"), d.i("test_size"));
+    MG_CHECK(d.i("vocab_size") >= 5, "config", "{} must be >= 5 (4 special ids and a piece), got {}",
+             d.name("vocab_size"), d.i("vocab_size"));
+    MG_CHECK(d.s("subword_type") == "unigram" || d.s("subword_type") == "bpe", "config",
+             "{} must be \"unigram\" or \"bpe\", got \"{}\"", d.name("subword_type"), d.s("subword_type"));
+    MG_CHECK(d.null("src") ? d.null("tgt") : true, "config", "{} needs {} (the source side)", d.name("tgt"),
+             d.name("src"));
+    MG_CHECK(model.i("max_positions") >= 2, "config", "{} must be >= 2 (a piece and eos), got {}",
+             model.name("max_positions"), model.i("max_positions"));
+    const double ls = t.d("label_smoothing");
+    MG_CHECK(ls >= 0 && ls < 1, "config", "{} must be in [0, 1), got {}", t.name("label_smoothing"), ls);
   } else if (task == "fmnist") {
     MG_CHECK(d.i("val_size") >= 1, "config", "{} must be >= 1, got {}", d.name("val_size"), d.i("val_size"));
   } else {

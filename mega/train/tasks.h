@@ -1,14 +1,17 @@
-// The training tasks: ListOps (generated or LRA TSV files), sequential Fashion-MNIST, and
-// character-level language modelling, each a TrainTask (mega/train/trainer.h) built from a run
-// configuration:
+// The training tasks: ListOps (generated or LRA TSV files), sequential Fashion-MNIST,
+// character-level language modelling, and Spanish -> English translation (the Bible corpus or a
+// user's parallel text), each a TrainTask (mega/train/trainer.h) built from a run configuration:
 //
-//   {"task": "listops" | "fmnist" | "charlm",
+//   {"task": "listops" | "fmnist" | "charlm" | "translate",
 //    "model": {"type": "mega" | "transformer", "layers": N, ... the layer keys of
 //              mega/config.h (embed_dim, hidden_dim, ...), "classifier_dim": N, "heads": N,
 //              listops and fmnist: "classifier_layers": N, "projection_bias": B (the official
 //              LRAModel head), listops: "padding_idx": N (0; the official model's is 1),
-//              charlm with "transformer" (TransformerLM): "learned_positions": B, "tie_weights": B},
-//    "data":  {"preset": "short" | "lra", "seed": N, "dir": PATH, "file": PATH, "seq_len": N},
+//              charlm with "transformer" (TransformerLM): "learned_positions": B, "tie_weights": B,
+//              translate with "transformer" (TransformerSeq2Seq): "transformer_ffn_dim": N},
+//    "data":  {"preset": "short" | "lra", "seed": N, "dir": PATH, "file": PATH, "seq_len": N,
+//              translate: "src": PATH, "tgt": PATH, "valid_size": N, "test_size": N, "vocab_size": N,
+//              "subword_type": "unigram" | "bpe", "truncate": B},
 //    "train": {"steps": N, "batch_size": N, "lr": X, "warmup": N, ...}}
 //
 // default_run_config(task) gives the built-in defaults; a user's --config file overrides any key.
@@ -17,6 +20,9 @@
 #include <string>
 #include <vector>
 #include "core/json.h"
+#include "mega/beam_search.h"
+#include "mega/text/bleu.h"
+#include "mega/text/subword.h"
 #include "mega/train/checkpoint.h"
 #include "mega/train/trainer.h"
 
@@ -58,6 +64,59 @@ std::unique_ptr<TrainTask> make_task(const Json& run_config);
 // character over the last data.seq_len characters.
 std::string generate_from_checkpoint(const Checkpoint& ck, const std::string& prompt, int64_t length,
                                      double temperature, int64_t top_k, uint64_t seed);
+// ---- translate ----
+// The task (MegaSeq2Seq or TransformerSeq2Seq, shared embeddings, label-smoothed cross-entropy;
+// metric: token accuracy) trains a joint SentencePiece model on the training split's two sides
+// when it first needs one, and keeps it in its data state, so in every checkpoint (covered by the
+// checkpoint's checksum). A sentence is its pieces then eos (the decoder's input: bos then the
+// pieces); one longer than model.max_positions is refused when the data is encoded, naming the
+// pair, its length and the limit, unless data.truncate cuts it to max_positions - 1 pieces + eos.
+
+// The run folder of a translate task (no-op for the other tasks): its tokenizer is cached there
+// as tokenizer.model (with tokenizer.json recording what it was trained on), so that a new run
+// in the same folder reuses it; only `write` processes (rank 0) write the files.
+void set_task_run_dir(TrainTask& task, const std::string& dir, bool write);
+// Translate: trains (or reads) the subword model and encodes the training and validation splits
+// now, so that their errors (a vocabulary the text cannot fill, a sentence too long) come before
+// train() writes any file. No-op for the other tasks.
+void prepare_task_data(TrainTask& task);
+
+// A translate checkpoint's model and tokenizer, for `megagrad translate`. Errors:
+// "[translate] <what>: ..." for a checkpoint of another task ("a 'listops' checkpoint, not a
+// translation model") or without a tokenizer.
+class Translator {
+ public:
+  Translator(const Checkpoint& ck, const std::string& what);
+  ~Translator();
+  // A source sentence as ids (pieces, eos). Errors "[translate] <where>: ..." for an empty
+  // sentence and for one longer than the model's positions (its length and the limit; never
+  // truncated here). `unknown` (if given) receives the pieces that map to unk.
+  std::vector<int64_t> encode_source(const std::string& sentence, const std::string& where,
+                                     std::vector<std::string>* unknown = nullptr) const;
+  // Greedy at beam 1, else beam search; max_len 0: min(2 * source length + 10, max_positions).
+  std::string translate(const std::vector<int64_t>& src, int64_t beam, int64_t max_len) const;
+  const text::SubwordTokenizer& tokenizer() const { return tok_; }
+  Module& model() const { return *model_; }
+  int64_t max_positions() const { return max_positions_; }
+
+ private:
+  std::unique_ptr<Module> model_;
+  text::SubwordTokenizer tok_;
+  int64_t max_positions_ = 0;
+};
+
+// A translate task's split ("val" or "test") translated by beam search (greedy at beam 1), its
+// first `limit` pairs (0: all), scored with corpus BLEU (13a) and chrF as sacreBLEU does.
+struct TranslationScores {
+  text::BleuScore bleu;
+  text::ChrfScore chrf;
+  std::vector<std::string> sources, hypotheses, references;
+  double seconds = 0;
+  int64_t generated_tokens = 0;  // eos included
+};
+TranslationScores translation_scores(TrainTask& task, const std::string& split, int64_t beam, int64_t max_len,
+                                     int64_t limit);
+
 // TrainOptions from the "train" section (steps, lr, ...); out_dir and resume come from the caller.
 TrainOptions train_options(const Json& run_config);
 // Checks a whole run configuration without loading any data or building the model: the keys and
