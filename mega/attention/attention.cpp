@@ -78,14 +78,7 @@ Checked check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   c.NC = c.L / c.C;
   c.rotary = bias.kind == RelPosBias::Kind::Rotary;
   if (c.rotary) {
-    for (const Tensor* t : {&bias.alpha, &bias.beta}) {
-      check_defined(op, *t, "the rotary bias's alpha/beta");
-      MG_CHECK(t->dtype() == q.dtype() && t->device() == q.device(), op,
-               "rotary alpha/beta {} must have q's dtype and device ({})", t->desc(), q.desc());
-      MG_CHECK(t->shape() == (Shape{1, c.Z}), op, "rotary alpha/beta must be (1,{}) for Z = {}, got {}", c.Z, c.Z,
-               t->desc());
-    }
-    MG_CHECK(c.Z % 2 == 0, op, "odd Z = {} with the rotary bias: it rotates pairs (x1, x2), so Z must be even", c.Z);
+    attention_rows::check_rotary_bias(op, bias, q, c.Z);
     c.M = 0;
   } else {
     // As the official module: M = the chunk size when chunking (even when it exceeds L), else

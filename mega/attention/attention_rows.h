@@ -2,8 +2,11 @@
 // ops: how a q, k or v tensor reaches a kernel, and the dropout counters of one call.
 #pragma once
 #include <cstdint>
+#include <string_view>
+#include "autograd/checks.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "mega/attention/attention.h"  // RelPosBias
 #include "mega/attention/attention_types.h"
 
 namespace megagrad::attention_rows {
@@ -17,6 +20,17 @@ inline Tensor rows_ready(const Tensor& t) {
 }
 template <typename T> AttentionRows<T> rows_of(const Tensor& t) {
   return {t.device_data_ptr<T>(), t.strides()[0], t.size(1) == 1 ? t.size(2) : t.strides()[1]};
+}
+
+// The rotary bias's parameters: alpha and beta (1, Z) of q's dtype and device, and Z even.
+inline void check_rotary_bias(std::string_view op, const RelPosBias& bias, const Tensor& q, int64_t Z) {
+  for (const Tensor* t : {&bias.alpha, &bias.beta}) {
+    check_defined(op, *t, "the rotary bias's alpha/beta");
+    MG_CHECK(t->dtype() == q.dtype() && t->device() == q.device(), op,
+             "rotary alpha/beta {} must have q's dtype and device ({})", t->desc(), q.desc());
+    MG_CHECK(t->shape() == (Shape{1, Z}), op, "rotary alpha/beta must be (1,{}) for Z = {}, got {}", Z, Z, t->desc());
+  }
+  MG_CHECK(Z % 2 == 0, op, "odd Z = {} with the rotary bias: it rotates pairs (x1, x2), so Z must be even", Z);
 }
 
 struct Dropout {
