@@ -21,6 +21,13 @@
 
 namespace megagrad {
 
+// 1.0 at tokens equal to pad, as the float dtype dt; undefined when there is no pad (the official
+// code passes no mask then). Shared by the classifiers, the LM and the encoder–decoder.
+Tensor padding_mask_of(const Tensor& tokens, int64_t pad, DType dt);
+// Pads (B, L) int64 tokens on the right with `pad` up to a multiple of `chunk` (when chunk > 0
+// and L > chunk), as the official encoders and decoders do.
+Tensor pad_to_chunk(const Tensor& tokens, int64_t chunk, int64_t pad);
+
 // Sinusoidal positions 0..L-1 (L, D) float32: sin on even, cos on odd features (not trained).
 // The Transformer baselines' positions.
 Tensor sinusoidal_positions(int64_t L, int64_t D);

@@ -38,25 +38,6 @@ void check_source_not_empty(const Tensor& src, int64_t pad) {
   }
 }
 
-// 1.0 at pads as dt, undefined when there is none (the official code passes no mask then).
-Tensor padding_mask_of(const Tensor& tokens, int64_t pad, DType dt) {
-  const std::vector<int64_t> t = tokens.to_int_vector();
-  std::vector<double> m(t.size());
-  bool any = false;
-  for (size_t i = 0; i < t.size(); ++i) any |= (m[i] = t[i] == pad ? 1.0 : 0.0) != 0;
-  return any ? Tensor::from_vector(m, tokens.shape(), dt) : Tensor();
-}
-
-// Right-pads (B, L) with pad up to a multiple of chunk when 0 < chunk < L (official F.pad).
-Tensor pad_to_chunk(const Tensor& tokens, int64_t chunk, int64_t pad) {
-  const int64_t B = tokens.size(0), L = tokens.size(1);
-  if (chunk <= 0 || L <= chunk || L % chunk == 0) return tokens;
-  const int64_t Lp = (L + chunk - 1) / chunk * chunk;
-  std::vector<int64_t> t = tokens.to_int_vector(), out((size_t)(B * Lp), pad);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < L; ++i) out[(size_t)(b * Lp + i)] = t[(size_t)(b * L + i)];
-  return Tensor::from_vector(out, {B, Lp});
-}
 
 // The official Embedding: N(0, D^-1/2) with a zero padding row.
 Tensor embedding_init(int64_t V, int64_t D, int64_t pad, Generator& gen) {
