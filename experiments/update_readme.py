@@ -35,6 +35,10 @@ def main():
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "charlm"))
             import summarize_charlm  # noqa: E402
             return f"<!-- results: {path} -->\n{summarize_charlm.table(res['runs'], res['compressors'], False)}<!-- /results -->"
+        if res.get("experiment") == "translate":  # BLEU and chrF2 at two beams, decoding speed
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "translate"))
+            import summarize_translate  # noqa: E402
+            return f"<!-- results: {path} -->\n{summarize_translate.table(res)}<!-- /results -->"
         return f"<!-- results: {path} -->\n{summarize.table(res['runs'])}<!-- /results -->"
 
     new, n = re.subn(r"<!-- results: (.*?) -->.*?<!-- /results -->", repl, text, flags=re.S)

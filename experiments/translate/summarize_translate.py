@@ -38,6 +38,26 @@ def cell(s):
     return s.replace("|", "\\|").strip()
 
 
+def table(res):
+    """The Markdown table of the runs' scores (also README.md's, through update_readme.py)."""
+    head = ("| model | parameters | steps | threads | wall time | training tokens/s | val acc | test acc | "
+            "BLEU beam 4 | chrF2 beam 4 | ms/token beam 4 | BLEU beam 1 | chrF2 beam 1 | ms/token beam 1 |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in res["runs"]:
+        b4, b1 = r["test_beam4"], r["test_beam1"]
+        acc = lambda x: "" if x is None else f"{x:.1f}%"
+        lines.append(f'| {r["name"]} | {r["parameters"]} | {r["steps"]} | {r["threads"]} | {r["wall_s"]:.0f} s | '
+                     f'{r["tokens_per_s"]:.0f} | {acc(r.get("final_val"))} | {acc(r.get("test"))} | '
+                     f'{b4["bleu"]:.2f} | {b4["chrf2"]:.2f} | {b4["ms_per_token"]:.2f} | '
+                     f'{b1["bleu"]:.2f} | {b1["chrf2"]:.2f} | {b1["ms_per_token"]:.2f} |')
+    n = res["runs"][0]["test_beam4"]["sentences"]
+    lines.append("")
+    lines.append(f"BLEU (sacreBLEU's 13a, exp smoothing) and chrF2 over the first {n} verses of John; "
+                 "ms/token: decoding time per generated target token, one thread; "
+                 "tokens/s: target tokens per second of training.")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     out = sys.argv[1]
     res_path = os.path.join(out, "results.json")
@@ -59,25 +79,10 @@ def main():
         f.write("\n")
     os.replace(res_path + ".tmp", res_path)
 
-    head = ("| model | parameters | steps | wall time | training tokens/s | val acc | test acc | "
-            "BLEU beam 4 | chrF2 beam 4 | ms/token beam 4 | BLEU beam 1 | chrF2 beam 1 | ms/token beam 1 |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in res["runs"]:
-        b4, b1 = r["test_beam4"], r["test_beam1"]
-        acc = lambda x: "" if x is None else f"{x:.1f}%"
-        lines.append(f'| {r["name"]} | {r["parameters"]} | {r["steps"]} | {r["wall_s"]:.0f} s | '
-                     f'{r["tokens_per_s"]:.0f} | {acc(r.get("final_val"))} | {acc(r.get("test"))} | '
-                     f'{b4["bleu"]:.2f} | {b4["chrf2"]:.2f} | {b4["ms_per_token"]:.2f} | '
-                     f'{b1["bleu"]:.2f} | {b1["chrf2"]:.2f} | {b1["ms_per_token"]:.2f} |')
-    n = res["runs"][0]["test_beam4"]["sentences"]
-    lines.append("")
-    lines.append(f"BLEU (sacreBLEU's 13a, exp smoothing) and chrF2 over the first {n} verses of John; "
-                 "ms/token: decoding time per generated target token, one thread; "
-                 "tokens/s: target tokens per second of training.")
-    table = "\n".join(lines) + "\n"
+    text = table(res)
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
-        f.write(table)
-    sys.stdout.write(table)
+        f.write(text)
+    sys.stdout.write(text)
 
     names = list(examples)
     ex = ["| source (Spanish) | reference (KJV) | " + " | ".join(names) + " |",
