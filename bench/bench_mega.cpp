@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     AttentionOptions o;
     o.activation = act, o.chunk_size = C;
     std::vector<Tensor*> leaves{&q, &k, &v, &bias.weight};
-    const char* an = act == AttentionActivation::Softmax ? "softmax" : "laplace";
+    const char* an = attention_activation_name(act);
     char name[128];
     auto [rf, ff] = race(reps, [&] { no_grad ng; attention_reference(q, k, v, Tensor(), bias, o); },
                          [&] { no_grad ng; attention(q, k, v, Tensor(), bias, o); });

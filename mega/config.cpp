@@ -139,9 +139,7 @@ Json layer_config_to_json(const MegaLayerConfig& c) {
   j.set("truncation", c.truncation ? Json(*c.truncation) : Json());
   j.set("rel_pos_bias", c.rel_pos_bias == RelPosBias::Kind::Simple ? "simple" : "rotary");
   j.set("max_positions", c.max_positions);
-  j.set("attention_activation", c.attention_activation == AttentionActivation::Softmax ? "softmax"
-                                : c.attention_activation == AttentionActivation::Laplace ? "laplace"
-                                                                                         : "relu2");
+  j.set("attention_activation", attention_activation_name(c.attention_activation));
   j.set("norm_type", c.norm_type == NormType::LayerNorm    ? "layernorm"
                      : c.norm_type == NormType::ScaleNorm ? "scalenorm"
                      : c.norm_type == NormType::RMSNorm   ? "rmsnorm"

@@ -27,16 +27,6 @@ namespace {
 
 using test::max_rel_diff;
 
-Tensor right_padding(int64_t L, const std::vector<int64_t>& pads, DType dt) {
-  const int64_t B = (int64_t)pads.size();
-  std::vector<double> m((size_t)(B * L), 0.0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = L - pads[(size_t)b]; t < L; ++t) m[(size_t)(b * L + t)] = 1.0;
-  return Tensor::from_vector(m, {B, L}, dt);
-}
-
-const char* act_name(Act a) { return a == Act::Softmax ? "softmax" : a == Act::Laplace ? "laplace" : "relu2"; }
-
 struct Case {
   Act act;
   bool rotary;
@@ -47,8 +37,8 @@ struct Case {
 };
 
 std::string describe(const Case& c, DType dt) {
-  std::string s = fmt::format("{} {} {} L={} chunk={}", dtype_name(dt), act_name(c.act), c.rotary ? "rotary" : "simple",
-                              c.L, c.chunk);
+  std::string s = fmt::format("{} {} {} L={} chunk={}", dtype_name(dt), attention_activation_name(c.act),
+                              c.rotary ? "rotary" : "simple", c.L, c.chunk);
   if (c.causal) s += " causal";
   if (!c.pads.empty()) s += fmt::format(" pads={}", fmt::join(c.pads, ","));
   if (c.dropout > 0) s += fmt::format(" dropout={}", c.dropout);
@@ -76,7 +66,7 @@ Inputs make_inputs(const Case& c, DType dt, int64_t Z = 6, int64_t H = 5, uint64
   in.q = normal({B, c.L, Z}, 0, qstd, dt, &g).requires_grad_();
   in.k = normal({B, c.L, Z}, 0, 1.0, dt, &g).requires_grad_();
   in.v = randn({B, c.L, H}, dt, &g).requires_grad_();
-  if (!c.pads.empty()) in.mask = right_padding(c.L, c.pads, dt);
+  if (!c.pads.empty()) in.mask = test::right_padding(c.L, c.pads, dt);
   in.opt.activation = c.act;
   in.opt.chunk_size = c.chunk;
   in.opt.causal = c.causal;
@@ -258,7 +248,7 @@ TEST_CASE("attention: dropout zeroes a fraction p of the weights and scales the 
       if (dropped[i] == 0) ++zeros;
       else if (!(std::abs(dropped[i] - clean[i] / (1 - p)) <= 1e-12 * std::abs(clean[i]))) ++bad;  // NaN: bad
     }
-    INFO(act_name(act) << ": " << zeros << " of " << nonzero << " dropped");
+    INFO(attention_activation_name(act) << ": " << zeros << " of " << nonzero << " dropped");
     CHECK(bad == 0);
     REQUIRE(nonzero > 10000);
     // 18432 draws: the standard deviation of the fraction is 0.0034.

@@ -30,16 +30,6 @@ namespace {
 
 using test::max_rel_diff;
 
-const char* act_name(Act a) { return a == Act::Softmax ? "softmax" : a == Act::Laplace ? "laplace" : "relu2"; }
-
-Tensor right_padding(int64_t S, const std::vector<int64_t>& pads, DType dt) {
-  const int64_t B = (int64_t)pads.size();
-  std::vector<double> m((size_t)(B * S), 0.0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = S - pads[(size_t)b]; t < S; ++t) m[(size_t)(b * S + t)] = 1.0;
-  return Tensor::from_vector(m, {B, S}, dt);
-}
-
 struct Case {
   Act act;
   bool rotary;
@@ -49,8 +39,8 @@ struct Case {
 };
 
 std::string describe(const Case& c, DType dt) {
-  std::string s = fmt::format("{} {} {} L={} S={}", dtype_name(dt), act_name(c.act), c.rotary ? "rotary" : "simple",
-                              c.L, c.S);
+  std::string s = fmt::format("{} {} {} L={} S={}", dtype_name(dt), attention_activation_name(c.act),
+                              c.rotary ? "rotary" : "simple", c.L, c.S);
   if (!c.pads.empty()) s += fmt::format(" pads={}", fmt::join(c.pads, ","));
   if (c.dropout > 0) s += fmt::format(" dropout={}", c.dropout);
   return s;
@@ -74,7 +64,7 @@ Inputs make_inputs(const Case& c, DType dt, int64_t Z = 6, int64_t H = 5, uint64
   in.q = normal({B, c.L, Z}, 0, qstd, dt, &g).requires_grad_();
   in.k = normal({B, c.S, Z}, 0, 1.0, dt, &g).requires_grad_();
   in.v = randn({B, c.S, H}, dt, &g).requires_grad_();
-  if (!c.pads.empty()) in.mask = right_padding(c.S, c.pads, dt);
+  if (!c.pads.empty()) in.mask = test::right_padding(c.S, c.pads, dt);
   in.opt.activation = c.act;
   in.opt.max_positions = std::max(c.L, c.S) + 3;
   in.opt.dropout = c.dropout;

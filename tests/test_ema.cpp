@@ -13,13 +13,6 @@ using namespace megagrad;
 namespace {
 using test::max_rel_diff;
 
-Tensor right_padding(int64_t B, int64_t L, std::vector<int64_t> pads, DType dt) {
-  std::vector<double> m((size_t)(B * L), 0.0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = L - pads[(size_t)b]; t < L; ++t) m[(size_t)(b * L + t)] = 1.0;
-  return Tensor::from_vector(m, {B, L}, dt);
-}
-
 // Runs fused and composed EMA with the same inputs, compares out and every gradient.
 void compare_with_reference(DType dt, bool bidir, std::optional<int64_t> trunc, bool pad, double tol) {
   const int64_t B = 3, L = 23, D = 5, N = 4;
@@ -27,7 +20,7 @@ void compare_with_reference(DType dt, bool bidir, std::optional<int64_t> trunc, 
   Generator g(6);
   Tensor x = randn({B, L, D}, dt, &g).requires_grad_();
   Tensor G = randn({B, L, D}, dt, &g);
-  Tensor mask = pad ? right_padding(B, L, {0, 4, 9}, dt) : Tensor();
+  Tensor mask = pad ? test::right_padding(L, {0, 4, 9}, dt) : Tensor();
   EmaOptions o{bidir, trunc};
   std::vector<Tensor*> leaves{&x, &p.delta, &p.alpha, &p.beta, &p.gamma, &p.omega};
 

@@ -473,8 +473,38 @@ TEST_CASE("seq2seq: parameter counts of Mega and the Transformer at one width", 
   CHECK(ratio < 1.15);
 }
 
+// What each generated token reads: the self-attention's cached keys and values are the current
+// chunk's tokens (at most chunk_size: constant work per token) with chunking, the whole prefix
+// without; the cross-attention's cache stays the S projected source rows. A count, not a timing:
+// the hidden test below prints the times.
+TEST_CASE("seq2seq: the incremental state holds the current chunk with chunking and the prefix without", "[seq2seq][incremental]") {
+  const int64_t T = 40, S = 7, B = 2;
+  std::vector<int64_t> sv((size_t)(B * S));
+  for (int64_t i = 0; i < B * S; ++i) sv[(size_t)i] = 3 + i % 8;
+  Tensor src = Tensor::from_vector(sv, {B, S});
+  for (int64_t chunk : {8, -1}) {
+    Seq2SeqConfig c = tiny_config(6, S, T);
+    c.decoder.chunk_size = chunk;
+    MegaSeq2Seq m(c, 1);
+    m.eval();
+    auto st = m.begin(src);
+    for (int64_t t = 0; t < T; ++t) {
+      m.forward_incremental(Tensor::from_vector(std::vector<int64_t>(B, 3 + t % 8), {B, 1}), st);
+      const int64_t want = chunk > 0 ? t % chunk + 1 : t + 1;
+      for (size_t l = 0; l < st.self.size(); ++l) {
+        INFO("chunk " << chunk << ", token " << t << ", decoder layer " << l);
+        REQUIRE(st.self[l].keys.defined());
+        CHECK(st.self[l].keys.shape() == Shape{B, want, c.decoder.z_dim});
+        CHECK(st.self[l].values.shape() == Shape{B, want, c.decoder.hidden_dim});
+        CHECK(st.cross[l].S == S);
+        CHECK(st.cross[l].k.size() == (size_t)(B * S * c.decoder.z_dim));
+      }
+    }
+  }
+}
+
 // Hidden (run with "[.seq2seq_decode_cost]"): the time per generated token early and late in a
-// long target, with and without chunking; the chunked Mega's must not grow with the prefix.
+// long target, with and without chunking, printed (speed is measured, never asserted).
 TEST_CASE("seq2seq: decoding cost per token against the prefix", "[.seq2seq_decode_cost]") {
   const int64_t T = 512, S = 32;
   std::vector<int64_t> sv((size_t)S);
@@ -503,7 +533,6 @@ TEST_CASE("seq2seq: decoding cost per token against the prefix", "[.seq2seq_deco
     const double early = r.first, late = r.second;
     WARN("Mega chunk " << chunk << ": ms/token at tokens 0-63 " << early << ", at " << T - 64 << "-" << T - 1 << " "
                        << late);
-    if (chunk > 0) CHECK(late < 1.5 * early);
   }
   TransformerSeq2SeqConfig tc;
   tc.embed_dim = 64, tc.ffn_dim = 256, tc.num_heads = 4, tc.vocab_size = 1000, tc.max_source_positions = T,

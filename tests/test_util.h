@@ -74,6 +74,15 @@ inline double max_rel_diff(const Tensor& a, const Tensor& b, NonFinite nf = NonF
   return max_rel_diff(a.to_vector(), b.to_vector(), nf);
 }
 
+// A (B, L) key padding mask (1 = padded) with pads[b] padded positions at the right end of row b.
+inline Tensor right_padding(int64_t L, const std::vector<int64_t>& pads, DType dt) {
+  const int64_t B = (int64_t)pads.size();
+  std::vector<double> m((size_t)(B * L), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = L - pads[(size_t)b]; t < L; ++t) m[(size_t)(b * L + t)] = 1.0;
+  return Tensor::from_vector(m, {B, L}, dt);
+}
+
 // A test that cannot run here (no CUDA device, say) calls skip(why) and returns. The listener
 // in main.cpp then counts the test case as skipped, not passed: the binary exits 77 (ctest's
 // SKIP_RETURN_CODE, shown as ***Skipped) when every test case it ran was skipped, and prints

@@ -61,7 +61,7 @@ PY
 
 python3 "$EXPERIMENTS_DIR/summarize.py" --experiment fmnist --out "$OUT/results.json" \
   --plot "$OUT/val_accuracy.svg" --table "$OUT/table.md" --majority 10 \
-  --title "Sequential Fashion-MNIST (784 pixels): $STEPS steps, one thread each" \
+  --title "Sequential Fashion-MNIST (784 pixels): $STEPS steps, $THREADS thread(s) each" \
   --note "sequential Fashion-MNIST from /usr/share/datasets/fashion-mnist: 55000 train / 5000 validation (the last 5000 training images) / 10000 test, pixels /255 one per step; validation curve on the first $((EVAL_BATCHES * 32)) validation images; 'test' is the final checkpoint on the whole test split (megagrad eval --split test); chance 10%" \
   --note "$goal" \
   --note "seed 1, $STEPS steps of batch 32 per run, one thread each ($THREADS), JOBS=$JOBS at a time, on a 2-core machine shared with other engineers' builds and runs (load average 1/5/15 min at the start: $(cat "$OUT/load_start"), at the end: $(cat "$OUT/load_end")): wall times and tokens/s are inflated by that load" \

@@ -297,6 +297,37 @@ template <typename F> void for_pieces(int64_t n, F&& f) {
 // ---------------------------------------------------------------- forward
 // out (B, L, H) = P V per chunk; lse (B, L): softmax only (else null), the logsumexp of each
 // row's scores, +inf for a row where every key is masked (its output is 0).
+// One score row of the forward pass (shared with the cross-attention): turns the row's scores s
+// (its first ve visible: the causal diagonal) into P: the bias rel, the key mask (key_add for the
+// softmax, key_keep for laplace/relu2; null: no key hidden), the activation; columns ve..nk end as
+// 0. The softmax runs online (FlashAttention): m and l carry the row's max and its sum of
+// exp(s - m) over the key blocks so far, and the row's output o (H) is rescaled when the max grows
+// (not in the first visited block, which overwrites o). Returns false when no key of the row is
+// visible yet (softmax; s is then all 0).
+template <typename T>
+inline bool score_row_forward(Act act, T* s, const T* rel, const T* key_add, const T* key_keep, int64_t ve,
+                              int64_t nk, T& m, T& l, T* o, int64_t H, bool first) {
+  if (act == Act::Softmax) {
+    const T mnew = std::max(m, add_bias_max(s, rel, key_add, ve));
+    if (mnew == -std::numeric_limits<T>::infinity()) {
+      std::fill(s, s + nk, T(0));
+      return false;
+    }
+    const T sum = exp_shift_sum(s, ve, mnew);
+    const T corr = exp_fast(m - mnew);
+    l = l * corr + sum;
+    m = mnew;
+    if (corr != T(1) && !first)
+      for (int64_t h = 0; h < H; ++h) o[h] *= corr;
+  } else if (act == Act::Laplace) {
+    act_row<Act::Laplace>(s, rel, key_keep, ve);
+  } else {
+    act_row<Act::Relu2>(s, rel, key_keep, ve);
+  }
+  std::fill(s + ve, s + nk, T(0));  // right of the causal diagonal
+  return true;
+}
+
 template <typename T>
 void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
   const AttentionShape& d = pr.d;
@@ -322,36 +353,17 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
           if (nk == 0) continue;
           scores(pr, b, c, Qs.data(), nq, j0, nk, S.data(), nk);
           const bool masked = ci.any_hidden(j0, nk);
-          // S -> P (dropped): add the bias, mask, apply the activation. The softmax runs online
-          // (FlashAttention): m and l carry the row max and the sum of exp(s - m) over the key
-          // blocks so far, and O is rescaled when the max grows. l sums P before dropout; O sums
-          // the dropped P, so O / l is the dropped attention applied to V.
+          // S -> P (dropped): bias, key mask and activation (score_row_forward, the softmax
+          // online), then dropout. l sums P before dropout; O sums the dropped P, so O / l is the
+          // dropped attention applied to V.
           for_rows(nq, nk, [&](int64_t r) {
             const int64_t i = i0 + r, ve = causal_end(pr.causal, i, j0, nk);
             T* s = &S[(size_t)(r * nk)];
             const T* rel = pr.rel + (C - 1 + j0 - i);  // rel[jj] = bias(i, j0 + jj)
-            if (softmax) {
-              const T mrow = add_bias_max(s, rel, masked ? &ci.key_add[(size_t)j0] : nullptr, ve);
-              const T mnew = std::max(m[(size_t)r], mrow);
-              if (mnew == ninf) {  // nothing visible in this row yet
-                std::fill(s, s + nk, T(0));
-                return;
-              }
-              const T sum = exp_shift_sum(s, ve, mnew);
-              std::fill(s + ve, s + nk, T(0));  // right of the causal diagonal
-              const T corr = exp_fast(m[(size_t)r] - mnew);
-              l[(size_t)r] = l[(size_t)r] * corr + sum;
-              m[(size_t)r] = mnew;
-              if (corr != T(1) && !first)
-                for (int64_t h = 0; h < H; ++h) O[r * H + h] *= corr;
-            } else {
-              const T* kk = masked ? &ci.key_keep[(size_t)j0] : nullptr;
-              if (pr.act == Act::Laplace)
-                act_row<Act::Laplace>(s, rel, kk, ve);
-              else
-                act_row<Act::Relu2>(s, rel, kk, ve);
-              std::fill(s + ve, s + nk, T(0));
-            }
+            if (!score_row_forward(pr.act, s, rel, masked ? &ci.key_add[(size_t)j0] : nullptr,
+                                   masked ? &ci.key_keep[(size_t)j0] : nullptr, ve, nk, m[(size_t)r], l[(size_t)r],
+                                   O + r * H, H, first))
+              return;  // nothing visible in this row yet
             if (drop) {
               T* keep = &Kd[(size_t)(r * nk)];
               dropout_row(pr.p, pr.seed, pr.first, b, c, i, j0, d.NC, C, keep, ve);

@@ -13,6 +13,11 @@ namespace megagrad {
 
 enum class AttentionActivation { Softmax, Laplace, Relu2 };
 
+// The activation's name in configurations (and the official code's attention_activation).
+inline constexpr const char* attention_activation_name(AttentionActivation a) {
+  return a == AttentionActivation::Softmax ? "softmax" : a == AttentionActivation::Laplace ? "laplace" : "relu2";
+}
+
 struct AttentionShape {
   int64_t B, L, Z, H, C, NC;
 };

@@ -135,28 +135,16 @@ void forward(const CrossAttentionProblem<T>& pr, T* out, T* lse) {
         if (!si.any_visible(j0, nk)) continue;
         gemm(false, true, nq, nk, d.Z, T(1), Qs.data(), d.Z, row_of(pr.k, b, j0), pr.k.ld, T(0), Sb.data(), nk);
         const bool masked = si.any_hidden(j0, nk);
-        // Sblk -> P~: bias, key mask, activation, dropout; the softmax online (m, l per row; O
-        // rescaled when the max grows; l sums P before dropout, O the dropped P).
+        // Sblk -> P~: bias, key mask, activation (attention_cpu::score_row_forward, the softmax
+        // online: m, l per row, O rescaled when the max grows), then dropout (l sums P before
+        // dropout, O the dropped P). The block has a visible key: every row's max is finite.
         attention_cpu::for_rows(nq, nk, [&](int64_t r) {
           const int64_t i = i0 + r;
           T* s = &Sb[(size_t)(r * nk)];
           const T* rel = pr.rel + (L - 1 + j0 - i);  // rel[jj] = bias(i, j0 + jj)
-          if (softmax) {
-            const T mrow = attention_cpu::add_bias_max(s, rel, masked ? &si.key_add[(size_t)j0] : nullptr, nk);
-            const T mnew = std::max(m[(size_t)r], mrow);
-            const T sum = attention_cpu::exp_shift_sum(s, nk, mnew);  // a visible key: mnew is finite
-            const T corr = exp_fast(m[(size_t)r] - mnew);
-            l[(size_t)r] = l[(size_t)r] * corr + sum;
-            m[(size_t)r] = mnew;
-            if (corr != T(1) && !first)
-              for (int64_t h = 0; h < H; ++h) O[r * H + h] *= corr;
-          } else {
-            const T* kk = masked ? &si.key_keep[(size_t)j0] : nullptr;
-            if (pr.act == Act::Laplace)
-              attention_cpu::act_row<Act::Laplace>(s, rel, kk, nk);
-            else
-              attention_cpu::act_row<Act::Relu2>(s, rel, kk, nk);
-          }
+          attention_cpu::score_row_forward(pr.act, s, rel, masked ? &si.key_add[(size_t)j0] : nullptr,
+                                           masked ? &si.key_keep[(size_t)j0] : nullptr, nk, nk, m[(size_t)r],
+                                           l[(size_t)r], O + r * H, H, first);
           if (drop) {
             T* keep = &Kd[(size_t)(r * nk)];
             dropout_row(pr, b, i, j0, keep, nk);
