@@ -6,6 +6,7 @@
 #   experiments/charlm/run.sh OUT_DIR          # ~60 min on 2 busy cores (JOBS=2, THREADS=1)
 #   TINY=1 experiments/charlm/run.sh OUT_DIR   # a few steps, for CI
 #   STEPS=N EVAL_EVERY=N ...                   # another budget
+#   MODELS=mega STEPS=8000 EVAL_EVERY=500 THREADS=2 JOBS=1   # Mega alone, longer (results_8000steps.json)
 #
 # Leaves OUT_DIR/mega/ and OUT_DIR/transformer/ (checkpoint.safetensors, metrics.jsonl,
 # curves.svg, train.log, config.json; val.txt: megagrad eval on the whole validation split;
@@ -19,6 +20,7 @@ STEPS="${STEPS:-2000}"
 EVAL_EVERY="${EVAL_EVERY:-250}"
 EVAL_BATCHES="${EVAL_BATCHES:-16}"  # per evaluation during training; val.txt is the whole split
 SEED="${SEED:-1}"
+MODELS="${MODELS:-mega transformer}"  # a subset runs only those (their files next to this script)
 SAMPLE_LEN=400
 DATA='{}'
 [ -n "${CORPUS:-}" ] && DATA="{\"file\": \"$CORPUS\"}"
@@ -53,9 +55,14 @@ run_model() {
   echo "experiments: $model: $(grep -E '^val' "$dir/val.txt")"
 }
 
-for m in mega transformer; do config_for "$m"; done
-printf 'run_model mega\nrun_model transformer\n' | run_queue
+DIRS=()
+for m in $MODELS; do
+  [ -f "$HERE/$m.json" ] || { echo "experiments: no model $HERE/$m.json" >&2; exit 2; }
+  config_for "$m"
+  DIRS+=("$OUT/$m")
+done
+for m in $MODELS; do echo "run_model $m"; done | run_queue
 python3 "$HERE/summarize_charlm.py" --out "$OUT/results.json" --plot "$OUT/val_bpc.svg" --table "$OUT/table.md" \
-  --title "KJV characters: Mega vs Transformer decoder, $STEPS steps of batch 16 x 256" \
+  --title "KJV characters: ${MODELS// / vs }, $STEPS steps of batch 16 x 256" \
   --note "corpus: $( [ -n "${CORPUS:-}" ] && echo "$CORPUS" || echo "the KJV Bible (bible-kjv, bible -l79), the end of the text (data.val_fraction) is validation" ); training windows of 256 characters at random starts; curves: the first $EVAL_BATCHES batches of 16 windows of the validation split; final: the whole split (megagrad eval)" \
-  "$OUT/mega" "$OUT/transformer"
+  "${DIRS[@]}"
