@@ -6,6 +6,7 @@
 Each block between `<!-- results: PATH -->` and `<!-- /results -->` is replaced with the table of
 PATH (a results.json, through summarize.table). Standard library only.
 """
+import importlib
 import json
 import os
 import re
@@ -13,6 +14,25 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import summarize  # noqa: E402
+
+
+# Experiments whose table is their own: experiment -> (its folder, its summarize module, the table).
+OWN_TABLES = {
+    "scaling": ("scaling", "summarize_scaling", lambda m, res: m.table(res)),  # time and memory against L
+    "charlm": ("charlm", "summarize_charlm",  # bits per character beside the compressors
+               lambda m, res: m.table(res["runs"], res["compressors"], False)),
+    "translate": ("translate", "summarize_translate", lambda m, res: m.table(res)),  # BLEU, chrF2, decoding
+}
+
+
+def table_of(res):
+    """The Markdown table of one results.json: its experiment's own, else summarize.table."""
+    own = OWN_TABLES.get(res.get("experiment"))
+    if not own:
+        return summarize.table(res["runs"])
+    folder, module, make = own
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), folder))
+    return make(importlib.import_module(module), res)
 
 
 def main():
@@ -27,19 +47,7 @@ def main():
             return m.group(0)
         with open(os.path.join(root, path), encoding="utf-8") as f:
             res = json.load(f)
-        if res.get("experiment") == "scaling":  # time and memory against L: its own table
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling"))
-            import summarize_scaling  # noqa: E402
-            return f"<!-- results: {path} -->\n{summarize_scaling.table(res)}<!-- /results -->"
-        if res.get("experiment") == "charlm":  # bits per character beside the compressors
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "charlm"))
-            import summarize_charlm  # noqa: E402
-            return f"<!-- results: {path} -->\n{summarize_charlm.table(res['runs'], res['compressors'], False)}<!-- /results -->"
-        if res.get("experiment") == "translate":  # BLEU and chrF2 at two beams, decoding speed
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "translate"))
-            import summarize_translate  # noqa: E402
-            return f"<!-- results: {path} -->\n{summarize_translate.table(res)}<!-- /results -->"
-        return f"<!-- results: {path} -->\n{summarize.table(res['runs'])}<!-- /results -->"
+        return f"<!-- results: {path} -->\n{table_of(res)}<!-- /results -->"
 
     new, n = re.subn(r"<!-- results: (.*?) -->.*?<!-- /results -->", repl, text, flags=re.S)
     with open(readme, "w", encoding="utf-8") as f:

@@ -16,7 +16,6 @@ Tensor xavier_uniform(int64_t out, int64_t in, Generator& gen) {
   return uniform({out, in}, -a, a, DType::Float32, &gen);
 }
 
-
 void check_tokens(std::string_view op, const Tensor& tokens, int64_t vocab) {
   MG_CHECK(tokens.defined() && tokens.dtype() == DType::Int64 && tokens.dim() == 2, op,
            "tokens must be int64 (B, L), got {}", tokens.desc());
@@ -75,8 +74,6 @@ int64_t sample_token(std::vector<double> l, int64_t padding_idx, double temperat
 }
 }  // namespace
 
-// 1.0 at tokens equal to pad, as x's float dtype; undefined when there is no pad (the official
-// code passes no mask then).
 Tensor padding_mask_of(const Tensor& tokens, int64_t pad, DType dt) {
   std::vector<int64_t> t = tokens.to_int_vector();
   std::vector<double> m(t.size());
@@ -85,8 +82,6 @@ Tensor padding_mask_of(const Tensor& tokens, int64_t pad, DType dt) {
   return any ? Tensor::from_vector(m, tokens.shape(), dt) : Tensor();
 }
 
-// Pads (B, L) int64 tokens on the right with `pad` up to a multiple of `chunk` (when chunk > 0
-// and L > chunk), as the official encoder and LM do.
 Tensor pad_to_chunk(const Tensor& tokens, int64_t chunk, int64_t pad) {
   const int64_t B = tokens.size(0), L = tokens.size(1);
   if (chunk <= 0 || L <= chunk || L % chunk == 0) return tokens;

@@ -38,7 +38,6 @@ void check_source_not_empty(const Tensor& src, int64_t pad) {
   }
 }
 
-
 // The official Embedding: N(0, D^-1/2) with a zero padding row.
 Tensor embedding_init(int64_t V, int64_t D, int64_t pad, Generator& gen) {
   Tensor w = normal({V, D}, 0.0, std::pow((double)D, -0.5), DType::Float32, &gen);

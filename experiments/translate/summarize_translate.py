@@ -14,13 +14,19 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import summarize  # noqa: E402
+
 BLEU = re.compile(r"^test BLEU = ([0-9.]+) (\S+) \(BP = ([0-9.]+) ratio = ([0-9.]+)", re.M)
 CHRF = re.compile(r"^test chrF2 = ([0-9.]+) \(beam (\d+), (\d+) sentences, ([0-9.]+) s, ([0-9.]+) ms per generated token\)", re.M)
 
 
 def read(path):
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    """The file's text; exits naming the file when it is missing."""
+    text = summarize.read(path)
+    if text is None:
+        sys.exit(f"summarize_translate.py: {path} is missing")
+    return text
 
 
 def scores(path):

@@ -206,6 +206,14 @@ template <Act A, typename T> void act_back_row(const T* __restrict s, const T* _
 
 // ---------------------------------------------------------------- per-chunk masks
 
+// A key block's mask as the row passes take it: key_add (softmax: 0, or -inf for a hidden key) and
+// key_keep (laplace/relu2: 1, or 0), both null when no key of the block is hidden.
+template <typename T>
+struct KeyMask {
+  const T* add = nullptr;
+  const T* keep = nullptr;
+};
+
 // The masks of one (b, chunk), in the form the block passes use.
 template <typename T>
 struct ChunkInfo {
@@ -245,9 +253,10 @@ struct ChunkInfo {
     if (nk <= 0 || visible[(size_t)(j0 + nk)] == visible[(size_t)j0]) return 0;
     return nk;
   }
-  // Whether some key of [j0, j0+nk) is masked (else the passes skip the key mask).
-  bool any_hidden(int64_t j0, int64_t nk) const {
-    return visible[(size_t)(j0 + nk)] - visible[(size_t)j0] != nk;
+  // The mask of keys [j0, j0+nk), null when none of them is masked (the passes then skip it).
+  KeyMask<T> key_mask(int64_t j0, int64_t nk) const {
+    if (visible[(size_t)(j0 + nk)] - visible[(size_t)j0] == nk) return {};
+    return {&key_add[(size_t)j0], &key_keep[(size_t)j0]};
   }
 };
 
@@ -294,21 +303,17 @@ template <typename F> void for_pieces(int64_t n, F&& f) {
     f(0, n);
 }
 
-// ---------------------------------------------------------------- forward
-// out (B, L, H) = P V per chunk; lse (B, L): softmax only (else null), the logsumexp of each
-// row's scores, +inf for a row where every key is masked (its output is 0).
 // One score row of the forward pass (shared with the cross-attention): turns the row's scores s
-// (its first ve visible: the causal diagonal) into P: the bias rel, the key mask (key_add for the
-// softmax, key_keep for laplace/relu2; null: no key hidden), the activation; columns ve..nk end as
-// 0. The softmax runs online (FlashAttention): m and l carry the row's max and its sum of
-// exp(s - m) over the key blocks so far, and the row's output o (H) is rescaled when the max grows
-// (not in the first visited block, which overwrites o). Returns false when no key of the row is
-// visible yet (softmax; s is then all 0).
+// (its first ve visible: the causal diagonal) into P: the bias rel, the key mask km, the
+// activation; columns ve..nk end as 0. The softmax runs online (FlashAttention): m and l carry
+// the row's max and its sum of exp(s - m) over the key blocks so far, and the row's output o (H)
+// is rescaled when the max grows (not in the first visited block, which overwrites o). Returns
+// false when no key of the row is visible yet (softmax; s is then all 0).
 template <typename T>
-inline bool score_row_forward(Act act, T* s, const T* rel, const T* key_add, const T* key_keep, int64_t ve,
-                              int64_t nk, T& m, T& l, T* o, int64_t H, bool first) {
+inline bool score_row_forward(Act act, T* s, const T* rel, KeyMask<T> km, int64_t ve, int64_t nk, T& m, T& l,
+                              T* o, int64_t H, bool first) {
   if (act == Act::Softmax) {
-    const T mnew = std::max(m, add_bias_max(s, rel, key_add, ve));
+    const T mnew = std::max(m, add_bias_max(s, rel, km.add, ve));
     if (mnew == -std::numeric_limits<T>::infinity()) {
       std::fill(s, s + nk, T(0));
       return false;
@@ -320,14 +325,17 @@ inline bool score_row_forward(Act act, T* s, const T* rel, const T* key_add, con
     if (corr != T(1) && !first)
       for (int64_t h = 0; h < H; ++h) o[h] *= corr;
   } else if (act == Act::Laplace) {
-    act_row<Act::Laplace>(s, rel, key_keep, ve);
+    act_row<Act::Laplace>(s, rel, km.keep, ve);
   } else {
-    act_row<Act::Relu2>(s, rel, key_keep, ve);
+    act_row<Act::Relu2>(s, rel, km.keep, ve);
   }
   std::fill(s + ve, s + nk, T(0));  // right of the causal diagonal
   return true;
 }
 
+// ---------------------------------------------------------------- forward
+// out (B, L, H) = P V per chunk; lse (B, L): softmax only (else null), the logsumexp of each
+// row's scores, +inf for a row where every key is masked (its output is 0).
 template <typename T>
 void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
   const AttentionShape& d = pr.d;
@@ -352,7 +360,7 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
           const int64_t nk = ci.key_extent(pr, i0, nq, j0, std::min(BK, C - j0));
           if (nk == 0) continue;
           scores(pr, b, c, Qs.data(), nq, j0, nk, S.data(), nk);
-          const bool masked = ci.any_hidden(j0, nk);
+          const KeyMask<T> km = ci.key_mask(j0, nk);
           // S -> P (dropped): bias, key mask and activation (score_row_forward, the softmax
           // online), then dropout. l sums P before dropout; O sums the dropped P, so O / l is the
           // dropped attention applied to V.
@@ -360,9 +368,7 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
             const int64_t i = i0 + r, ve = causal_end(pr.causal, i, j0, nk);
             T* s = &S[(size_t)(r * nk)];
             const T* rel = pr.rel + (C - 1 + j0 - i);  // rel[jj] = bias(i, j0 + jj)
-            if (!score_row_forward(pr.act, s, rel, masked ? &ci.key_add[(size_t)j0] : nullptr,
-                                   masked ? &ci.key_keep[(size_t)j0] : nullptr, ve, nk, m[(size_t)r], l[(size_t)r],
-                                   O + r * H, H, first))
+            if (!score_row_forward(pr.act, s, rel, km, ve, nk, m[(size_t)r], l[(size_t)r], O + r * H, H, first))
               return;  // nothing visible in this row yet
             if (drop) {
               T* keep = &Kd[(size_t)(r * nk)];
@@ -397,10 +403,10 @@ void forward(const AttentionProblem<T>& pr, T* out, T* lse) {
 // keep: the row's dropout multipliers, or null. Columns ve..nk of s, Pt and ds end as 0. Pt may be
 // s itself (softmax without dropout).
 template <typename T>
-inline void score_row_backward(Act act, T* s, const T* rel, const T* key_add, const T* key_keep, T lse, T D,
-                               const T* keep, T* pt, T* ds, int64_t ve, int64_t nk) {
+inline void score_row_backward(Act act, T* s, const T* rel, KeyMask<T> km, T lse, T D, const T* keep, T* pt,
+                               T* ds, int64_t ve, int64_t nk) {
   if (act == Act::Softmax) {
-    softmax_back_row(s, rel, key_add, lse, keep ? nullptr : ds, D, ve);
+    softmax_back_row(s, rel, km.add, lse, keep ? nullptr : ds, D, ve);
     std::fill(s + ve, s + nk, T(0));
     if (keep && ds)
       for (int64_t jj = 0; jj < ve; ++jj) {
@@ -411,9 +417,9 @@ inline void score_row_backward(Act act, T* s, const T* rel, const T* key_add, co
       for (int64_t jj = 0; jj < ve; ++jj) pt[jj] = s[jj] * keep[jj];
   } else {
     if (act == Act::Laplace)
-      act_back_row<Act::Laplace>(s, rel, key_keep, pt, ds, ve);
+      act_back_row<Act::Laplace>(s, rel, km.keep, pt, ds, ve);
     else
-      act_back_row<Act::Relu2>(s, rel, key_keep, pt, ds, ve);
+      act_back_row<Act::Relu2>(s, rel, km.keep, pt, ds, ve);
     if (keep && ds)
       for (int64_t jj = 0; jj < ve; ++jj) pt[jj] *= keep[jj], ds[jj] *= keep[jj];
     else if (keep)
@@ -471,7 +477,7 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
           const int64_t nk = ci.key_extent(pr, i0, nq, j0, std::min(BK, C - j0));
           if (nk == 0) continue;
           const T* Vb = row_of(pr.v, b, c * C + j0);
-          const bool masked = ci.any_hidden(j0, nk);
+          const KeyMask<T> km = ci.key_mask(j0, nk);
           int64_t& ki = kinit[(size_t)(j0 / BK)];
           if (ki < nk) {
             zero_rows(g.dk, key0 + j0 + ki, key0 + j0 + nk, Z);
@@ -495,8 +501,7 @@ void backward(const AttentionProblem<T>& pr, const T* out, const T* lse, const T
             const T* rel = pr.rel + (C - 1 + j0 - i);
             T* keep = drop ? &Kd[(size_t)(r * nk)] : nullptr;  // the dropout multipliers
             if (drop) dropout_row(pr.p, pr.seed, pr.first, b, c, i, j0, d.NC, C, keep, ve);
-            score_row_backward(pr.act, s, rel, masked ? &ci.key_add[(size_t)j0] : nullptr,
-                               masked ? &ci.key_keep[(size_t)j0] : nullptr, softmax ? lse[row0 + r] : T(0),
+            score_row_backward(pr.act, s, rel, km, softmax ? lse[row0 + r] : T(0),
                                need_ds && softmax ? D[(size_t)r] : T(0), keep, pt, ds, ve, nk);
           });
           // dV_j += sum_i P~_ij dO_i   (dv = P~^T dO)

@@ -94,8 +94,11 @@ struct SourceInfo {
   }
   // Whether keys [j0, j0+nk) hold an unpadded key (else the block is skipped).
   bool any_visible(int64_t j0, int64_t nk) const { return visible[(size_t)(j0 + nk)] != visible[(size_t)j0]; }
-  // Whether some key of [j0, j0+nk) is padded (else the passes skip the key mask).
-  bool any_hidden(int64_t j0, int64_t nk) const { return visible[(size_t)(j0 + nk)] - visible[(size_t)j0] != nk; }
+  // The mask of keys [j0, j0+nk), null when none of them is padded (the passes then skip it).
+  attention_cpu::KeyMask<T> key_mask(int64_t j0, int64_t nk) const {
+    if (visible[(size_t)(j0 + nk)] - visible[(size_t)j0] == nk) return {};
+    return {&key_add[(size_t)j0], &key_keep[(size_t)j0]};
+  }
 };
 
 // Qs (nq, Z) = the query rows [i0, i0+nq) of b times the score factor.
@@ -134,7 +137,7 @@ void forward(const CrossAttentionProblem<T>& pr, T* out, T* lse) {
         const int64_t nk = std::min(BK, S - j0);
         if (!si.any_visible(j0, nk)) continue;
         gemm(false, true, nq, nk, d.Z, T(1), Qs.data(), d.Z, row_of(pr.k, b, j0), pr.k.ld, T(0), Sb.data(), nk);
-        const bool masked = si.any_hidden(j0, nk);
+        const attention_cpu::KeyMask<T> km = si.key_mask(j0, nk);
         // Sblk -> P~: bias, key mask, activation (attention_cpu::score_row_forward, the softmax
         // online: m, l per row, O rescaled when the max grows), then dropout (l sums P before
         // dropout, O the dropped P). The block has a visible key: every row's max is finite.
@@ -142,9 +145,7 @@ void forward(const CrossAttentionProblem<T>& pr, T* out, T* lse) {
           const int64_t i = i0 + r;
           T* s = &Sb[(size_t)(r * nk)];
           const T* rel = pr.rel + (L - 1 + j0 - i);  // rel[jj] = bias(i, j0 + jj)
-          attention_cpu::score_row_forward(pr.act, s, rel, masked ? &si.key_add[(size_t)j0] : nullptr,
-                                           masked ? &si.key_keep[(size_t)j0] : nullptr, nk, nk, m[(size_t)r],
-                                           l[(size_t)r], O + r * H, H, first);
+          attention_cpu::score_row_forward(pr.act, s, rel, km, nk, nk, m[(size_t)r], l[(size_t)r], O + r * H, H, first);
           if (drop) {
             T* keep = &Kd[(size_t)(r * nk)];
             dropout_row(pr, b, i, j0, keep, nk);
@@ -206,7 +207,7 @@ void backward(const CrossAttentionProblem<T>& pr, const T* out, const T* lse, co
         const int64_t nk = std::min(BK, S - j0);
         if (!si.any_visible(j0, nk)) continue;
         const T* Vb = row_of(pr.v, b, j0);
-        const bool masked = si.any_hidden(j0, nk);
+        const attention_cpu::KeyMask<T> km = si.key_mask(j0, nk);
         gemm(false, true, nq, nk, Z, T(1), Qs.data(), Z, row_of(pr.k, b, j0), pr.k.ld, T(0), Sb.data(), nk);
         // dP~ = dO V^T: the gradient of the dropped weights.
         if (need_ds) gemm(false, true, nq, nk, H, T(1), dO, H, Vb, pr.v.ld, T(0), dP.data(), nk);
@@ -220,10 +221,8 @@ void backward(const CrossAttentionProblem<T>& pr, const T* out, const T* lse, co
           const T* rel = pr.rel + (L - 1 + j0 - i);
           T* keep = drop ? &Kd[(size_t)(r * nk)] : nullptr;
           if (drop) dropout_row(pr, b, i, j0, keep, nk);
-          attention_cpu::score_row_backward(pr.act, s, rel, masked ? &si.key_add[(size_t)j0] : nullptr,
-                                            masked ? &si.key_keep[(size_t)j0] : nullptr,
-                                            softmax ? lse[row0 + r] : T(0), need_ds && softmax ? D[(size_t)r] : T(0),
-                                            keep, pt, ds, nk, nk);
+          attention_cpu::score_row_backward(pr.act, s, rel, km, softmax ? lse[row0 + r] : T(0),
+                                            need_ds && softmax ? D[(size_t)r] : T(0), keep, pt, ds, nk, nk);
         });
         // dV_j += sum_i P~_ij dO_i
         if (g.dv) gemm(true, false, nk, H, nq, T(1), Pt, nk, dO, H, T(1), g.dv + (b * S + j0) * H, H);
