@@ -26,6 +26,10 @@ inline void load_input(const EmaInput<T>& in, int64_t b, int64_t t, int64_t d0, 
   const T* row = in.x + b * in.sb + t * in.sl + d0;
   T keep = in.mask ? T(1) - in.mask[b * in.mb + t * in.ml] : T(1);
   int64_t n = std::min<int64_t>(W, D - d0);
+  if (n == W) {  // a full block: one vector, no per-lane test
+    for (int64_t w = 0; w < W; ++w) out[w] = row[w] * keep;
+    return;
+  }
   for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] * keep : T(0);
 }
 
@@ -33,20 +37,13 @@ inline void load_input(const EmaInput<T>& in, int64_t b, int64_t t, int64_t d0, 
 inline int64_t time_of(int dir, int64_t s, int64_t L) { return dir == 0 ? s : L - 1 - s; }
 
 // ---------------------------------------------------------------- forward
-// One work item's coefficients, copied next to each other so the inner loops read them with unit
-// stride and the compiler knows nothing aliases them: each is (N, W).
+// One work item's coefficients, read in place: each points at channel d0 of its (N, Dp) array,
+// so dimension n of the block is at n * Dp (unit stride over the W channels: the inner loops
+// vectorise; an earlier per-item copy into (N, W) arrays cost as much as the sweep at L = 100).
 template <typename T>
 struct BlockCoeffs {
-  std::vector<T> q, a, c, Q;
-  void load(const EmaCoeffs<T>& cf, int64_t N, int64_t Dp, int64_t d0) {
-    constexpr int64_t W = kWidth<T>;
-    for (auto* v : {&q, &a, &c, &Q}) v->resize((size_t)(N * W));
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t w = 0; w < W; ++w) {
-        size_t i = (size_t)(n * W + w), j = (size_t)(n * Dp + d0 + w);
-        q[i] = cf.q[j], a[i] = cf.a[j], c[i] = cf.c[j], Q[i] = cf.Q[j];
-      }
-  }
+  const T *q, *a, *c, *Q;
+  BlockCoeffs(const EmaCoeffs<T>& cf, int64_t d0) : q(cf.q + d0), a(cf.a + d0), c(cf.c + d0), Q(cf.Q + d0) {}
 };
 
 // G dimensions n..n+G-1 of one work item over the whole sequence: h = q h + a (x~[t] - Q x~[t-K]),
@@ -55,7 +52,7 @@ struct BlockCoeffs {
 // FMA units busy: one recurrence alone waits on its own latency at every step. The G terms are
 // added to ys[t] in order of n, as one dimension at a time would.
 template <typename T, int G>
-inline void forward_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a,
+inline void forward_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict xs, T* __restrict ys) {
   constexpr int64_t W = kWidth<T>;
   alignas(64) T h[G * W] = {};
@@ -65,8 +62,8 @@ inline void forward_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
       const T x = xs[st * W + w];
       T y = ys[st * W + w];
       for (int g = 0; g < G; ++g) {
-        h[g * W + w] = q[g * W + w] * h[g * W + w] + a[g * W + w] * x;
-        y += c[g * W + w] * h[g * W + w];
+        h[g * W + w] = q[g * ld + w] * h[g * W + w] + a[g * ld + w] * x;
+        y += c[g * ld + w] * h[g * W + w];
       }
       ys[st * W + w] = y;
     }
@@ -75,8 +72,8 @@ inline void forward_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
       const T x = xs[st * W + w], xl = xs[(st - K) * W + w];
       T y = ys[st * W + w];
       for (int g = 0; g < G; ++g) {
-        h[g * W + w] = q[g * W + w] * h[g * W + w] + a[g * W + w] * (x - Q[g * W + w] * xl);
-        y += c[g * W + w] * h[g * W + w];
+        h[g * W + w] = q[g * ld + w] * h[g * W + w] + a[g * ld + w] * (x - Q[g * ld + w] * xl);
+        y += c[g * ld + w] * h[g * W + w];
       }
       ys[st * W + w] = y;
     }
@@ -99,16 +96,15 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
   const int64_t blocks = (s.D + W - 1) / W, Dp = s.Dp(), N = s.N;
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
     std::vector<T> xs((size_t)(s.L * W)), ys((size_t)(s.L * W));  // (L, W) in direction order
-    BlockCoeffs<T> bc;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
-        bc.load(dirs[dir], N, Dp, d0);
+        const BlockCoeffs<T> bc(dirs[dir], d0);
         for (int64_t st = 0; st < s.L; ++st) load_input(in, b, time_of(dir, st, s.L), d0, s.D, &xs[(size_t)(st * W)]);
         std::fill(ys.begin(), ys.end(), T(0));
         over_dims(N, [&]<int G>(int64_t n) {
-          forward_sweep<T, G>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)], &bc.c[(size_t)(n * W)],
-                              &bc.Q[(size_t)(n * W)], xs.data(), ys.data());
+          forward_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp, xs.data(),
+                              ys.data());
         });
         for (int64_t st = 0; st < s.L; ++st) {
           T* yr = y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
@@ -130,7 +126,7 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
 // Work saved: dc = sum gy h = a sum gy u is the da sum times a; w and its sum stay 0 until the
 // truncation term starts (step K), so they are skipped before it.
 template <typename T, int G>
-inline void tangent_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
+inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
                           const T* __restrict xs, const T* __restrict gs, double* __restrict out) {
   constexpr int64_t W = kWidth<T>;
   constexpr int64_t kFlush = 64;
@@ -150,10 +146,10 @@ inline void tangent_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
       for (int64_t w = 0; w < W; ++w) {
         const T x = xs[st * W + w], xl = xs[(st - K) * W + w], gv = gs[st * W + w];
         for (int g = 0; g < G; ++g) {
-          const int64_t i = g * W + w;
-          s[i] = q[i] * s[i] + a[i] * u[i];          // s[t] = q s[t-1] + h[t-1]
-          wq[i] = q[i] * wq[i] - a[i] * xl;          // w[t] = q w[t-1] - a x~[t-K]
-          u[i] = q[i] * u[i] + (x - Q[i] * xl);      // u[t] = q u[t-1] + z[t]
+          const int64_t i = g * W + w, j = g * ld + w;
+          s[i] = q[j] * s[i] + a[j] * u[i];          // s[t] = q s[t-1] + h[t-1]
+          wq[i] = q[j] * wq[i] - a[j] * xl;          // w[t] = q w[t-1] - a x~[t-K]
+          u[i] = q[j] * u[i] + (x - Q[j] * xl);      // u[t] = q u[t-1] + z[t]
           pa[i] += gv * u[i], pq[i] += gv * s[i], pQ[i] += gv * wq[i];
         }
       }
@@ -161,9 +157,9 @@ inline void tangent_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
       for (int64_t w = 0; w < W; ++w) {
         const T x = xs[st * W + w], gv = gs[st * W + w];
         for (int g = 0; g < G; ++g) {
-          const int64_t i = g * W + w;
-          s[i] = q[i] * s[i] + a[i] * u[i];
-          u[i] = q[i] * u[i] + x;
+          const int64_t i = g * W + w, j = g * ld + w;
+          s[i] = q[j] * s[i] + a[j] * u[i];
+          u[i] = q[j] * u[i] + x;
           pa[i] += gv * u[i], pq[i] += gv * s[i];
         }
       }
@@ -172,14 +168,14 @@ inline void tangent_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
   }
   flush();
   for (int g = 0; g < G; ++g)
-    for (int64_t w = 0; w < W; ++w) out[g * 4 * W + w] = (double)a[g * W + w] * out[g * 4 * W + W + w];
+    for (int64_t w = 0; w < W; ++w) out[g * 4 * W + w] = (double)a[g * ld + w] * out[g * 4 * W + W + w];
 }
 
 // Reverse-mode sweep of G dimensions n..n+G-1, backwards in this direction's time:
 // mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); dxs[t] += a mu[t] (the gradient of x~[t]), the G terms
 // added in order of n. G independent recurrences per step, as in forward_sweep.
 template <typename T, int G>
-inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* __restrict a,
+inline void adjoint_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict gs, T* __restrict dxs) {
   constexpr int64_t W = kWidth<T>;
   alignas(64) T mu[G * W] = {};
@@ -189,8 +185,8 @@ inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
       const T gv = gs[st * W + w];
       T dx = dxs[st * W + w];
       for (int g = 0; g < G; ++g) {
-        mu[g * W + w] = q[g * W + w] * mu[g * W + w] + c[g * W + w] * gv;
-        dx += a[g * W + w] * mu[g * W + w];
+        mu[g * W + w] = q[g * ld + w] * mu[g * W + w] + c[g * ld + w] * gv;
+        dx += a[g * ld + w] * mu[g * W + w];
       }
       dxs[st * W + w] = dx;
     }
@@ -199,8 +195,8 @@ inline void adjoint_sweep(int64_t L, int64_t K, const T* __restrict q, const T* 
       const T gv = gs[st * W + w], gk = gs[(st + K) * W + w];
       T dx = dxs[st * W + w];
       for (int g = 0; g < G; ++g) {
-        mu[g * W + w] = q[g * W + w] * mu[g * W + w] + c[g * W + w] * (gv - Q[g * W + w] * gk);
-        dx += a[g * W + w] * mu[g * W + w];
+        mu[g * W + w] = q[g * ld + w] * mu[g * W + w] + c[g * ld + w] * (gv - Q[g * ld + w] * gk);
+        dx += a[g * ld + w] * mu[g * W + w];
       }
       dxs[st * W + w] = dx;
     }
@@ -232,16 +228,16 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
   auto gy_row = [&](int64_t b, int64_t t, int64_t d0, T* out) {
     const T* row = gy + (b * s.L + t) * s.D + d0;
     int64_t n = std::min<int64_t>(W, s.D - d0);
-    for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] : T(0);
+    if (n == W) for (int64_t w = 0; w < W; ++w) out[w] = row[w];
+    else        for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] : T(0);
   };
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
     // The block's x~, gy and dx~, each (L, W) in the direction's time order.
     std::vector<T> xs(sums ? (size_t)(s.L * W) : 0), gs((size_t)(s.L * W)), dxs(dxt ? (size_t)(s.L * W) : 0);
-    BlockCoeffs<T> bc;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / blocks, d0 = (item % blocks) * W, wn = std::min(W, s.D - d0);
       for (int dir = 0; dir < ndirs; ++dir) {
-        bc.load(dirs[dir], N, Dp, d0);
+        const BlockCoeffs<T> bc(dirs[dir], d0);
 
         if (sums) {  // forward sweep: parameter gradients, one dimension n at a time
           for (int64_t st = 0; st < s.L; ++st) {
@@ -252,8 +248,8 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
           const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
           over_dims(N, [&]<int G>(int64_t n) {
             alignas(64) double out[G * 4 * W] = {};
-            tangent_sweep<T, G>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)],
-                                &bc.Q[(size_t)(n * W)], xs.data(), gs.data(), out);
+            tangent_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.Q + n * Dp, xs.data(), gs.data(),
+                                out);
             for (int g = 0; g < G; ++g) {
               const double* o = out + g * 4 * W;
               for (int64_t w = 0; w < W; ++w) {
@@ -271,8 +267,8 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
             for (int64_t st = 0; st < s.L; ++st) gy_row(b, time_of(dir, st, s.L), d0, &gs[(size_t)(st * W)]);
           std::fill(dxs.begin(), dxs.end(), T(0));
           over_dims(N, [&]<int G>(int64_t n) {
-            adjoint_sweep<T, G>(s.L, s.kernel_len, &bc.q[(size_t)(n * W)], &bc.a[(size_t)(n * W)],
-                                &bc.c[(size_t)(n * W)], &bc.Q[(size_t)(n * W)], gs.data(), dxs.data());
+            adjoint_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp, gs.data(),
+                                dxs.data());
           });
           for (int64_t st = 0; st < s.L; ++st) {
             T* dr = dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
