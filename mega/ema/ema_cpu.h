@@ -19,18 +19,30 @@ namespace megagrad::ema_cpu {
 
 template <typename T> inline constexpr int64_t kWidth = 64 / sizeof(T);
 
+// dst[w] = src[w] k for w < n, 0 for n <= w < W. Restrict-qualified: without it GCC unrolled the
+// copy into 16 scalar multiplies (src and dst might overlap), which cost 15% of the forward at L = 100.
+template <typename T>
+inline void load_lanes(const T* __restrict src, T k, int64_t n, T* __restrict dst) {
+  constexpr int64_t W = kWidth<T>;
+  if (n == W) {  // a full block: one vector, no per-lane test
+    for (int64_t w = 0; w < W; ++w) dst[w] = src[w] * k;
+    return;
+  }
+  for (int64_t w = 0; w < W; ++w) dst[w] = w < n ? src[w] * k : T(0);
+}
+
+// dst[w] (+)= src[w] for w < n: a direction's (L, W) block row into a (B, L, D) row.
+template <typename T>
+inline void store_lanes(const T* __restrict src, int64_t n, bool add, T* __restrict dst) {
+  if (add) for (int64_t w = 0; w < n; ++w) dst[w] += src[w];
+  else     for (int64_t w = 0; w < n; ++w) dst[w] = src[w];
+}
+
 // x~[b, t, d0 + w] for w < W (zero beyond D), into out[W].
 template <typename T>
 inline void load_input(const EmaInput<T>& in, int64_t b, int64_t t, int64_t d0, int64_t D, T* out) {
-  constexpr int64_t W = kWidth<T>;
-  const T* row = in.x + b * in.sb + t * in.sl + d0;
-  T keep = in.mask ? T(1) - in.mask[b * in.mb + t * in.ml] : T(1);
-  int64_t n = std::min<int64_t>(W, D - d0);
-  if (n == W) {  // a full block: one vector, no per-lane test
-    for (int64_t w = 0; w < W; ++w) out[w] = row[w] * keep;
-    return;
-  }
-  for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] * keep : T(0);
+  const T keep = in.mask ? T(1) - in.mask[b * in.mb + t * in.ml] : T(1);
+  load_lanes(in.x + b * in.sb + t * in.sl + d0, keep, std::min<int64_t>(kWidth<T>, D - d0), out);
 }
 
 // Step s of a direction visits time t = s (forward) or L-1-s (reverse).
@@ -106,12 +118,8 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
           forward_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp, xs.data(),
                               ys.data());
         });
-        for (int64_t st = 0; st < s.L; ++st) {
-          T* yr = y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
-          const T* src = &ys[(size_t)(st * W)];
-          if (dir == 0) for (int64_t w = 0; w < wn; ++w) yr[w] = src[w];
-          else          for (int64_t w = 0; w < wn; ++w) yr[w] += src[w];
-        }
+        for (int64_t st = 0; st < s.L; ++st)
+          store_lanes(&ys[(size_t)(st * W)], wn, dir > 0, y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0);
       }
     }
   });
@@ -226,10 +234,7 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
   const size_t per_b = (size_t)(ndirs * N * Dp), plane = sums ? (size_t)s.B * per_b : 0;
   double *pc = scratch, *pa = scratch + plane, *pq = scratch + 2 * plane, *pQ = scratch + 3 * plane;
   auto gy_row = [&](int64_t b, int64_t t, int64_t d0, T* out) {
-    const T* row = gy + (b * s.L + t) * s.D + d0;
-    int64_t n = std::min<int64_t>(W, s.D - d0);
-    if (n == W) for (int64_t w = 0; w < W; ++w) out[w] = row[w];
-    else        for (int64_t w = 0; w < W; ++w) out[w] = w < n ? row[w] : T(0);
+    load_lanes(gy + (b * s.L + t) * s.D + d0, T(1), std::min<int64_t>(W, s.D - d0), out);
   };
   parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
     // The block's x~, gy and dx~, each (L, W) in the direction's time order.
@@ -270,12 +275,8 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
             adjoint_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp, gs.data(),
                                 dxs.data());
           });
-          for (int64_t st = 0; st < s.L; ++st) {
-            T* dr = dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0;
-            const T* src = &dxs[(size_t)(st * W)];
-            if (dir == 0) for (int64_t w = 0; w < wn; ++w) dr[w] = src[w];
-            else          for (int64_t w = 0; w < wn; ++w) dr[w] += src[w];
-          }
+          for (int64_t st = 0; st < s.L; ++st)
+            store_lanes(&dxs[(size_t)(st * W)], wn, dir > 0, dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0);
         }
       }
     }
