@@ -1,5 +1,6 @@
 // The reverse-mode engine: Tensor::backward() walks the recorded graph from the output back to
 // the leaves, in topological order, summing the gradients that reach a node along several paths.
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <unordered_map>
@@ -37,6 +38,64 @@ void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
   } else {
     Tensor(leaf.grad).add_(gc);
   }
+}
+
+// A node's gradient as its parts arrive. `owned`: g is a buffer of the engine's own (not a tensor
+// an op returned, which may alias one that something else holds), so later parts are added into
+// it in place. `written`: while only slices (Node::slice) along `dim` have reached an owned
+// buffer, the intervals of that dim they wrote, sorted and disjoint; the rest is uninitialised.
+struct Incoming {
+  Tensor g;
+  bool owned = false;
+  bool partial = false;
+  int64_t dim = -1;
+  std::vector<std::pair<int64_t, int64_t>> written;  // [begin, end) along dim
+};
+
+// Zeroes what no slice wrote: the buffer is then the whole gradient.
+void complete(Incoming& in) {
+  if (!in.partial) return;
+  int64_t pos = 0;
+  auto zero = [&](int64_t end) {
+    if (end > pos) in.g.narrow(in.dim, pos, end - pos).zero_();
+  };
+  for (auto [b, e] : in.written) zero(b), pos = e;
+  zero(in.g.size(in.dim));
+  in.partial = false;
+  in.written.clear();
+}
+
+// Writes a slice's gradient g into its part of the owned buffer: copied where no slice has
+// written yet, added where one has.
+void write_slice(Incoming& in, const Node::Slice& sl, const Tensor& g_in) {
+  const Tensor g = g_in.dtype() == in.g.dtype() ? g_in : g_in.to(in.g.dtype());
+  if (in.partial && in.dim != sl.dim) complete(in);  // slices along another dim: sum as usual
+  if (!in.partial) {
+    in.g.narrow(sl.dim, sl.start, sl.length).add_(g);
+    return;
+  }
+  const int64_t end = sl.start + sl.length;
+  int64_t pos = sl.start;
+  auto part = [&](int64_t b, int64_t e, bool add) {
+    if (b >= e) return;
+    Tensor dst = in.g.narrow(sl.dim, b, e - b), src = g.narrow(sl.dim, b - sl.start, e - b);
+    add ? dst.add_(src) : dst.copy_(src);
+  };
+  for (auto [b, e] : in.written) {
+    if (e <= pos || b >= end) continue;
+    part(pos, b, false);
+    part(std::max(pos, b), std::min(e, end), true);
+    pos = std::min(e, end);
+  }
+  part(pos, end, false);
+  // Record [start, end) and merge the intervals that now touch.
+  in.written.emplace_back(sl.start, end);
+  std::sort(in.written.begin(), in.written.end());
+  std::vector<std::pair<int64_t, int64_t>> merged;
+  for (auto iv : in.written)
+    if (!merged.empty() && iv.first <= merged.back().second) merged.back().second = std::max(merged.back().second, iv.second);
+    else merged.push_back(iv);
+  in.written = std::move(merged);
 }
 }  // namespace
 
@@ -139,13 +198,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   }
 
   // 2. Kahn's algorithm: a node runs once all nodes that feed it a gradient have run. A node's
-  // gradient is summed as its parts arrive. `owned`: the sum is a buffer of the engine's own (not
-  // a tensor an op returned, which may alias one that something else holds), so later parts are
-  // added into it in place instead of into a new tensor each time.
-  struct Incoming {
-    Tensor g;
-    bool owned = false;
-  };
+  // gradient is summed as its parts arrive (Incoming).
   std::unordered_map<Node*, Incoming> grads;
   grads[root.get()].g = g0;
   std::deque<Node*> ready{root.get()};
@@ -157,20 +210,23 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     prof->backward_done(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return result;
   };
-  // The buffer that node `child`'s gradient is summed in: created (zeros of its shape) or copied
-  // from a part that an op returned, the first time a part is to be added into it in place.
-  auto owned_sum = [&](Node* child, const Shape& shape, const Tensor& like) -> Tensor& {
-    Incoming& in = grads[child];
-    if (!in.g.defined()) in.g = Tensor::zeros(shape, like.dtype(), like.device());
-    else if (!in.owned) in.g = in.g.clone();
+  // The buffer that node `child`'s gradient is summed in: the part that an op returned, copied
+  // the first time another part is to be added into it in place; whole (no unwritten parts).
+  auto owned_sum = [&](Incoming& in) -> Tensor& {
+    complete(in);
+    if (!in.owned) in.g = in.g.clone();
     in.owned = true;
     return in.g;
   };
   while (!ready.empty()) {
     Node* n = ready.front();
     ready.pop_front();
-    Tensor g = std::move(grads[n].g);
-    grads.erase(n);
+    Tensor g;
+    if (auto it = grads.find(n); it != grads.end()) {
+      if (it->second.partial) timed("(sum of gradients)", [&] { return complete(it->second), 0; });
+      g = std::move(it->second.g);
+      grads.erase(it);
+    }
     if (n->is_accumulator()) {
       if (auto leaf = n->leaf.lock(); leaf && g.defined()) {
         accumulate_into_leaf(*leaf, g);
@@ -184,12 +240,18 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
            "backward(grad, /*retain_graph=*/true) the first time to go through it twice",
            n->op);
     std::vector<Tensor> in_grads;
-    if (g.defined() && n->backward_into && n->next[0]) {
-      // A slice's gradient is added into its part of the input's gradient, in place: no
-      // zero-padded tensor per slice, and no full-size sum of them.
-      Node* child = n->next[0].get();
-      Tensor& sum = owned_sum(child, n->input_shapes[0], g);
-      timed(n->op, [&] { return n->backward_into(sum, g), 0; });
+    if (g.defined() && n->slice && n->next[0]) {
+      // A slice's gradient goes into its part of the input's gradient, in place: no zero-padded
+      // tensor per slice, and no full-size sum of them.
+      Incoming& in = grads[n->next[0].get()];
+      if (!in.g.defined()) {
+        in.g = Tensor::empty(n->input_shapes[0], g.dtype(), g.device());
+        in.owned = in.partial = true;
+        in.dim = n->slice->dim;
+      } else if (!in.owned) {
+        owned_sum(in);
+      }
+      timed(n->op, [&] { return write_slice(in, *n->slice, g), 0; });
       if (AnomalyMode::is_enabled()) check_finite(g, where_of(*n, "the gradient reaching op"), "its output gradient");
     } else if (g.defined()) {
       in_grads = timed(n->op, [&] { return n->backward(g); });
@@ -201,7 +263,6 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     }
     if (!retain_graph) {
       n->backward = nullptr;  // frees the saved tensors
-      n->backward_into = nullptr;
       n->released = true;
     }
     for (size_t i = 0; i < n->next.size(); ++i) {
@@ -216,8 +277,9 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
         if (!in.g.defined()) {
           in.g = gi;  // not owned: an op's result may alias a tensor held elsewhere
         } else if (in.g.dtype() == gi.dtype() && in.g.device() == gi.device()) {
-          timed("(sum of gradients)", [&] { return owned_sum(child, n->input_shapes[i], gi).add_(gi), 0; });
+          timed("(sum of gradients)", [&] { return owned_sum(in).add_(gi), 0; });
         } else {
+          complete(in);
           in.g = timed("(sum of gradients)", [&] { return add(in.g, gi); });
           in.owned = true;
         }

@@ -6,6 +6,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,10 +25,15 @@ class Node {
   std::vector<DType> input_dtypes;
   Shape output_shape;
   BackwardFn backward;                      // cleared when the graph is released
-  // Single-input ops whose gradient is a part of the input's (narrow): adds grad_output into its
-  // part of `input_grad_sum`, a buffer of the input's shape that the engine owns. Used instead of
-  // `backward` when set, so that slices of one tensor never build zero-padded copies to sum.
-  std::function<void(Tensor& input_grad_sum, const Tensor& grad_output)> backward_into;
+  // Single-input ops whose output is a slice of the input along one dim (narrow): the engine
+  // writes grad_output into that part of a gradient buffer of the input's shape that it owns,
+  // instead of calling `backward`, so slices of one tensor never build zero-padded copies to sum.
+  // The first slice to reach a part copies into it, later ones add; only the parts that no slice
+  // reached are zeroed, once, when the buffer is complete (slices that tile a tensor: no zeroing).
+  struct Slice {
+    int64_t dim, start, length;
+  };
+  std::optional<Slice> slice;
   bool released = false;
   std::string scope;                        // anomaly mode only: the module the forward ran in
 

@@ -131,16 +131,14 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   s[(size_t)d] = length;
   Tensor v = make_view(*this, s, strides(), offset() + start * strides()[(size_t)d]);
   if (needs_grad(*this)) {
-    // The slice's gradient, zero elsewhere. The engine calls the in-place form (backward_into):
-    // the slices of one tensor (the parts of a packed projection) add into one buffer.
+    // The slice's gradient, zero elsewhere. The engine uses `slice` instead: the slices of one
+    // tensor (the parts of a packed projection) write into one buffer (node.h).
     record("narrow", {*this}, v, [in = shape(), d, start, length](const Tensor& g) {
       Tensor gx = Tensor::zeros(in, g.dtype(), g.device());
       gx.narrow(d, start, length).copy_(g);
       return std::vector<Tensor>{gx};
     });
-    v.grad_fn()->backward_into = [d, start, length](Tensor& sum, const Tensor& g) {
-      sum.narrow(d, start, length).add_(g.dtype() == sum.dtype() ? g : g.to(sum.dtype()));
-    };
+    v.grad_fn()->slice = Node::Slice{d, start, length};
   }
   return v;
 }

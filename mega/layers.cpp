@@ -179,9 +179,8 @@ Tensor MovingAverageGatedAttention::run(const Tensor& x, const Tensor& padding_m
   Tensor base = mx_proj->forward(mx);                                           // (B,L,D+Z+H+D)
   // u = sigmoid, r = silu, q/k = silu(z) * gamma + beta from the first D+Z+H columns; the last D
   // columns (hx) stay a view of base for the output gate. Fused (mega/gates/) when no graph is
-  // recorded: with one, the fused op's four outputs are views of one packed tensor, and the
-  // engine pads each view's gradient to the packed width and sums them, which costs more than the
-  // fusion saves (S: forward+backward +1.3 ms of 45; gates.md, "Where the fusion pays").
+  // recorded; with one, the composed ops measured as fast or faster (S: 25.5 against 25.75 ms,
+  // medians of 6; gates.md, "Where the fusion pays").
   Tensor xg = base.narrow(2, 0, D + Z + H);
   InputGates gates = needs_grad({&xg, &gamma, &beta}) ? input_gates_reference(xg, gamma, beta, D)
                                                       : input_gates(xg, gamma, beta, D);

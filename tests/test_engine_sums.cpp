@@ -1,8 +1,10 @@
 // How the engine sums the gradient parts that reach a tensor along several paths: in place into a
 // buffer of its own (never into a part that an op returned, which may alias another tensor's
-// gradient), slices of one tensor added into their parts of one buffer (narrow's backward_into),
+// gradient), slices of one tensor written into their parts of one buffer (Node::slice: copied
+// where no slice wrote yet, added where one did, zeros only where none did),
 // and the per-op timers (autograd/profile.h).
 #include <catch2/catch.hpp>
+#include <cmath>
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "autograd/profile.h"
@@ -55,6 +57,42 @@ TEST_CASE("engine: slices of one tensor add into one gradient, with other uses o
   // And against finite differences, in float64.
   Tensor x2 = Tensor::from_vector(x.detach().to_vector(), {4, 3}, DType::Float64).requires_grad_();
   GradcheckResult r = gradcheck(f, {x2});  // default tolerance 1e-6 relative, float64
+  INFO(r.report());
+  CHECK(r.passed);
+}
+
+TEST_CASE("engine: slices that leave gaps get zeros there; slices along two dims sum", "[autograd]") {
+  // The slices' buffer starts uninitialised; hand it a dirty block first (the CPU allocator
+  // caches freed blocks by size), so that a gap left unzeroed would show as NaN.
+  {
+    Tensor junk = Tensor::empty({4, 3}, DType::Float64);
+    junk.fill_(std::nan(""));
+  }
+  Tensor x = Tensor::from_vector({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {4, 3}, DType::Float64).requires_grad_();
+  // Rows 0 and 3 only: rows 1-2 must be exactly 0.
+  add(sum(mul_scalar(x.narrow(0, 0, 1), 2.0)), sum(mul_scalar(x.narrow(0, 3, 1), 3.0))).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 2, 2, 0, 0, 0, 0, 0, 0, 3, 3, 3});
+  // Columns that tile x (no zeroing needed), then a row slice that overlaps both (another dim).
+  x.zero_grad();
+  {
+    Tensor junk = Tensor::empty({4, 3}, DType::Float64);
+    junk.fill_(std::nan(""));
+  }
+  auto f = [](const std::vector<Tensor>& in) {
+    const Tensor& t = in[0];
+    return add(add(sum(mul_scalar(t.narrow(1, 0, 1), 5.0)), sum(mul_scalar(t.narrow(1, 1, 2), 7.0))),
+               sum(mul_scalar(t.narrow(0, 1, 2), 11.0)));
+  };
+  f({x}).backward();
+  std::vector<double> want(12);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j) want[(size_t)(3 * i + j)] = (j == 0 ? 5 : 7) + (i == 1 || i == 2 ? 11 : 0);
+  CHECK(x.grad().to_vector() == want);
+  // Two slices that overlap along one dim: the overlap adds, the rest copies.
+  x.zero_grad();
+  add(sum(mul_scalar(x.narrow(1, 0, 2), 1.0)), sum(mul_scalar(x.narrow(1, 1, 2), 10.0))).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{1, 11, 10, 1, 11, 10, 1, 11, 10, 1, 11, 10});
+  GradcheckResult r = gradcheck(f, {Tensor::from_vector(x.detach().to_vector(), {4, 3}, DType::Float64).requires_grad_()});
   INFO(r.report());
   CHECK(r.passed);
 }
