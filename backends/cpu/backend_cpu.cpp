@@ -5,6 +5,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <sys/mman.h>
 #include "backends/cpu/allocator.h"
 #include "core/backend.h"
 #include "core/dispatch.h"
@@ -96,15 +97,28 @@ void philox_loop(std::string_view op, DType dtype, void* out, int64_t n, uint64_
   });
 }
 
+// Blocks of 2 MiB and more start on a 2 MiB boundary, and their whole 2 MiB pages are marked for
+// transparent huge pages (MADV_HUGEPAGE: Debian's default THP mode is `madvise`). An op streams
+// several MB through memory, one TLB miss per 4 KiB page without them; measured on bench-layer S
+// at 1 thread (alternating runs, medians of 8): forward+backward 24.75 against 25.45 ms.
+void* system_alloc(size_t capacity) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  if (capacity < kHuge) return std::aligned_alloc(64, capacity);
+  void* p = nullptr;
+  if (posix_memalign(&p, kHuge, capacity) != 0) return nullptr;  // (aligned_alloc wants a multiple)
+  if (p) madvise(p, capacity / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: a failure is harmless
+  return p;
+}
+
 // The CPU's entries of the DeviceBackend table.
 struct Cpu {
   static void* alloc(size_t bytes, int, bool zero) {
     const size_t capacity = capacity_of(bytes);
     void* p = block_cache().take(capacity);
-    if (!p) p = std::aligned_alloc(64, capacity);
+    if (!p) p = system_alloc(capacity);
     if (!p && block_cache().cached() > 0) {  // the cache may hold what the system lacks
       block_cache().clear();
-      p = std::aligned_alloc(64, capacity);
+      p = system_alloc(capacity);
     }
     if (!p)
       fail("alloc", "out of memory: could not allocate {} ({} bytes) on {}", human_bytes(bytes), bytes,
