@@ -213,6 +213,12 @@ inline void adjoint_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
 // The doubles of backward()'s scratch: the parameter sums of each batch element, (4, B, R, N, Dp).
 inline int64_t backward_scratch_doubles(const EmaShape& s) { return 4 * s.B * s.ndirs * s.N * s.Dp(); }
 
+// Whether backward() should run without scratch: on one thread (or inside a pool job, where
+// parallel_for runs inline) nothing is lost by running the work items in order, and then each
+// parameter sum is added over b directly, in the order the scratch's reduction uses (same bits).
+// At config S the scratch is 2 MB of doubles written and read again: ~0.3 ms of a 24 ms pass.
+inline bool backward_sums_in_place() { return get_num_threads() == 1 || in_parallel_region(); }
+
 // gy: (B, L, D) contiguous gradient of y.
 // dxt (optional): (B, L, D) contiguous output, the gradient of x~ (reverse sweep).
 // sums (optional): (4, R, N, Dp) doubles, the parameter sums of the forward sweep, summed over the
@@ -220,7 +226,9 @@ inline int64_t backward_scratch_doubles(const EmaShape& s) { return 4 * s.B * s.
 //   times c later, in the op's chain; zero for d >= D). What ema_cuda::backward returns.
 // Only what is asked for runs.
 // scratch (with sums): backward_scratch_doubles(s) doubles, from the caller's cached allocator (a
-//   fresh 2 MB vector per call cost page faults and a memset on the calling thread).
+//   fresh 2 MB vector per call cost page faults and a memset on the calling thread); or null: the
+//   work items then run in order on the calling thread and add into sums directly
+//   (backward_sums_in_place()).
 template <typename T>
 void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s, const T* gy, T* dxt,
               double* sums, double* scratch) {
@@ -231,12 +239,16 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
   // Four arrays rather than one (4, B, R, N, Dp): at power-of-two strides the four running sums
   // share cache sets, which made the backward measurably slower.
   // Every slot (w < W included, zero beyond D) is written once by its work item: no zeroing.
-  const size_t per_b = (size_t)(ndirs * N * Dp), plane = sums ? (size_t)s.B * per_b : 0;
-  double *pc = scratch, *pa = scratch + plane, *pq = scratch + 2 * plane, *pQ = scratch + 3 * plane;
+  // Without scratch, the four arrays are sums' own (R, N, Dp) planes, added into in b order.
+  const bool in_place = sums && !scratch;
+  const size_t per_b = (size_t)(ndirs * N * Dp), plane = !sums ? 0 : in_place ? per_b : (size_t)s.B * per_b;
+  double* const acc = in_place ? sums : scratch;
+  double *pc = acc, *pa = acc + plane, *pq = acc + 2 * plane, *pQ = acc + 3 * plane;
+  if (in_place) std::fill(sums, sums + 4 * per_b, 0.0);
   auto gy_row = [&](int64_t b, int64_t t, int64_t d0, T* out) {
     load_lanes(gy + (b * s.L + t) * s.D + d0, T(1), std::min<int64_t>(W, s.D - d0), out);
   };
-  parallel_for(s.B * blocks, 1, [&](int64_t i0, int64_t i1) {
+  auto run_items = [&](int64_t i0, int64_t i1) {
     // The block's x~, gy and dx~, each (L, W) in the direction's time order.
     std::vector<T> xs(sums ? (size_t)(s.L * W) : 0), gs((size_t)(s.L * W)), dxs(dxt ? (size_t)(s.L * W) : 0);
     for (int64_t item = i0; item < i1; ++item) {
@@ -250,7 +262,7 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
             load_input(in, b, t, d0, s.D, &xs[(size_t)(st * W)]);
             gy_row(b, t, d0, &gs[(size_t)(st * W)]);
           }
-          const size_t base = (size_t)(((b * ndirs) + dir) * N * Dp);
+          const size_t base = (size_t)(((in_place ? 0 : b * ndirs) + dir) * N * Dp);
           over_dims(N, [&]<int G>(int64_t n) {
             alignas(64) double out[G * 4 * W] = {};
             tangent_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.Q + n * Dp, xs.data(), gs.data(),
@@ -260,8 +272,13 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
               for (int64_t w = 0; w < W; ++w) {
                 const size_t k = base + (size_t)((n + g) * Dp + d0 + w);
                 const bool real = w < wn;
-                pc[k] = real ? o[w] : 0.0, pa[k] = real ? o[W + w] : 0.0;
-                pq[k] = real ? o[2 * W + w] : 0.0, pQ[k] = real ? o[3 * W + w] : 0.0;
+                if (in_place) {  // b in order: as the reduction below adds them
+                  pc[k] += real ? o[w] : 0.0, pa[k] += real ? o[W + w] : 0.0;
+                  pq[k] += real ? o[2 * W + w] : 0.0, pQ[k] += real ? o[3 * W + w] : 0.0;
+                } else {
+                  pc[k] = real ? o[w] : 0.0, pa[k] = real ? o[W + w] : 0.0;
+                  pq[k] = real ? o[2 * W + w] : 0.0, pQ[k] = real ? o[3 * W + w] : 0.0;
+                }
               }
             }
           });
@@ -280,8 +297,12 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
         }
       }
     }
-  });
-  if (sums)  // over b in a fixed order (thread-count independent), the slots split over threads
+  };
+  if (in_place)
+    run_items(0, s.B * blocks);
+  else
+    parallel_for(s.B * blocks, 1, run_items);
+  if (sums && !in_place)  // over b in a fixed order (thread-count independent), the slots split over threads
     parallel_for((int64_t)(4 * per_b), std::max<int64_t>(1, kElementwiseGrain / s.B), [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const double* part = scratch + (size_t)(i / (int64_t)per_b) * plane + (size_t)(i % (int64_t)per_b);
