@@ -132,13 +132,25 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   Tensor v = make_view(*this, s, strides(), offset() + start * strides()[(size_t)d]);
   if (needs_grad(*this)) {
     // The slice's gradient, zero elsewhere. The engine uses `slice` instead: the slices of one
-    // tensor (the parts of a packed projection) write into one buffer (node.h).
-    record("narrow", {*this}, v, [in = shape(), d, start, length](const Tensor& g) {
+    // tensor (the parts of a packed projection) write into one buffer (node.h). A slice of a
+    // slice along the same dim is recorded as one slice of the first one's input, so that its
+    // gradient is written into that input's buffer once, not once per level.
+    const std::shared_ptr<Node> parent = grad_fn();
+    const bool nested = parent && parent->slice && parent->slice->dim == d && parent->next[0];
+    const Shape in = nested ? parent->input_shapes[0] : shape();
+    const int64_t in_start = nested ? parent->slice->start + start : start;
+    record("narrow", {*this}, v, [in, d, in_start, length](const Tensor& g) {
       Tensor gx = Tensor::zeros(in, g.dtype(), g.device());
-      gx.narrow(d, start, length).copy_(g);
+      gx.narrow(d, in_start, length).copy_(g);
       return std::vector<Tensor>{gx};
     });
-    v.grad_fn()->slice = Node::Slice{d, start, length};
+    Node& node = *v.grad_fn();
+    if (nested) {
+      node.next[0] = parent->next[0];
+      node.input_shapes[0] = in;
+      node.input_dtypes[0] = parent->input_dtypes[0];
+    }
+    node.slice = Node::Slice{d, in_start, length};
   }
   return v;
 }

@@ -7,12 +7,13 @@
 #   TORCH_PYTHON=V/bin/python MEGA_REPO=path/to/mega.git MEGA_HARNESS=path/to/mega_ref.py \
 #     bash bench/pytorch_compare.sh [BUILD_DIR] [THREADS] [ROUNDS] [CONFIG...]
 #
-# Defaults: build, 1 thread, 2 rounds, bench/configs/S.json and C.json. The harness (mega_ref.py)
+# Defaults: build, 1 thread, 2 rounds, bench/configs/S.json and C.json; ITERS=5 timed passes per run
+# (each side's median over them; more give steadier medians on a noisy machine). The harness (mega_ref.py)
 # builds the layer from the official facebookresearch/mega sources read from a git mirror
 # (MEGA_REPO); it ships with the project's reference material (shared/ref/harness/, whose README
 # says how to set up PyTorch in a venv). Speed is a result to read, never an assertion.
 set -euo pipefail
-BUILD=${1:-build} THREADS=${2:-1} ROUNDS=${3:-2}
+BUILD=${1:-build} THREADS=${2:-1} ROUNDS=${3:-2} ITERS=${ITERS:-5}
 shift $(( $# < 3 ? $# : 3 ))
 HERE=$(cd "$(dirname "$0")" && pwd)
 CONFIGS=("$@")
@@ -26,7 +27,7 @@ trap 'rm -rf "$out"' EXIT
 export MEGA_REPO
 "$EXE" info | grep -E "^openblas core"
 "$TORCH_PYTHON" -c 'import torch; print("torch", torch.__version__, "| MKL", torch.backends.mkl.is_available(), "| oneDNN", torch.backends.mkldnn.is_available())'
-echo "threads $THREADS, $ROUNDS round(s)"
+echo "threads $THREADS, $ROUNDS round(s) of $ITERS timed passes per side"
 
 for cfg in "${CONFIGS[@]}"; do
   name=$(basename "$cfg" .json)
@@ -35,9 +36,9 @@ for cfg in "${CONFIGS[@]}"; do
       n=$(ls "$out" | grep -c "^$name-$side-" || true)
       j="$out/$name-$side-$n.json"
       if [ $side = megagrad ]; then
-        "$EXE" bench-layer --config "$cfg" --threads "$THREADS" --iters 5 --json "$j" > "$j.log" 2>&1
+        "$EXE" bench-layer --config "$cfg" --threads "$THREADS" --iters "$ITERS" --json "$j" > "$j.log" 2>&1
       else
-        "$TORCH_PYTHON" "$MEGA_HARNESS" bench --config "$cfg" --threads "$THREADS" --iters 5 --warmup 1 --json "$j" > "$j.log" 2>&1
+        "$TORCH_PYTHON" "$MEGA_HARNESS" bench --config "$cfg" --threads "$THREADS" --iters "$ITERS" --warmup 1 --json "$j" > "$j.log" 2>&1
       fi || { cat "$j.log" >&2; exit 1; }
     done
   done
