@@ -28,16 +28,20 @@ std::shared_ptr<Node> accumulator_of(const Tensor& leaf) {
   return impl.grad_accumulator;
 }
 
-// Adds g into leaf.grad. The first gradient is copied, so that .grad never aliases a tensor the
-// graph or the user still holds.
-void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
+// Adds g into leaf.grad. The first gradient becomes .grad as it is when nothing else can see it
+// (no other owner of its TensorImpl or its Storage, a whole contiguous tensor: as PyTorch's
+// AccumulateGrad steals it), else a copy, so that .grad never aliases a tensor the graph or the
+// user still holds.
+void accumulate_into_leaf(TensorImpl& leaf, Tensor g) {
   no_grad guard;
-  Tensor gc = g.dtype() == leaf.dtype ? g : g.to(leaf.dtype);
-  if (!leaf.grad) {
-    leaf.grad = gc.clone().impl_ptr();
-  } else {
-    Tensor(leaf.grad).add_(gc);
+  if (g.dtype() != leaf.dtype) g = g.to(leaf.dtype);
+  if (leaf.grad) {
+    Tensor(leaf.grad).add_(g);
+    return;
   }
+  const bool sole_owner = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && !g.requires_grad() &&
+                          g.is_contiguous() && g.impl().offset == 0;
+  leaf.grad = sole_owner ? g.impl_ptr() : g.clone().impl_ptr();
 }
 
 // A node's gradient as its parts arrive. `owned`: g is a buffer of the engine's own (not a tensor
@@ -229,7 +233,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     }
     if (n->is_accumulator()) {
       if (auto leaf = n->leaf.lock(); leaf && g.defined()) {
-        accumulate_into_leaf(*leaf, g);
+        accumulate_into_leaf(*leaf, std::move(g));
         if (leaf->post_accumulate_grad_hook) leaf->post_accumulate_grad_hook(Tensor(leaf));
       }
       continue;

@@ -97,6 +97,28 @@ TEST_CASE("engine: slices that leave gaps get zeros there; slices along two dims
   CHECK(r.passed);
 }
 
+TEST_CASE("engine: a leaf's first .grad is its own tensor, shared with no other", "[autograd]") {
+  // add's backward hands one tensor to both inputs: each leaf must get a .grad of its own.
+  Tensor x1 = leaf({1, 2}), x2 = leaf({3, 4});
+  Tensor w = Tensor::from_vector({5, 7}, {2}, DType::Float64);
+  sum(mul(add(x1, x2), w)).backward();
+  Tensor g1 = x1.grad();
+  g1.add_(Tensor::from_vector({100, 100}, {2}, DType::Float64));
+  CHECK(x2.grad().to_vector() == std::vector<double>{5, 7});
+  CHECK(x1.grad().to_vector() == std::vector<double>{105, 107});
+  // A gradient the caller passes in is not adopted either.
+  Tensor y = leaf({1, 1});
+  Tensor gy = Tensor::from_vector({2, 3}, {2}, DType::Float64);
+  y.backward(gy);
+  y.grad().add_(gy);
+  CHECK(gy.to_vector() == std::vector<double>{2, 3});
+  CHECK(y.grad().to_vector() == std::vector<double>{4, 6});
+  // A summed gradient (the engine's own buffer) may be adopted; later passes add into it.
+  Tensor z = leaf({1, 2});
+  for (int pass = 0; pass < 2; ++pass) add(sum(mul(z, z)), sum(z)).backward();
+  CHECK(z.grad().to_vector() == std::vector<double>{2 * (2 * 1 + 1), 2 * (2 * 2 + 1)});
+}
+
 TEST_CASE("engine: a freed graph through a slice is still an error", "[autograd]") {
   Tensor x = leaf({1, 2, 3});
   Tensor s = sum(x.narrow(0, 1, 2));
