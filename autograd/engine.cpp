@@ -96,9 +96,12 @@ void write_slice(Incoming& in, const Node::Slice& sl, const Tensor& g_in) {
   in.written.emplace_back(sl.start, end);
   std::sort(in.written.begin(), in.written.end());
   std::vector<std::pair<int64_t, int64_t>> merged;
-  for (auto iv : in.written)
-    if (!merged.empty() && iv.first <= merged.back().second) merged.back().second = std::max(merged.back().second, iv.second);
-    else merged.push_back(iv);
+  for (auto iv : in.written) {
+    if (!merged.empty() && iv.first <= merged.back().second)
+      merged.back().second = std::max(merged.back().second, iv.second);
+    else
+      merged.push_back(iv);
+  }
   in.written = std::move(merged);
 }
 }  // namespace

@@ -206,7 +206,8 @@ void run_backward(const EmaShape& s, const Tensor& x, const Tensor& mask, const 
   }
   const bool scratch_needed = sp && !ema_cpu::backward_sums_in_place();
   Tensor scratch = scratch_needed ? Tensor::empty({ema_cpu::backward_scratch_doubles(s)}, DType::Float64) : Tensor();
-  ema_cpu::backward<T>(in, dirs.data(), s, gy.data_ptr<T>(), dxp, sp, scratch_needed ? scratch.data_ptr<double>() : nullptr);
+  ema_cpu::backward<T>(in, dirs.data(), s, gy.data_ptr<T>(), dxp, sp,
+                       scratch_needed ? scratch.data_ptr<double>() : nullptr);
 }
 
 // dx = (1 - mask) dx~ + omega gy.

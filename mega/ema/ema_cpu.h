@@ -60,9 +60,9 @@ struct BlockCoeffs {
 
 // G dimensions n..n+G-1 of one work item over the whole sequence: h = q h + a (x~[t] - Q x~[t-K]),
 // ys[t] += c h. The time loop is outermost so the G states stay in registers; the coefficient
-// pointers are at dimension n and each is (G, W). G independent recurrences per step keep the
-// FMA units busy: one recurrence alone waits on its own latency at every step. The G terms are
-// added to ys[t] in order of n, as one dimension at a time would.
+// pointers are at dimension n of the block and each is (G, W) with row stride ld. G independent
+// recurrences per step keep the FMA units busy: one recurrence alone waits on its own latency at
+// every step. The G terms are added to ys[t] in order of n, as one dimension at a time would.
 template <typename T, int G>
 inline void forward_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict xs, T* __restrict ys) {
@@ -115,8 +115,8 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
         for (int64_t st = 0; st < s.L; ++st) load_input(in, b, time_of(dir, st, s.L), d0, s.D, &xs[(size_t)(st * W)]);
         std::fill(ys.begin(), ys.end(), T(0));
         over_dims(N, [&]<int G>(int64_t n) {
-          forward_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp, xs.data(),
-                              ys.data());
+          forward_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp,
+                              xs.data(), ys.data());
         });
         for (int64_t st = 0; st < s.L; ++st)
           store_lanes(&ys[(size_t)(st * W)], wn, dir > 0, y + (b * s.L + time_of(dir, st, s.L)) * s.D + d0);
@@ -134,8 +134,9 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
 // Work saved: dc = sum gy h = a sum gy u is the da sum times a; w and its sum stay 0 until the
 // truncation term starts (step K), so they are skipped before it.
 template <typename T, int G>
-inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a, const T* __restrict Q,
-                          const T* __restrict xs, const T* __restrict gs, double* __restrict out) {
+inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
+                          const T* __restrict Q, const T* __restrict xs, const T* __restrict gs,
+                          double* __restrict out) {
   constexpr int64_t W = kWidth<T>;
   constexpr int64_t kFlush = 64;
   alignas(64) T u[G * W] = {}, s[G * W] = {}, wq[G * W] = {}, pa[G * W] = {}, pq[G * W] = {}, pQ[G * W] = {};
@@ -265,8 +266,8 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
           const size_t base = (size_t)(((in_place ? 0 : b * ndirs) + dir) * N * Dp);
           over_dims(N, [&]<int G>(int64_t n) {
             alignas(64) double out[G * 4 * W] = {};
-            tangent_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.Q + n * Dp, xs.data(), gs.data(),
-                                out);
+            tangent_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.Q + n * Dp, xs.data(),
+                                gs.data(), out);
             for (int g = 0; g < G; ++g) {
               const double* o = out + g * 4 * W;
               for (int64_t w = 0; w < W; ++w) {
@@ -289,8 +290,8 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
             for (int64_t st = 0; st < s.L; ++st) gy_row(b, time_of(dir, st, s.L), d0, &gs[(size_t)(st * W)]);
           std::fill(dxs.begin(), dxs.end(), T(0));
           over_dims(N, [&]<int G>(int64_t n) {
-            adjoint_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp, bc.Q + n * Dp, gs.data(),
-                                dxs.data());
+            adjoint_sweep<T, G>(s.L, s.kernel_len, Dp, bc.q + n * Dp, bc.a + n * Dp, bc.c + n * Dp,
+                                bc.Q + n * Dp, gs.data(), dxs.data());
           });
           for (int64_t st = 0; st < s.L; ++st)
             store_lanes(&dxs[(size_t)(st * W)], wn, dir > 0, dxt + (b * s.L + time_of(dir, st, s.L)) * s.D + d0);
