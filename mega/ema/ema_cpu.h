@@ -59,23 +59,28 @@ struct BlockCoeffs {
 };
 
 // G dimensions n..n+G-1 of one work item over the whole sequence: h = q h + a (x~[t] - Q x~[t-K]),
-// ys[t] += c h. The time loop is outermost so the G states stay in registers; the coefficient
-// pointers are at dimension n of the block and each is (G, W) with row stride ld. G independent
-// recurrences per step keep the FMA units busy: one recurrence alone waits on its own latency at
-// every step. The G terms are added to ys[t] in order of n, as one dimension at a time would.
+// ys[t] += c h. Carried as u = h / a (the tangent sweep's u = dh/da): u = q u + (x~[t] - Q x~[t-K])
+// and ys[t] += (c a) u, one multiply per dimension and step fewer than h itself (the sweep is
+// bound by the vector unit's throughput). The time loop is outermost so the G states stay in
+// registers; the coefficient pointers are at dimension n of the block and each is (G, W) with row
+// stride ld. G independent recurrences per step keep the FMA units busy: one recurrence alone
+// waits on its own latency at every step. The G terms are added to ys[t] in order of n, as one
+// dimension at a time would.
 template <typename T, int G>
 inline void forward_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict xs, T* __restrict ys) {
   constexpr int64_t W = kWidth<T>;
-  alignas(64) T h[G * W] = {};
+  alignas(64) T u[G * W] = {}, ca[G * W];
+  for (int g = 0; g < G; ++g)
+    for (int64_t w = 0; w < W; ++w) ca[g * W + w] = c[g * ld + w] * a[g * ld + w];
   const int64_t lagged = K < L ? K : L;  // steps before the truncation term starts
   for (int64_t st = 0; st < lagged; ++st)
     for (int64_t w = 0; w < W; ++w) {
       const T x = xs[st * W + w];
       T y = ys[st * W + w];
       for (int g = 0; g < G; ++g) {
-        h[g * W + w] = q[g * ld + w] * h[g * W + w] + a[g * ld + w] * x;
-        y += c[g * ld + w] * h[g * W + w];
+        u[g * W + w] = q[g * ld + w] * u[g * W + w] + x;
+        y += ca[g * W + w] * u[g * W + w];
       }
       ys[st * W + w] = y;
     }
@@ -84,8 +89,8 @@ inline void forward_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
       const T x = xs[st * W + w], xl = xs[(st - K) * W + w];
       T y = ys[st * W + w];
       for (int g = 0; g < G; ++g) {
-        h[g * W + w] = q[g * ld + w] * h[g * W + w] + a[g * ld + w] * (x - Q[g * ld + w] * xl);
-        y += c[g * ld + w] * h[g * W + w];
+        u[g * W + w] = q[g * ld + w] * u[g * W + w] + (x - Q[g * ld + w] * xl);
+        y += ca[g * W + w] * u[g * W + w];
       }
       ys[st * W + w] = y;
     }
@@ -182,20 +187,23 @@ inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
 
 // Reverse-mode sweep of G dimensions n..n+G-1, backwards in this direction's time:
 // mu[t] = q mu[t+1] + c (gy[t] - Q gy[t+K]); dxs[t] += a mu[t] (the gradient of x~[t]), the G terms
-// added in order of n. G independent recurrences per step, as in forward_sweep.
+// added in order of n. Carried as a mu (as forward_sweep carries h / a): one multiply per
+// dimension and step fewer. G independent recurrences per step, as in forward_sweep.
 template <typename T, int G>
 inline void adjoint_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
                           const T* __restrict c, const T* __restrict Q, const T* __restrict gs, T* __restrict dxs) {
   constexpr int64_t W = kWidth<T>;
-  alignas(64) T mu[G * W] = {};
+  alignas(64) T amu[G * W] = {}, ac[G * W];
+  for (int g = 0; g < G; ++g)
+    for (int64_t w = 0; w < W; ++w) ac[g * W + w] = a[g * ld + w] * c[g * ld + w];
   const int64_t lead_end = K < L ? L - K : 0;  // steps st < lead_end see gy[st + K]
   for (int64_t st = L - 1; st >= lead_end; --st)
     for (int64_t w = 0; w < W; ++w) {
       const T gv = gs[st * W + w];
       T dx = dxs[st * W + w];
       for (int g = 0; g < G; ++g) {
-        mu[g * W + w] = q[g * ld + w] * mu[g * W + w] + c[g * ld + w] * gv;
-        dx += a[g * ld + w] * mu[g * W + w];
+        amu[g * W + w] = q[g * ld + w] * amu[g * W + w] + ac[g * W + w] * gv;
+        dx += amu[g * W + w];
       }
       dxs[st * W + w] = dx;
     }
@@ -204,8 +212,8 @@ inline void adjoint_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
       const T gv = gs[st * W + w], gk = gs[(st + K) * W + w];
       T dx = dxs[st * W + w];
       for (int g = 0; g < G; ++g) {
-        mu[g * W + w] = q[g * ld + w] * mu[g * W + w] + c[g * ld + w] * (gv - Q[g * ld + w] * gk);
-        dx += a[g * ld + w] * mu[g * W + w];
+        amu[g * W + w] = q[g * ld + w] * amu[g * W + w] + ac[g * W + w] * (gv - Q[g * ld + w] * gk);
+        dx += amu[g * W + w];
       }
       dxs[st * W + w] = dx;
     }
