@@ -136,8 +136,10 @@ void forward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s,
 // outermost so the states and sums stay in registers; xs, gs are the block's x~ and gy laid out
 // (L, W) in this direction's time order. Sums are flushed into double every kFlush steps to keep
 // long float32 sums accurate; out is (G, 4, W): {dc, da/c, dq/c, dQ/c} for the W channels.
-// Work saved: dc = sum gy h = a sum gy u is the da sum times a; w and its sum stay 0 until the
-// truncation term starts (step K), so they are skipped before it.
+// Work saved: dc = sum gy h = a sum gy u is the da sum times a; s and w are carried divided by a
+// (s/a = q s/a + u[t-1], w/a = q w/a - x~[t-K]: an FMA each instead of a multiply and an FMA), so
+// their sums are multiplied by a once at the end; w and its sum stay 0 until the truncation term
+// starts (step K), so they are skipped before it.
 template <typename T, int G>
 inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict q, const T* __restrict a,
                           const T* __restrict Q, const T* __restrict xs, const T* __restrict gs,
@@ -161,8 +163,8 @@ inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
         const T x = xs[st * W + w], xl = xs[(st - K) * W + w], gv = gs[st * W + w];
         for (int g = 0; g < G; ++g) {
           const int64_t i = g * W + w, j = g * ld + w;
-          s[i] = q[j] * s[i] + a[j] * u[i];          // s[t] = q s[t-1] + h[t-1]
-          wq[i] = q[j] * wq[i] - a[j] * xl;          // w[t] = q w[t-1] - a x~[t-K]
+          s[i] = q[j] * s[i] + u[i];                 // s[t]/a = q s[t-1]/a + u[t-1]  (h = a u)
+          wq[i] = q[j] * wq[i] - xl;                 // w[t]/a = q w[t-1]/a - x~[t-K]
           u[i] = q[j] * u[i] + (x - Q[j] * xl);      // u[t] = q u[t-1] + z[t]
           pa[i] += gv * u[i], pq[i] += gv * s[i], pQ[i] += gv * wq[i];
         }
@@ -172,7 +174,7 @@ inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
         const T x = xs[st * W + w], gv = gs[st * W + w];
         for (int g = 0; g < G; ++g) {
           const int64_t i = g * W + w, j = g * ld + w;
-          s[i] = q[j] * s[i] + a[j] * u[i];
+          s[i] = q[j] * s[i] + u[i];
           u[i] = q[j] * u[i] + x;
           pa[i] += gv * u[i], pq[i] += gv * s[i];
         }
@@ -182,7 +184,13 @@ inline void tangent_sweep(int64_t L, int64_t K, int64_t ld, const T* __restrict 
   }
   flush();
   for (int g = 0; g < G; ++g)
-    for (int64_t w = 0; w < W; ++w) out[g * 4 * W + w] = (double)a[g * ld + w] * out[g * 4 * W + W + w];
+    for (int64_t w = 0; w < W; ++w) {  // dc = a (da sum); the s and w sums back from s/a, w/a
+      double* o = out + g * 4 * W;
+      const double ag = a[g * ld + w];
+      o[w] = ag * o[W + w];
+      o[2 * W + w] *= ag;
+      o[3 * W + w] *= ag;
+    }
 }
 
 // Reverse-mode sweep of G dimensions n..n+G-1, backwards in this direction's time:
