@@ -30,20 +30,19 @@ MG_HD To bits_as(From x) {
   return y;
 }
 
+// e^r by its polynomial, with x = k ln 2 + r, k = round(x / ln 2): the part of exp_fast that
+// does not depend on how 2^k is formed. x must already be clamped (|x log2 e| < 2^22).
 template <typename T>
-MG_HD T exp_fast(T x) {
+MG_HD T exp_poly(T x, T& k) {
   constexpr bool f32 = sizeof(T) == 4;
   constexpr T kLog2e = T(1.4426950408889634074);
   constexpr T kLn2Hi = f32 ? T(0.693145751953125) : T(0.6931471803691238164902);
   constexpr T kLn2Lo = f32 ? T(1.428606765330187045e-06) : T(1.9082149292705877e-10);
-  constexpr T kHi = f32 ? T(88.7228394) : T(709.782712893384);
-  constexpr T kLo = f32 ? T(-103.972084) : T(-745.1332191019412);
-  T xc = x > kHi ? kHi : (x < kLo ? kLo : x);
   // Round to nearest by the magic-number trick (std::floor does not vectorise under the default
   // -ftrapping-math); exact since |x log2 e| < 2^22.
   constexpr T kMagic = f32 ? T(12582912.0) : T(6755399441055744.0);  // 1.5 * 2^23, 1.5 * 2^52
-  T k = (xc * kLog2e + kMagic) - kMagic;
-  T r = (xc - k * kLn2Hi) - k * kLn2Lo;
+  k = (x * kLog2e + kMagic) - kMagic;
+  T r = (x - k * kLn2Hi) - k * kLn2Lo;
   T p;
   if constexpr (f32) {
     p = T(1.0 / 5040);
@@ -70,15 +69,31 @@ MG_HD T exp_fast(T x) {
     p = p * r + T(1);
     p = p * r + T(1);
   }
-  // 2^k = 2^k1 * 2^k2 with k1 = floor(k/2): each half is a normal number even for k near the ends.
-  using I = std::conditional_t<f32, int32_t, int64_t>;
+  return p;
+}
+
+// The integer type of T's bits, and 2^k for an integer k that keeps it a normal number,
+// assembled in the exponent bits.
+template <typename T> using ExpInt = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+template <typename T>
+MG_HD T exp2_int(ExpInt<T> k) {
+  constexpr bool f32 = sizeof(T) == 4;
   constexpr int kMant = f32 ? 23 : 52;
-  constexpr I kBias = f32 ? 127 : 1023;
-  I ki = (I)k;
-  I k1 = ki >> 1, k2 = ki - k1;
-  T s1 = bits_as<T>((I)((k1 + kBias) << kMant));
-  T s2 = bits_as<T>((I)((k2 + kBias) << kMant));
-  T y = p * s1 * s2;
+  constexpr ExpInt<T> kBias = f32 ? 127 : 1023;
+  return bits_as<T>((ExpInt<T>)((k + kBias) << kMant));
+}
+
+template <typename T>
+MG_HD T exp_fast(T x) {
+  constexpr bool f32 = sizeof(T) == 4;
+  constexpr T kHi = f32 ? T(88.7228394) : T(709.782712893384);
+  constexpr T kLo = f32 ? T(-103.972084) : T(-745.1332191019412);
+  T xc = x > kHi ? kHi : (x < kLo ? kLo : x);
+  T k;
+  const T p = exp_poly(xc, k);
+  // 2^k = 2^k1 * 2^k2 with k1 = floor(k/2): each half is a normal number even for k near the ends.
+  const ExpInt<T> ki = (ExpInt<T>)k, k1 = ki >> 1;
+  T y = p * exp2_int<T>(k1) * exp2_int<T>(ki - k1);
   y = x > kHi ? T(HUGE_VAL) : y;
   y = x < kLo ? T(0) : y;
   return x != x ? x : y;  // NaN stays NaN
@@ -168,6 +183,19 @@ MG_HD T erf_fast_with_exp(T x, T e) {
 
 template <typename T> MG_HD T erf_fast(T x) { return erf_fast_with_exp(x, exp_fast(-(x * x))); }
 
-template <typename T> MG_HD T sigmoid_fast(T x) { return T(1) / (T(1) + exp_fast(-x)); }
+// 1 / (1 + e^-x) with e^-x from exp_fast's polynomial on -x clamped to where e^-x is a normal
+// number: then one power of two scales it and no overflow selects are needed, 8 vector
+// instructions fewer than exp_fast (sigmoid and silu are a large part of the elementwise work).
+// The same bits as 1 / (1 + exp_fast(-x)) for |x| <= 87 (a power-of-two scaling is exact either way);
+// beyond, sigmoid is 1 to the last bit or below 1e-38 (float), as is this.
+template <typename T> MG_HD T sigmoid_fast(T x) {
+  constexpr bool f32 = sizeof(T) == 4;
+  constexpr T kHi = f32 ? T(88) : T(709), kLo = f32 ? T(-87) : T(-708);
+  T m = -x;
+  m = m > kHi ? kHi : (m < kLo ? kLo : m);  // NaN stays NaN
+  T k;
+  const T p = exp_poly(m, k);
+  return T(1) / (T(1) + p * exp2_int<T>((ExpInt<T>)k));
+}
 
 }  // namespace megagrad
