@@ -69,6 +69,15 @@ void complete(Incoming& in) {
   in.written.clear();
 }
 
+// The buffer that later parts are added into in place: whole (no unwritten parts), and the
+// engine's own (a part that an op returned is copied the first time).
+Tensor& owned_sum(Incoming& in) {
+  complete(in);
+  if (!in.owned) in.g = in.g.clone();
+  in.owned = true;
+  return in.g;
+}
+
 // Writes a slice's gradient g into its part of the owned buffer: copied where no slice has
 // written yet, added where one has.
 void write_slice(Incoming& in, const Node::Slice& sl, const Tensor& g_in) {
@@ -216,14 +225,6 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     auto result = fn();
     prof->backward_done(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return result;
-  };
-  // The buffer that node `child`'s gradient is summed in: the part that an op returned, copied
-  // the first time another part is to be added into it in place; whole (no unwritten parts).
-  auto owned_sum = [&](Incoming& in) -> Tensor& {
-    complete(in);
-    if (!in.owned) in.g = in.g.clone();
-    in.owned = true;
-    return in.g;
   };
   while (!ready.empty()) {
     Node* n = ready.front();

@@ -2,9 +2,9 @@
 // 64 KiB and more are kept when their Storage dies and handed out again for the same rounded
 // size. A fresh large block pays a page fault per 4 KiB page on first touch, which costs more
 // than a memory-bound op itself; a training step allocates the same sizes every time. At most
-// MEGAGRAD_CPU_CACHE_MB (default 2048) MiB are kept. Blocks of 2 MiB and more are 2 MiB-aligned and
-// marked for transparent huge pages (fewer TLB misses when an op streams through them). The CUDA counterpart:
-// backends/cuda/allocator.h.
+// MEGAGRAD_CPU_CACHE_MB (default 2048) MiB are kept. Blocks of 2 MiB and more are 2 MiB-aligned
+// and marked for transparent huge pages (fewer TLB misses when an op streams through them). The
+// CUDA counterpart: backends/cuda/allocator.h.
 #pragma once
 #include <cstddef>
 

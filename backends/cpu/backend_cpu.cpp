@@ -106,7 +106,7 @@ void* system_alloc(size_t capacity) {
   if (capacity < kHuge) return std::aligned_alloc(64, capacity);
   void* p = nullptr;
   if (posix_memalign(&p, kHuge, capacity) != 0) return nullptr;  // (aligned_alloc wants a multiple)
-  if (p) madvise(p, capacity / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: a failure is harmless
+  madvise(p, capacity / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: a failure is harmless
   return p;
 }
 

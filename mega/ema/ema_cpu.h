@@ -289,13 +289,12 @@ void backward(const EmaInput<T>& in, const EmaCoeffs<T>* dirs, const EmaShape& s
               for (int64_t w = 0; w < W; ++w) {
                 const size_t k = base + (size_t)((n + g) * Dp + d0 + w);
                 const bool real = w < wn;
-                if (in_place) {  // b in order: as the reduction below adds them
-                  pc[k] += real ? o[w] : 0.0, pa[k] += real ? o[W + w] : 0.0;
-                  pq[k] += real ? o[2 * W + w] : 0.0, pQ[k] += real ? o[3 * W + w] : 0.0;
-                } else {
-                  pc[k] = real ? o[w] : 0.0, pa[k] = real ? o[W + w] : 0.0;
-                  pq[k] = real ? o[2 * W + w] : 0.0, pQ[k] = real ? o[3 * W + w] : 0.0;
-                }
+                // In place: added over b in order, as the reduction below adds them; else written once.
+                auto put = [&](double& slot, double v) {
+                  const double x = real ? v : 0.0;
+                  slot = in_place ? slot + x : x;
+                };
+                put(pc[k], o[w]), put(pa[k], o[W + w]), put(pq[k], o[2 * W + w]), put(pQ[k], o[3 * W + w]);
               }
             }
           });
